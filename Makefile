@@ -1,0 +1,19 @@
+# The two commands of README.md, plus the benchmarks.
+#   make demo    build the environment if missing, run the embedded mini recipe, print its table
+#   make test    build the environment if missing, run the whole test suite
+#   make bench   run every benchmark under bench/ (prints ratios against named baselines)
+SHELL := /bin/bash
+PY := tools/venv/bin/python
+
+.PHONY: env demo test bench
+env:
+	@tools/install.sh
+
+demo: env
+	cd egs/mini/cdsvae1 && ./run.sh
+
+test: env
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: env
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done

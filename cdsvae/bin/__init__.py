@@ -1,0 +1,24 @@
+"""Thin command-line entry points: ``python -m cdsvae.bin.<tool> --help``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from cdsvae.errors import UserError
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)``; a UserError (or a missing/unreadable file) becomes one line on stderr and exit 1."""
+    prog = getattr(main, "__module__", "cdsvae").rsplit(".", 1)[-1]
+    try:
+        code = main(argv)
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"{prog}: error: {e.strerror}: {e.filename}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Build (or check) the cdsvae Python environment; `make demo` and `make test` call this.
+#
+#   tools/install.sh                      create what is missing or out of date, else return at once
+#   CDSVAE_DEPS=DIR tools/install.sh      keep the large dependency environment at DIR
+#
+# Two layers:
+#   * a dependency environment (torch, torchaudio, pyworld, ...; several GB) under
+#     ${XDG_CACHE_HOME:-~/.cache}/cdsvae/deps-<hash>, keyed by a hash of tools/requirements.txt
+#     and this script. Clones of the repository on one machine (CI runs included) share it.
+#   * tools/venv, a small venv of this clone (a few MB) that sees the dependency environment
+#     through a .pth file and holds the editable install of cdsvae and its entry points.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+req="$here/requirements.txt"
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+
+log() { echo "[tools/install.sh] $*" >&2; }
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    log "Python 3.11 is required; set PYTHON=/path/to/python3.11"
+    exit 1
+fi
+
+key=$(cat "$req" "$here/install.sh" | sha256sum | cut -c1-12)
+deps=${CDSVAE_DEPS:-${XDG_CACHE_HOME:-$HOME/.cache}/cdsvae/deps-$key}
+venv="$here/venv"
+site_rel=lib/python3.11/site-packages
+
+check_system_tools() {
+    local missing=()
+    command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing system packages: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        log "missing system tools: ${missing[*]} (the embedded mini recipe synthesises its corpus with espeak-ng)"
+        log "install them first, e.g. 'sudo apt-get install ${missing[*]}'"
+        return 1
+    fi
+}
+
+build_deps() {
+    local start tmp pip
+    start=$(date +%s)
+    tmp="$deps.partial.$$"
+    log "building the dependency environment $deps (torch with its CUDA libraries: about 7 GB, a few minutes)"
+    mkdir -p "$(dirname "$deps")"
+    rm -rf "$tmp"
+    "$python" -m venv "$tmp"
+    pip=("$tmp/bin/python" -m pip --no-cache-dir --disable-pip-version-check -q)
+    "${pip[@]}" install --upgrade pip
+    # pyworld compiles against the venv's numpy and imports pkg_resources (setuptools<81).
+    "${pip[@]}" install "$(grep '^setuptools==' "$req")" "$(grep '^numpy==' "$req")" cython wheel
+    "${pip[@]}" install --no-build-isolation "$(grep '^pyworld==' "$req")"
+    "${pip[@]}" install -r "$req"
+    "$tmp/bin/python" -c 'import torch, torchaudio, pyworld, kaldiio, soundfile, sklearn, speechbrain, tensorboard'
+    # a venv records its own path: build it at the final path's name, then rename atomically
+    grep -rlF "$tmp" "$tmp/bin" "$tmp/pyvenv.cfg" 2>/dev/null | xargs -r sed -i "s|$tmp|$deps|g"
+    rm -rf "$deps"
+    mv "$tmp" "$deps"
+    log "dependency environment built in $(( $(date +%s) - start )) s ($(du -sh "$deps" | cut -f1))"
+}
+
+build_venv() {
+    local f name
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    echo "import site; site.addsitedir('$deps/$site_rel')" > "$venv/$site_rel/_cdsvae_deps.pth"
+    # entry points of the dependencies (torchrun, tensorboard), run by this venv's python
+    for f in "$deps"/bin/*; do
+        name=$(basename "$f")
+        [ -e "$venv/bin/$name" ] && continue
+        head -c 2 "$f" | grep -q '#!' || continue
+        head -n 1 "$f" | grep -q "^#!$deps/bin/python" || continue
+        { echo "#!$venv/bin/python"; tail -n +2 "$f"; } > "$venv/bin/$name"
+        chmod +x "$venv/bin/$name"
+    done
+    "$venv/bin/python" -m pip --no-cache-dir --disable-pip-version-check -q \
+        install --no-deps --no-build-isolation -e "$root"
+    echo "$deps" > "$venv/.cdsvae-deps"
+}
+
+check_system_tools
+[ -x "$deps/bin/python" ] || build_deps
+if [ ! -f "$venv/.cdsvae-deps" ] || [ "$(cat "$venv/.cdsvae-deps")" != "$deps" ] \
+        || ! "$venv/bin/python" -c 'import cdsvae, torch' >/dev/null 2>&1; then
+    build_venv
+fi
+log "environment ready: $venv (dependencies: $deps)"
