@@ -10,7 +10,11 @@ from cdsvae.errors import UserError
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)``; a UserError (or a missing/unreadable file) becomes one line on stderr and exit 1."""
-    prog = getattr(main, "__module__", "cdsvae").rsplit(".", 1)[-1]
+    module = getattr(main, "__module__", "cdsvae")
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    prog = module.rsplit(".", 1)[-1]
     try:
         code = main(argv)
     except UserError as e:

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# The seven stages shared by every cdsvae recipe.  A recipe's run.sh sets its corpus
+# options and calls this script (symlinked into the recipe) from the recipe directory,
+# passing "$@" on, so `./run.sh --stage 4 --ngpu 4` works everywhere.  See README.md here.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+SECONDS=0
+
+stage=1                # first stage to run
+stop_stage=7           # last stage to run
+ngpu=0                 # GPUs per node: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP with N processes
+nj=4                   # parallel jobs for stages 2-3 (through cmd.sh)
+num_nodes=1            # nodes for training (N > 1: torchrun rendezvous at MASTER_ADDR:MASTER_PORT)
+modality=speech        # speech | video
+train_set=             # training set name under data/
+dev_set=               # validation set name under data/ (may be empty)
+test_sets=             # evaluation set names under data/, space separated
+train_configs="conf/train.yaml conf/train_dsvae.yaml"  # one experiment per config
+train_args=            # extra arguments for every training run, e.g. "--trainer.max_epochs 1"
+feats_conf=conf/fbank.yaml
+vc_conf=conf/vc.yaml
+local_data_opts=       # arguments for local/data.sh
+skip_bad=false         # skip and count unreadable/too-short utterances instead of stopping
+expdir=exp
+dumpdir=dump
+tag_suffix=            # appended to every experiment tag
+
+help_message=$(cat <<EOF
+Usage: $0 --train_set <name> --test_sets "<names>" [options]
+
+Stages (the numbers are the same in every recipe):
+  1  data preparation: local/data.sh -> data/<set>/ (speech: Kaldi data dirs, validated)
+  2  features: data/<set> -> ${dumpdir}/<set>/ (log-mel ark/scp, utt2num_frames, CMVN); video: skipped
+  3  motion augmentation: WORLD voice conversion of <train_set> -> ${dumpdir}/<train_set>_vc/; video: skipped (on the fly)
+  4  training: ${dumpdir}/ -> ${expdir}/<tag>/ for each of --train_configs (conf/train.yaml -> cdsvae, conf/train_X.yaml -> X)
+  5  extraction: speech: s and z embeddings -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/
+  6  scoring: speech: trials, cosine scores, EER/minDCF -> ${expdir}/<tag>/score_<set>/; video: judge metrics
+  7  report: ${expdir}/<tag>/RESULTS.md, plots, and RESULTS.md comparing the experiments
+
+Options:
+  --stage N             first stage to run (default: ${stage})
+  --stop_stage N        last stage to run (default: ${stop_stage})
+  --ngpu N              GPUs per node; 0 = CPU, N > 1 = torchrun with N processes (default: ${ngpu})
+  --nj N                parallel jobs for stages 2-3 (default: ${nj})
+  --num_nodes N         nodes for training; > 1 needs MASTER_ADDR (and MASTER_PORT) set and this
+                        command run on every node (default: ${num_nodes})
+  --modality M          speech or video (default: ${modality})
+  --train_set NAME      training set under data/ (default: ${train_set:-none})
+  --dev_set NAME        validation set under data/ (default: ${dev_set:-none})
+  --test_sets "NAMES"   evaluation sets under data/ (default: ${test_sets:-none})
+  --train_configs "F.." training configs, one experiment each (default: "${train_configs}")
+  --train_args "ARGS"   extra arguments for the trainer (default: "${train_args}")
+  --feats_conf FILE     feature config (default: ${feats_conf})
+  --vc_conf FILE        voice-conversion config (default: ${vc_conf})
+  --local_data_opts "A" arguments for local/data.sh (default: "${local_data_opts}")
+  --skip_bad BOOL       skip and count bad utterances instead of stopping (default: ${skip_bad})
+  --expdir DIR          experiments (default: ${expdir})
+  --dumpdir DIR         features (default: ${dumpdir})
+  --tag_suffix S        appended to every experiment tag (default: "${tag_suffix}")
+  --config FILE         read defaults for these options from FILE (shell assignments)
+  --help                print this message
+EOF
+)
+
+log "$0${*:+$(printf ' %q' "$@")}"
+if [ ! -f utils/parse_options.sh ]; then
+    log "Error: ${PWD}/utils/parse_options.sh not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
+    exit 1
+fi
+. utils/parse_options.sh
+
+# Error messages carry the file:line of the caller, like log().
+usage_error() {
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) Error: $*" >&2
+    echo "See '$0 --help'." >&2
+    exit 2
+}
+
+die() {
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) Error: $*" >&2
+    exit 1
+}
+
+for opt in stage stop_stage ngpu nj num_nodes; do
+    [[ "${!opt}" =~ ^[0-9]+$ ]] || usage_error "--${opt} expects a non-negative integer, got '${!opt}'"
+done
+if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 7 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 7 ]; then
+    usage_error "--stage and --stop_stage must be within 1..7 (got --stage ${stage} --stop_stage ${stop_stage})"
+fi
+[ "${stage}" -le "${stop_stage}" ] || usage_error "--stage ${stage} is after --stop_stage ${stop_stage}"
+[ "${nj}" -ge 1 ] || usage_error "--nj must be at least 1"
+[ "${num_nodes}" -ge 1 ] || usage_error "--num_nodes must be at least 1"
+[ "${num_nodes}" -eq 1 ] || [ "${ngpu}" -ge 1 ] || usage_error "--num_nodes ${num_nodes} needs --ngpu >= 1 (GPUs per node)"
+case "${modality}" in speech | video) ;; *) usage_error "--modality must be speech or video, got '${modality}'" ;; esac
+[ -n "${train_set}" ] || usage_error "--train_set is required"
+[ -n "${test_sets}" ] || usage_error "--test_sets is required"
+
+for f in path.sh cmd.sh; do
+    [ -e "${f}" ] || die "${PWD}/${f} not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
+done
+. ./path.sh
+. ./cmd.sh
+
+# --ngpu 0 means CPU for every tool, whatever GPUs the machine has.
+if [ "${ngpu}" -eq 0 ]; then
+    export CUDA_VISIBLE_DEVICES=""
+fi
+
+current_stage=0
+
+# Stops the current stage when a `python -m` tool it needs is not installed.
+require_tool() {
+    local module
+    for module in "$@"; do
+        if ! python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)' \
+            "${module}" 2>/dev/null; then
+            die "Stage ${current_stage} needs the tool ${module} (python -m ${module}), which is missing from this installation"
+        fi
+    done
+}
+
+# conf/train.yaml -> cdsvae, conf/train_dsvae.yaml -> dsvae, conf/foo.yaml -> foo.
+experiment_tag() {
+    local name
+    name=$(basename "$1" .yaml)
+    case "${name}" in
+        train) name=cdsvae ;;
+        train_*) name=${name#train_} ;;
+    esac
+    echo "${name}${tag_suffix}"
+}
+
+data_sets() {
+    echo "${train_set}" ${dev_set} ${test_sets}
+}
+
+# Splits data/<set> by speaker for the job array; prints the number of jobs (at most --nj).
+split_for_jobs() {
+    local data=$1 num_spk n
+    num_spk=$(wc -l <"${data}/spk2utt")
+    n=$((nj < num_spk ? nj : num_spk))
+    utils/split_data.sh "${data}" "${n}" >&2
+    echo "${n}"
+}
+
+# The training launcher for --ngpu / --num_nodes, as words of a command.
+train_launcher() {
+    if [ "${ngpu}" -le 1 ] && [ "${num_nodes}" -eq 1 ]; then
+        echo python -m cdsvae.bin.train
+        return
+    fi
+    local torchrun=torchrun nproc=$((ngpu > 1 ? ngpu : 1))
+    command -v torchrun >/dev/null 2>&1 || torchrun="python -m torch.distributed.run"
+    if [ "${num_nodes}" -eq 1 ]; then
+        echo "${torchrun} --standalone --nnodes 1 --nproc_per_node ${nproc} -m cdsvae.bin.train"
+    else
+        [ -n "${MASTER_ADDR:-}" ] || die "--num_nodes ${num_nodes}: set MASTER_ADDR (and MASTER_PORT) to the rendezvous host, e.g. the first node"
+        echo "${torchrun} --nnodes ${num_nodes} --nproc_per_node ${nproc} --rdzv_backend c10d" \
+            "--rdzv_endpoint ${MASTER_ADDR}:${MASTER_PORT:-29500} --rdzv_id ${RDZV_ID:-${SLURM_JOB_ID:-cdsvae}} -m cdsvae.bin.train"
+    fi
+}
+
+stage_1() {
+    log "Stage 1: data preparation: local/data.sh${local_data_opts:+ ${local_data_opts}} -> data/{$(data_sets | tr ' ' ',')}"
+    [ -x local/data.sh ] || die "local/data.sh not found or not executable in ${PWD}"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+    local dset
+    for dset in $(data_sets); do
+        [ -d "data/${dset}" ] || die "local/data.sh did not create data/${dset}"
+        if [ "${modality}" = speech ]; then
+            utils/validate_data_dir.sh "data/${dset}" || die "data/${dset} is not a valid data dir (problems listed above)"
+        fi
+    done
+}
+
+stage_2() {
+    if [ "${modality}" = video ]; then
+        log "Skip stage 2: video frames are the model input, there are no features to extract"
+        return
+    fi
+    log "Stage 2: features: data/{$(data_sets | tr ' ' ',')} -> ${dumpdir}/<set>/ (${feats_conf}; CMVN stats of ${train_set})"
+    require_tool cdsvae.bin.make_fbank cdsvae.bin.compute_cmvn_stats
+    [ -f "${feats_conf}" ] || die "feature config ${feats_conf} not found"
+    local dset n out
+    for dset in $(data_sets); do
+        out=${dumpdir}/${dset}
+        n=$(split_for_jobs "data/${dset}")
+        ${cpu_cmd} JOB=1:"${n}" "${out}/log/make_fbank.JOB.log" \
+            python -m cdsvae.bin.make_fbank --config "${feats_conf}" --skip_bad "${skip_bad}" --job JOB \
+            "data/${dset}/split${n}/JOB" "${out}"
+        python -m cdsvae.bin.make_fbank --merge --nj "${n}" "data/${dset}" "${out}"
+        utils/validate_data_dir.sh --no-check-audio "${out}" || die "${out} is not a valid data dir (problems listed above)"
+    done
+    python -m cdsvae.bin.compute_cmvn_stats "${dumpdir}/${train_set}/feats.scp" "${dumpdir}/${train_set}/cmvn.npz"
+}
+
+# The keys of a flat YAML file as command-line options: "num_copies: 2" -> "--num_copies 2".
+yaml_to_args() {
+    python -c '
+import shlex, sys, yaml
+with open(sys.argv[1]) as f:
+    opts = yaml.safe_load(f) or {}
+if not isinstance(opts, dict):
+    sys.exit(f"{sys.argv[1]}: expected a mapping of option names to values")
+words = []
+for key, value in opts.items():
+    words.append(f"--{key}")
+    words.extend(str(v) for v in (value if isinstance(value, list) else [value]))
+print(" ".join(shlex.quote(w) for w in words))
+' "$1"
+}
+
+stage_3() {
+    if [ "${modality}" = video ]; then
+        log "Skip stage 3: video motion views are made on the fly by the data loader"
+        return
+    fi
+    local src=${dumpdir}/${train_set} out=${dumpdir}/${train_set}_vc n vc_args=""
+    log "Stage 3: motion augmentation: ${src} -> ${out}/copy*/ (WORLD voice conversion; ${vc_conf})"
+    require_tool cdsvae.bin.world_vc
+    [ -f "${src}/feats.scp" ] || die "${src}/feats.scp not found: run stage 2 first"
+    if [ -f "${vc_conf}" ]; then
+        vc_args=$(yaml_to_args "${vc_conf}")
+    else
+        log "No ${vc_conf}: using the default voice-conversion options"
+    fi
+    n=$(split_for_jobs "${src}")
+    # shellcheck disable=SC2086
+    ${cpu_cmd} JOB=1:"${n}" "${out}/log/world_vc.JOB.log" \
+        python -m cdsvae.bin.world_vc ${vc_args} --config "${src}/fbank.yaml" --skip_bad "${skip_bad}" --job JOB \
+        "${src}/split${n}/JOB" "${out}"
+    # shellcheck disable=SC2086
+    python -m cdsvae.bin.world_vc ${vc_args} --merge --nj "${n}" "${src}" "${out}"
+}
+
+stage_4() {
+    log "Stage 4: training: ${dumpdir}/ -> ${expdir}/{$(for c in ${train_configs}; do experiment_tag "$c"; done | paste -sd,)} (ngpu=${ngpu}, num_nodes=${num_nodes})"
+    require_tool cdsvae.bin.train
+    local launcher config tag cmd logfile
+    launcher=$(train_launcher)
+    for config in ${train_configs}; do
+        [ -f "${config}" ] || die "training config ${config} not found"
+        tag=$(experiment_tag "${config}")
+        cmd=${gpu_cmd}
+        logfile=${expdir}/${tag}/train.log
+        if [ "${num_nodes}" -gt 1 ]; then
+            # Every node of a multi-node run is already allocated: run there, one log per node.
+            cmd=utils/run_local.sh
+            logfile=${expdir}/${tag}/train.$(hostname).log
+        fi
+        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${train_args} (log: ${logfile})"
+        # shellcheck disable=SC2086
+        ${cmd} --gpu "${ngpu}" "${logfile}" \
+            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${train_args}
+    done
+}
+
+stage_5() {
+    local config tag dset
+    if [ "${modality}" = video ]; then
+        log "Stage 5: judge classifier: data/${train_set}, data/${test_sets%% *} -> ${expdir}/judge/"
+        require_tool cdsvae.bin.train_judge
+        ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/judge/train_judge.log" \
+            python -m cdsvae.bin.train_judge --train "data/${train_set}" --test "data/${test_sets%% *}" \
+            --outdir "${expdir}/judge"
+        return
+    fi
+    log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings)"
+    require_tool cdsvae.bin.extract_embeddings
+    for config in ${train_configs}; do
+        tag=$(experiment_tag "${config}")
+        for dset in ${test_sets}; do
+            ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/emb_${dset}/extract.log" \
+                python -m cdsvae.bin.extract_embeddings --expdir "${expdir}/${tag}" --feats "${dumpdir}/${dset}" \
+                --outdir "${expdir}/${tag}/emb_${dset}" --skip_bad "${skip_bad}" \
+                --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
+        done
+    done
+}
+
+stage_6() {
+    local config tag dset
+    if [ "${modality}" = video ]; then
+        log "Stage 6: judge metrics: ${expdir}/<tag>/ + ${expdir}/judge/ -> ${expdir}/<tag>/judge_results.json"
+        require_tool cdsvae.bin.judge_eval
+        for config in ${train_configs}; do
+            tag=$(experiment_tag "${config}")
+            ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/judge_eval.log" \
+                python -m cdsvae.bin.judge_eval --exp_dir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
+                --data "data/${test_sets%% *}"
+        done
+        return
+    fi
+    log "Stage 6: scoring: ${expdir}/<tag>/emb_<set>/ -> ${expdir}/<tag>/score_<set>/ (trials, cosine scores, EER/minDCF)"
+    require_tool cdsvae.bin.score
+    for config in ${train_configs}; do
+        tag=$(experiment_tag "${config}")
+        for dset in ${test_sets}; do
+            ${cpu_cmd} "${expdir}/${tag}/score_${dset}/score.log" \
+                python -m cdsvae.bin.score --emb_dir "${expdir}/${tag}/emb_${dset}" \
+                --utt2spk "data/${dset}/utt2spk" --outdir "${expdir}/${tag}/score_${dset}"
+        done
+    done
+}
+
+stage_7() {
+    local config exps=() dset out
+    for config in ${train_configs}; do
+        exps+=("${expdir}/$(experiment_tag "${config}")")
+    done
+    log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and RESULTS.md"
+    if [ "${modality}" = video ]; then
+        require_tool cdsvae.bin.video_report
+        python -m cdsvae.bin.video_report --data "data/${test_sets%% *}" --out RESULTS.md "${exps[@]}"
+    else
+        require_tool cdsvae.bin.make_report
+        for dset in ${test_sets}; do
+            out=RESULTS.md
+            [ "${dset}" = "${test_sets%% *}" ] || out=RESULTS_${dset}.md
+            python -m cdsvae.bin.make_report --expdirs "${exps[@]}" --set "${dset}" --out "${out}"
+        done
+    fi
+    log "Results: ${PWD}/RESULTS.md"
+}
+
+for ((n = stage; n <= stop_stage; n++)); do
+    current_stage=${n}
+    "stage_${n}"
+done
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

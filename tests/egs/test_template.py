@@ -1,0 +1,220 @@
+"""egs/TEMPLATE/cdsvae1/cdsvae.sh driven the way recipes drive it: from a recipe directory
+that symlinks cdsvae.sh, path.sh, cmd.sh and utils (built here in a temporary tree)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "egs" / "TEMPLATE" / "cdsvae1"
+
+DATA_SH = r"""#!/usr/bin/env bash
+# Writes tiny valid data dirs; BREAK=1 leaves data/test unsorted.
+set -euo pipefail
+echo "data.sh args: $*" > data_sh_args
+mkdir -p audio
+for set in train test; do
+    d=data/$set
+    mkdir -p $d
+    : > $d/wav.scp; : > $d/utt2spk; : > $d/spk2utt
+    for spk in s1 s2; do
+        utts=""
+        for i in 1 2; do
+            touch audio/$set-$spk-$i.wav
+            echo "$spk-$set$i audio/$set-$spk-$i.wav" >> $d/wav.scp
+            echo "$spk-$set$i $spk" >> $d/utt2spk
+            utts="$utts $spk-$set$i"
+        done
+        echo "$spk$utts" >> $d/spk2utt
+    done
+done
+if [ "${BREAK:-0}" = 1 ]; then
+    printf 's2-test1 s2\ns1-test1 s1\ns1-test2 s1\ns2-test2 s2\n' > data/test/utt2spk
+fi
+"""
+
+# Stands in for cdsvae.bin.train: records how it was launched.
+FAKE_TRAIN = r"""
+import os, sys
+args = sys.argv[1:]
+outdir = args[args.index("--outdir") + 1]
+os.makedirs(outdir, exist_ok=True)
+rank = os.environ.get("RANK", "none")
+with open(os.path.join(outdir, f"launched.{rank}"), "w") as f:
+    f.write(" ".join(args) + "\n")
+    f.write(f"WORLD_SIZE={os.environ.get('WORLD_SIZE', 'none')}\n")
+    f.write(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}\n")
+print("fake training done", rank)
+"""
+
+
+@pytest.fixture()
+def recipe(tmp_path: Path) -> Path:
+    """tmp/egs/demo/cdsvae1 linked like a real recipe; tmp/tools/venv is the real venv."""
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "venv").symlink_to(REPO / "tools" / "venv")
+    rdir = tmp_path / "egs" / "demo" / "cdsvae1"
+    (rdir / "local").mkdir(parents=True)
+    (rdir / "conf").mkdir()
+    for name in ("cdsvae.sh", "path.sh", "cmd.sh"):
+        (rdir / name).symlink_to(TEMPLATE / name)
+    (rdir / "utils").symlink_to(REPO / "utils")
+    (rdir / "local" / "data.sh").write_text(DATA_SH)
+    (rdir / "local" / "data.sh").chmod(0o755)
+    for conf in ("train.yaml", "train_dsvae.yaml"):
+        (rdir / "conf" / conf).write_text("{}\n")
+    return rdir
+
+
+@pytest.fixture()
+def fake_tools(tmp_path: Path) -> Path:
+    """A `cdsvae` package, first on PYTHONPATH, whose cdsvae.bin has only `train`."""
+    root = tmp_path / "fakepkg"
+    (root / "cdsvae" / "bin").mkdir(parents=True)
+    (root / "cdsvae" / "__init__.py").write_text("")
+    (root / "cdsvae" / "bin" / "__init__.py").write_text("")
+    (root / "cdsvae" / "bin" / "train.py").write_text(FAKE_TRAIN)
+    return root
+
+
+def run(cwd: Path, *args: str, extra_env: dict[str, str] | None = None, timeout: int = 120):
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "cmd_backend")}
+    env.update(extra_env or {})
+    return subprocess.run(["./cdsvae.sh", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+SETS = ("--train_set", "train", "--test_sets", "test")
+
+
+def test_help_lists_the_seven_stages_and_options():
+    r = run(TEMPLATE, "--help")
+    assert r.returncode == 0, r.stderr
+    for n, what in enumerate(["data preparation", "features", "motion augmentation", "training",
+                              "extraction", "scoring", "report"], 1):
+        assert re.search(rf"^\s+{n}\s+{what}", r.stdout, re.M), what
+    for opt in ("--stage", "--stop_stage", "--ngpu", "--nj", "--num_nodes", "--help"):
+        assert opt in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "9"], "--stage and --stop_stage must be within 1..7"),
+    (["--stage", "0"], "--stage and --stop_stage must be within 1..7"),
+    (["--stop_stage", "8"], "--stage and --stop_stage must be within 1..7"),
+    (["--stage", "5", "--stop_stage", "3"], "--stage 5 is after --stop_stage 3"),
+    (["--stage", "two"], "--stage expects a non-negative integer"),
+    (["--modality", "text"], "--modality must be speech or video"),
+    (["--num_nodes", "2"], "--num_nodes 2 needs --ngpu >= 1"),
+])
+def test_bad_stage_options_fail_clearly(args, message):
+    r = run(TEMPLATE, *args, *SETS)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "See './cdsvae.sh --help'" in r.stderr
+
+
+def test_unknown_option_exits_2_with_help():
+    r = run(TEMPLATE, "--stagee", "3")
+    assert r.returncode == 2
+    assert "unknown option --stagee" in r.stderr
+    assert "Usage: ./cdsvae.sh" in r.stderr and "motion augmentation" in r.stderr
+
+
+def test_boolean_option_checked():
+    r = run(TEMPLATE, "--skip_bad", "yes", *SETS)
+    assert r.returncode == 2
+    assert "true or false" in r.stderr
+
+
+def test_required_sets(recipe):
+    r = run(recipe, "--test_sets", "test")
+    assert r.returncode == 2
+    assert "--train_set is required" in r.stderr
+
+
+def test_stage_1_prepares_and_validates_data(recipe):
+    r = run(recipe, *SETS, "--stop_stage", "1", "--local_data_opts", "--foo bar")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    # The command line first, then the stage, elapsed time last; each with time and file:line.
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \(cdsvae\.sh:\d+:main\) \./cdsvae\.sh --train_set train", lines[0])
+    assert any("Stage 1: data preparation: local/data.sh --foo bar -> data/{train,test}" in x for x in lines)
+    assert re.search(r"\(cdsvae\.sh:\d+:main\) Successfully finished\. \[elapsed=\d+s\]$", lines[-1])
+    assert (recipe / "data_sh_args").read_text() == "data.sh args: --foo bar\n"
+    assert "data/train: OK (4 utterances, 2 speakers)" in r.stdout
+    assert "data/test: OK (4 utterances, 2 speakers)" in r.stdout
+
+
+def test_stage_1_fails_on_an_invalid_data_dir(recipe):
+    r = run(recipe, *SETS, "--stop_stage", "1", extra_env={"BREAK": "1"})
+    assert r.returncode == 1
+    assert "data/test/utt2spk:2: not sorted under LC_ALL=C" in r.stdout
+    assert "data/test is not a valid data dir" in r.stderr
+    assert "Successfully finished" not in r.stderr
+
+
+def test_stage_with_a_missing_tool_fails_naming_it(recipe, fake_tools):
+    r = run(recipe, *SETS, "--stage", "2", "--stop_stage", "2", extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 1
+    assert "Stage 2: features" in r.stderr
+    assert "Stage 2 needs the tool cdsvae.bin.make_fbank (python -m cdsvae.bin.make_fbank)" in r.stderr
+    assert "Successfully finished" not in r.stderr
+
+
+def test_video_skips_feature_and_augmentation_stages(recipe):
+    r = run(recipe, *SETS, "--modality", "video", "--stage", "2", "--stop_stage", "3")
+    assert r.returncode == 0, r.stderr
+    assert "Skip stage 2: " in r.stderr
+    assert "Skip stage 3: " in r.stderr
+    assert "Successfully finished" in r.stderr
+
+
+def test_training_on_cpu_runs_plain_python_per_config(recipe, fake_tools):
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "0", "--tag_suffix", "_t",
+            "--train_args", "--optim.lr 0.5", extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 0, r.stderr
+    for tag, conf in (("cdsvae_t", "conf/train.yaml"), ("dsvae_t", "conf/train_dsvae.yaml")):
+        launched = (recipe / "exp" / tag / "launched.none").read_text().splitlines()
+        assert launched[0] == f"--config {conf} --outdir exp/{tag} --optim.lr 0.5"
+        assert launched[1] == "WORLD_SIZE=none"
+        assert launched[2] == "CUDA_VISIBLE_DEVICES=''"
+        log = (recipe / "exp" / tag / "train.log").read_text()
+        assert log.startswith("# python -m cdsvae.bin.train --config")
+        assert "# Ended (code 0)" in log
+
+
+def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools):
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "2", "--train_configs", "conf/train.yaml",
+            extra_env={"PYTHONPATH": str(fake_tools)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "--nproc_per_node 2 -m cdsvae.bin.train" in r.stderr
+    exp = recipe / "exp" / "cdsvae"
+    for rank in (0, 1):
+        launched = (exp / f"launched.{rank}").read_text().splitlines()
+        assert launched[0] == "--config conf/train.yaml --outdir exp/cdsvae"
+        assert launched[1] == "WORLD_SIZE=2"
+    assert not (recipe / "exp" / "dsvae").exists()
+
+
+def test_multi_node_needs_a_rendezvous_host(recipe, fake_tools):
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", "--num_nodes", "2",
+            extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 1
+    assert "set MASTER_ADDR" in r.stderr
+
+
+def test_missing_training_config(recipe, fake_tools):
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/nope.yaml",
+            extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 1
+    assert "training config conf/nope.yaml not found" in r.stderr
+
+
+def test_unknown_cmd_backend(recipe):
+    r = run(recipe, *SETS, "--stop_stage", "1", extra_env={"cmd_backend": "pbs"})
+    assert r.returncode != 0
+    assert "unknown cmd_backend 'pbs'" in r.stderr

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Run a command, or an array of N jobs, as local processes with one log file per job
+# (the `cmd.sh` backend for a single machine; the interface of Kaldi's run.pl).
+#
+#   utils/run_local.sh [options] JOB=1:N LOGFILE command [args...]
+#   utils/run_local.sh [options] LOGFILE command [args...]
+#
+#   utils/run_local.sh JOB=1:4 exp/make_fbank/log/fbank.JOB.log \
+#       python -m cdsvae.bin.make_fbank data/train/split4/JOB dump/train/feats.JOB
+#
+# Every occurrence of the job variable (any name, e.g. JOB or SPK) in LOGFILE and in the
+# command is replaced by the job number.  The jobs run in parallel, at most
+# --max-jobs-run at a time (default: all).  Each log starts with the command line and the
+# start time and ends with "# Ended (code C) at <date>, elapsed time S seconds"; the
+# command's stdout and stderr go to the log.
+#
+# The command is run by bash (with pipefail).  A command given as one argument is a shell
+# command line used as it is ('cmd1 JOB | cmd2').  Otherwise the line is built like run.pl
+# does: an argument without whitespace is used as it is, so shell syntax such as "|" or
+# ">" works when given as a separate argument; an argument with whitespace is quoted.
+#
+# Options: --max-jobs-run N; --mem, --gpu, --time and --num-threads take a value and are
+# accepted for compatibility with utils/run_slurm.sh but ignored here.
+#
+# Exit status 0 when every job succeeds; otherwise 1, after printing to stderr which jobs
+# failed and the last lines of the first failed job's log.  Bad usage exits 2.
+set -euo pipefail
+
+prog=${0##*/}
+usage="Usage: $prog [--max-jobs-run N] [--mem X] [--gpu N] [--time T] [--num-threads N] [JOB=1:N] LOGFILE command [args...]"
+
+usage_error() {
+    printf '%s\n%s: %s\n' "$usage" "$prog" "$*" >&2
+    exit 2
+}
+
+max_jobs_run=0
+tail_lines=20
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --max-jobs-run | --max_jobs_run)
+            [ $# -ge 2 ] || usage_error "option $1 needs a value"
+            [[ "$2" =~ ^[0-9]+$ ]] || usage_error "--max-jobs-run expects a non-negative integer, got '$2'"
+            max_jobs_run=$2
+            shift 2
+            ;;
+        --mem | --gpu | --time | --num-threads | --num_threads)
+            [ $# -ge 2 ] || usage_error "option $1 needs a value"
+            shift 2
+            ;;
+        --help | -h)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        --*) usage_error "unknown option $1" ;;
+        *) break ;;
+    esac
+done
+
+jobvar=""
+first=1
+last=1
+if [ $# -gt 0 ] && [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+)(:([0-9]+))?$ ]]; then
+    jobvar=${BASH_REMATCH[1]}
+    first=${BASH_REMATCH[2]}
+    last=${BASH_REMATCH[4]:-$first}
+    [ "$first" -le "$last" ] || usage_error "empty job range $1"
+    shift
+fi
+[ $# -ge 2 ] || usage_error "expected a log file and a command"
+logfile_template=$1
+shift
+
+cmd_template=""
+if [ $# -eq 1 ]; then
+    cmd_template=$1
+else
+    for arg in "$@"; do
+        if [[ "$arg" =~ [[:space:]] ]] || [ -z "$arg" ]; then
+            printf -v arg '%q' "$arg"
+        fi
+        cmd_template+="$arg "
+    done
+    cmd_template=${cmd_template% }
+fi
+
+substitute() {
+    if [ -n "$jobvar" ]; then
+        printf '%s' "${1//$jobvar/$2}"
+    else
+        printf '%s' "$1"
+    fi
+}
+
+# Runs one job in the foreground; its exit status is the command's.
+run_one() {
+    local id=$1 log cmd start code elapsed
+    log=$(substitute "$logfile_template" "$id")
+    cmd=$(substitute "$cmd_template" "$id")
+    mkdir -p "$(dirname "$log")"
+    start=$(date +%s)
+    {
+        printf '# %s\n' "$cmd"
+        printf '# Started at %s\n' "$(date)"
+    } >"$log"
+    code=0
+    bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
+    elapsed=$(($(date +%s) - start))
+    {
+        printf '# Accounting: time=%d threads=1\n' "$elapsed"
+        printf '# Ended (code %d) at %s, elapsed time %d seconds\n' "$code" "$(date)" "$elapsed"
+    } >>"$log"
+    return "$code"
+}
+
+statusdir=$(mktemp -d "${TMPDIR:-/tmp}/run_local.XXXXXX")
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    rm -rf "$statusdir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+running=0
+for ((id = first; id <= last; id++)); do
+    if [ "$max_jobs_run" -gt 0 ] && [ "$running" -ge "$max_jobs_run" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    (
+        code=0
+        run_one "$id" || code=$?
+        echo "$code" >"$statusdir/$id"
+    ) &
+    pids+=("$!")
+    running=$((running + 1))
+done
+for pid in "${pids[@]}"; do
+    wait "$pid" || true
+done
+pids=()
+
+failed=()
+for ((id = first; id <= last; id++)); do
+    code=$(cat "$statusdir/$id" 2>/dev/null || echo "?")
+    [ "$code" = 0 ] || failed+=("$id")
+done
+[ ${#failed[@]} -eq 0 ] && exit 0
+
+njobs=$((last - first + 1))
+first_log=$(substitute "$logfile_template" "${failed[0]}")
+if [ -n "$jobvar" ]; then
+    printf '%s: %d / %d jobs failed (%s=%s); log: %s\n' "$prog" "${#failed[@]}" "$njobs" \
+        "$jobvar" "${failed[*]}" "$first_log" >&2
+else
+    printf '%s: command failed; log: %s\n' "$prog" "$first_log" >&2
+fi
+if [ -f "$first_log" ]; then
+    printf -- '---- last %d lines of %s ----\n' "$tail_lines" "$first_log" >&2
+    tail -n "$tail_lines" "$first_log" >&2
+    printf -- '----\n' >&2
+fi
+exit 1
