@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Stage 1 for the embedded mini corpus: synthesise a TIMIT-shaped corpus with espeak-ng
+# (local/make_corpus.py; a no-op when the corpus dir already holds the same corpus), then run
+# the TIMIT data preparation of ../../timit/cdsvae1/local unchanged on it -> data/{train,dev,test}.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+help_message="Usage: $0 [options]
+Options:
+  --corpus_dir DIR     where the corpus is written (default: \$MINI_CORPUS from db.sh, else corpus)
+  --data_dir DIR       output directory (default: data)
+  --num_speakers N     speakers; 20% (at most 8) each go to test and dev (default: 40)
+  --num_sx N           shared-pool sentences per speaker (default: 5)
+  --num_si N           speaker-unique sentences per speaker (default: 3)
+  --num_sa N           SA sentences per speaker, 0-2 (default: 2; excluded by the prep unless --include_sa true)
+  --include_sa BOOL    keep the SA sentences in the data dirs (default: false)
+  --seed N             corpus seed (default: 0)
+  --nj N               parallel synthesis processes (default: 2)
+  --help               print this message"
+
+corpus_dir=
+data_dir=data
+num_speakers=40
+num_sx=5
+num_si=3
+num_sa=2
+include_sa=false
+seed=0
+nj=2
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --help|-h) echo "${help_message}"; exit 0 ;;
+        --corpus_dir|--data_dir|--num_speakers|--num_sx|--num_si|--num_sa|--include_sa|--seed|--nj)
+            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; echo "${help_message}" >&2; exit 2; }
+            declare "${1#--}=$2"; shift 2 ;;
+        *) echo "$0: unknown option $1" >&2; echo "${help_message}" >&2; exit 2 ;;
+    esac
+done
+
+[ -f ./path.sh ] && . ./path.sh
+if [ -z "${corpus_dir}" ]; then
+    [ -f ./db.sh ] && . ./db.sh
+    corpus_dir=${MINI_CORPUS:-corpus}
+fi
+
+local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+timit_local=$(cd "${local_dir}/../../../timit/cdsvae1/local" && pwd)
+
+log "Synthesising the mini corpus (${num_speakers} speakers, seed ${seed}) -> ${corpus_dir}"
+python "${local_dir}/make_corpus.py" \
+    --num_speakers "${num_speakers}" --num_sx "${num_sx}" --num_si "${num_si}" --num_sa "${num_sa}" \
+    --seed "${seed}" --nj "${nj}" "${corpus_dir}"
+
+"${timit_local}/data.sh" --timit_root "${corpus_dir}" --data_dir "${data_dir}" --include_sa "${include_sa}"
+log "Successfully finished: ${data_dir}/{train,dev,test}"

@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Synthesise a small TIMIT-shaped corpus with espeak-ng, so the TIMIT recipe runs on this machine.
+
+Tree written (the LDC TIMIT layout, upper-case names):
+  OUT/{TRAIN,TEST}/DR<n>/<SPK>/{SA1,SA2,SX<k>,SI<k>}.{WAV,TXT}
+.WAV is NIST SPHERE, 16 kHz, 16-bit PCM; .TXT is ``0 <num_samples> <text>``. There are no
+.PHN/.WRD files: espeak-ng gives no phone timing, and the TIMIT prep tolerates their absence.
+
+Each speaker is an espeak-ng voice variant of the same gender (formant set) with its own base
+pitch, speed and word gap; each utterance varies pitch and speed slightly around them, gets
+0.1-0.3 s of leading and trailing silence and a 2-LSB dither (so no frame is digital zero).
+Speakers are named after the TIMIT lists the recipe uses: about 20% from the core-test list
+(placed under TEST), 20% from the dev list (TEST), the rest under TRAIN with ids ``<g>x<ab>0``
+that no list contains; the TIMIT prep then sorts them into test/dev/train unchanged.
+Sentences follow TIMIT's design: two SA sentences read by everyone, SX sentences from a
+shared pool (each read by several speakers), and SI sentences unique to one speaker.
+
+Everything is a function of the options and ``--seed``: the same options give identical
+files whatever ``--nj``. OUT/corpus.json records the options and the speaker table; a rerun
+with the same options finds it complete and does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from cdsvae.errors import UserError
+from cdsvae.io import atomic_open, atomic_write_text
+
+SAMPLE_RATE = 16000
+FORMAT_VERSION = 1
+TIMIT_CONF = Path(__file__).resolve().parent.parent.parent.parent / "timit" / "cdsvae1" / "conf"
+
+VARIANTS = {
+    "m": ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "croak", "klatt", "klatt2", "klatt3",
+          "Andy", "Michael", "david", "john", "max", "Mike", "paul", "robert"],
+    "f": ["f1", "f2", "f3", "f4", "f5", "Annie", "Alicia", "Andrea", "belinda", "linda",
+          "steph", "steph2", "steph3", "anika", "grandma", "aunty"],
+}
+PITCH = {"m": (25, 60), "f": (40, 75)}
+SPEED = (140, 190)
+
+SA_SENTENCES = [
+    "A quiet garden lay behind the old stone house near the river.",
+    "Bring the yellow boxes to the kitchen before the guests arrive.",
+]
+SX_POOL = [
+    "The bright kite drifted over the wide green field at noon.",
+    "Few people remember where the village bakery used to stand.",
+    "My brother fixed the broken chair with glue and a thin nail.",
+    "Check the map again before we cross the frozen lake.",
+    "Our teacher played a short tune on the piano after lunch.",
+    "Heavy rain washed the dust from the windows of the train.",
+    "She hid the silver coin under a smooth grey pebble.",
+    "Thick fog rolled in from the harbour early this morning.",
+    "The judge asked both lawyers to speak more clearly.",
+    "Orange leaves cover the path that leads to the school.",
+    "We bought fresh bread, sharp cheese and a jar of honey.",
+    "Nobody could explain why the clock stopped at midnight.",
+    "The young pilot waved as the small plane climbed higher.",
+    "Put the warm blanket on the bed in the spare room.",
+    "Each spring the farmer plants beans along the fence.",
+    "A loud voice echoed through the empty concert hall.",
+    "Tom measured the table twice and still cut it too short.",
+    "The museum shows a huge whale skeleton near the entrance.",
+    "Please shut the gate so the dog cannot chase the sheep.",
+    "Bright stars appeared one by one above the dark hills.",
+    "The nurse gave the child a cup of cool water.",
+    "Visitors must leave their muddy boots by the door.",
+    "His old radio crackled during the evening news.",
+    "The cook stirred the thick soup with a wooden spoon.",
+]
+SI_WORDS = {
+    "adj": ["small", "golden", "noisy", "gentle", "crooked", "shiny", "ancient", "narrow", "purple",
+            "sleepy", "clever", "dusty", "frozen", "hollow", "lively", "rusty", "silent", "sturdy"],
+    "noun": ["lantern", "wagon", "parrot", "ribbon", "castle", "engine", "basket", "pencil", "meadow",
+             "tunnel", "violin", "feather", "harbour", "blanket", "compass", "garden", "ladder", "mirror"],
+    "verb_past": ["carried", "painted", "watched", "followed", "dropped", "mended", "found", "cleaned",
+                  "pushed", "borrowed", "opened", "described"],
+    "verb": ["carry", "paint", "watch", "follow", "mend", "find", "clean", "push", "borrow", "open"],
+    "prep": ["across", "behind", "beneath", "beside", "toward", "through", "near", "above"],
+    "name": ["Anna", "Victor", "Maria", "Oliver", "Grace", "Daniel", "Lucy", "Samuel", "Helen", "Peter"],
+    "time": ["yesterday", "last winter", "every morning", "after dinner", "on Sunday", "at dawn"],
+    "adv": ["carefully", "slowly", "quickly", "quietly", "gladly", "twice"],
+}
+SI_TEMPLATES = [
+    "The {adj} {noun} {verb_past} the {adj2} {noun2} {prep} the {noun3}.",
+    "{name} {verb_past} a {adj} {noun} {time}.",
+    "Why did the {adj} {noun} {verb} the {noun2} {prep} the {noun3}?",
+    "Please {verb} the {adj} {noun} {adv} {time2}.",
+    "{name} said the {noun} was too {adj} to {verb} {time}.",
+]
+
+
+@dataclass
+class Speaker:
+    spk: str
+    gender: str
+    part: str
+    dr: int
+    variant: str
+    pitch: int
+    speed: int
+    word_gap: int
+
+
+@dataclass
+class Task:
+    wav: str
+    txt: str
+    text: str
+    variant: str
+    pitch: int
+    speed: int
+    word_gap: int
+    seed: list[int]
+
+
+def read_list(path: Path) -> list[str]:
+    try:
+        return [s.lower() for s in path.read_text(encoding="utf-8").split()]
+    except OSError as e:
+        raise UserError(f"{path}: cannot read speaker list: {e.strerror}") from None
+
+
+def alternate_genders(names: list[str], count: int) -> list[str]:
+    """``count`` names taking female and male ids in turn (TIMIT ids start with the gender)."""
+    by_g = {g: [n for n in names if n.startswith(g)] for g in ("f", "m")}
+    picked = []
+    for i in range(count):
+        g = "fm"[i % 2] if by_g["fm"[i % 2]] else "mf"[i % 2]
+        if not by_g[g]:
+            raise UserError(f"speaker list too short for {count} speakers")
+        picked.append(by_g[g].pop(0))
+    return picked
+
+
+def plan_speakers(num_speakers: int, seed: int, conf_dir: Path) -> list[Speaker]:
+    """Names, folders and voices of every speaker, as a pure function of the count and seed."""
+    if num_speakers < 3:
+        raise UserError(f"--num_speakers {num_speakers}: need at least 3 (one each for train, dev and test)")
+    n_held = min(8, max(1, round(0.2 * num_speakers)))
+    test_list = read_list(conf_dir / "test_spk.list")
+    dev_list = read_list(conf_dir / "dev_spk.list")
+    plan: list[tuple[str, str, int]] = []
+    for name in alternate_genders(test_list, n_held):
+        plan.append((name, "TEST", test_list.index(name) // 3 % 8 + 1))
+    for i, name in enumerate(alternate_genders(dev_list, n_held)):
+        plan.append((name, "TEST", i % 8 + 1))
+    taken = set(test_list) | set(dev_list)
+    for i in range(num_speakers - 2 * n_held):
+        name = f"{'fm'[i % 2]}x{chr(97 + i // 26 % 26)}{chr(97 + i % 26)}0"
+        assert name not in taken
+        plan.append((name, "TRAIN", i % 8 + 1))
+
+    rng = np.random.default_rng([seed, 1])
+    variant_order = {g: list(rng.permutation(v)) for g, v in VARIANTS.items()}
+    speakers = []
+    count = {"f": 0, "m": 0}
+    for name, part, dr in plan:
+        g = name[0]
+        variants = variant_order[g]
+        k = count[g]
+        count[g] += 1
+        # Speakers sharing a variant (k and k + len) get pitches in different halves of the range.
+        lo, hi = PITCH[g]
+        cycle = k // len(variants)
+        span = (hi - lo) / 2
+        half_lo = lo + (cycle % 2) * span
+        pitch = int(round(half_lo + rng.uniform(0, span)))
+        speakers.append(Speaker(name, g, part, dr, str(variants[k % len(variants)]), pitch,
+                                int(rng.integers(SPEED[0], SPEED[1] + 1)), int(rng.integers(0, 3))))
+    return speakers
+
+
+def make_si_sentence(rng: np.random.Generator) -> str:
+    template = SI_TEMPLATES[int(rng.integers(len(SI_TEMPLATES)))]
+    pick = {k: v[int(rng.integers(len(v)))] for k, v in SI_WORDS.items()}
+    pick["adj2"] = SI_WORDS["adj"][int(rng.integers(len(SI_WORDS["adj"])))]
+    pick["noun2"] = SI_WORDS["noun"][int(rng.integers(len(SI_WORDS["noun"])))]
+    pick["noun3"] = SI_WORDS["noun"][int(rng.integers(len(SI_WORDS["noun"])))]
+    pick["time2"] = SI_WORDS["time"][int(rng.integers(len(SI_WORDS["time"])))]
+    return template.format(**pick)
+
+
+def plan_tasks(out: Path, speakers: list[Speaker], args: argparse.Namespace) -> list[Task]:
+    """Every utterance to synthesise; SX sentences are dealt cyclically from a seeded order of the pool."""
+    if not 0 <= args.num_sa <= len(SA_SENTENCES):
+        raise UserError(f"--num_sa {args.num_sa}: must be between 0 and {len(SA_SENTENCES)}")
+    if not 1 <= args.sx_pool <= len(SX_POOL):
+        raise UserError(f"--sx_pool {args.sx_pool}: must be between 1 and {len(SX_POOL)}")
+    if args.num_sx > args.sx_pool:
+        raise UserError(f"--num_sx {args.num_sx} is larger than --sx_pool {args.sx_pool}")
+    rng = np.random.default_rng([args.seed, 2])
+    pool_order = list(rng.permutation(args.sx_pool))
+    used_si: set[str] = set(SA_SENTENCES) | set(SX_POOL)
+    tasks = []
+    si_number = 453
+    for s_idx, spk in enumerate(speakers):
+        sentences = [(f"SA{i + 1}", SA_SENTENCES[i]) for i in range(args.num_sa)]
+        for j in range(args.num_sx):
+            k = int(pool_order[(s_idx * args.num_sx + j) % args.sx_pool])
+            sentences.append((f"SX{k + 3}", SX_POOL[k]))
+        for _ in range(args.num_si):
+            text = make_si_sentence(rng)
+            while text in used_si:
+                text = make_si_sentence(rng)
+            used_si.add(text)
+            sentences.append((f"SI{si_number}", text))
+            si_number += 1
+        folder = out / spk.part / f"DR{spk.dr}" / spk.spk.upper()
+        for u_idx, (name, text) in enumerate(sentences):
+            u_rng = np.random.default_rng([args.seed, 3, s_idx, u_idx])
+            tasks.append(Task(
+                wav=str(folder / f"{name}.WAV"), txt=str(folder / f"{name}.TXT"), text=text,
+                variant=spk.variant,
+                pitch=int(np.clip(spk.pitch + u_rng.integers(-4, 5), 0, 99)),
+                speed=int(spk.speed + u_rng.integers(-10, 11)),
+                word_gap=spk.word_gap, seed=[args.seed, 4, s_idx, u_idx]))
+    return tasks
+
+
+def synthesise(task: Task) -> int:
+    """Run espeak-ng for one utterance and write its SPHERE .WAV and .TXT; return the sample count."""
+    cmd = ["espeak-ng", "-v", f"en-us+{task.variant}", "-p", str(task.pitch), "-s", str(task.speed),
+           "-g", str(task.word_gap), "--stdout", "--stdin"]
+    proc = subprocess.run(cmd, input=task.text.encode(), capture_output=True, check=False)
+    if proc.returncode != 0 or len(proc.stdout) <= 44:
+        message = proc.stderr.decode(errors="replace").strip()
+        raise UserError(f"{task.wav}: espeak-ng failed ({' '.join(cmd)}): {message}")
+    audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float64")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    g = math.gcd(SAMPLE_RATE, rate)
+    audio = resample_poly(audio, SAMPLE_RATE // g, rate // g)
+    rng = np.random.default_rng(task.seed)
+    lead, trail = (int(SAMPLE_RATE * rng.uniform(0.1, 0.3)) for _ in range(2))
+    audio = np.concatenate([np.zeros(lead), audio, np.zeros(trail)])
+    audio += rng.normal(0.0, 2.0 / 32768, size=audio.shape)
+    peak = np.max(np.abs(audio))
+    if peak > 0.98:
+        audio *= 0.98 / peak
+    pcm = np.round(audio * 32767).astype(np.int16)
+    with atomic_open(task.wav, "wb") as f:
+        sf.write(f, pcm, SAMPLE_RATE, format="NIST", subtype="PCM_16")
+    atomic_write_text(task.txt, f"0 {len(pcm)} {task.text}\n")
+    return len(pcm)
+
+
+def options_record(args: argparse.Namespace) -> dict:
+    return {"format_version": FORMAT_VERSION, "num_speakers": args.num_speakers, "num_sa": args.num_sa,
+            "num_sx": args.num_sx, "num_si": args.num_si, "sx_pool": args.sx_pool, "seed": args.seed}
+
+
+def prepare_output(out: Path, options: dict) -> bool:
+    """True when ``out`` already holds a complete corpus made with ``options``.
+
+    A folder this script made earlier (it has corpus.json) is cleared for a rebuild; any other
+    non-empty folder is refused rather than overwritten.
+    """
+    stamp = out / "corpus.json"
+    if stamp.is_file():
+        try:
+            previous = json.loads(stamp.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        if previous.get("complete") and previous.get("options") == options:
+            return True
+        for name in ("TRAIN", "TEST"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    elif out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: exists, is not empty and has no corpus.json; remove it or choose another directory")
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", help="corpus root to write (TRAIN/, TEST/, corpus.json)")
+    parser.add_argument("--num_speakers", type=int, default=40,
+                        help="speakers; 20%% each (at most 8) go to test and dev")
+    parser.add_argument("--num_sa", type=int, default=2, help="SA sentences per speaker, read by everybody (0-2)")
+    parser.add_argument("--num_sx", type=int, default=5, help="SX sentences per speaker, from the shared pool")
+    parser.add_argument("--num_si", type=int, default=3, help="SI sentences per speaker, unique to that speaker")
+    parser.add_argument("--sx_pool", type=int, default=20, help=f"size of the shared SX pool (at most {len(SX_POOL)})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nj", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel processes")
+    parser.add_argument("--timit_conf", default=str(TIMIT_CONF),
+                        help="folder with the TIMIT dev_spk.list and test_spk.list")
+    args = parser.parse_args(argv)
+    if shutil.which("espeak-ng") is None:
+        raise UserError("espeak-ng not found on PATH: install it (apt-get install espeak-ng) to make the mini corpus")
+    if args.nj < 1:
+        raise UserError(f"--nj {args.nj}: must be at least 1")
+
+    out = Path(args.out_dir)
+    options = options_record(args)
+    if prepare_output(out, options):
+        print(f"{out}: corpus up to date ({args.num_speakers} speakers, seed {args.seed})", file=sys.stderr)
+        return 0
+    speakers = plan_speakers(args.num_speakers, args.seed, Path(args.timit_conf))
+    tasks = plan_tasks(out, speakers, args)
+    record = {"options": options, "complete": False, "sample_rate": SAMPLE_RATE,
+              "speakers": [asdict(s) for s in speakers]}
+    atomic_write_text(out / "corpus.json", json.dumps(record, indent=1) + "\n")
+
+    start = time.monotonic()
+    if args.nj == 1:
+        samples = [synthesise(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=args.nj) as pool:
+            samples = list(pool.map(synthesise, tasks, chunksize=max(1, len(tasks) // (8 * args.nj))))
+    elapsed = time.monotonic() - start
+
+    record["complete"] = True
+    atomic_write_text(out / "corpus.json", json.dumps(record, indent=1) + "\n")
+    hours = sum(samples) / SAMPLE_RATE / 3600
+    parts = {p: sum(s.part == p for s in speakers) for p in ("TRAIN", "TEST")}
+    print(f"{out}: {len(speakers)} speakers (TRAIN {parts['TRAIN']}, TEST {parts['TEST']}), "
+          f"{len(tasks)} utterances, {hours * 60:.1f} min of audio in {elapsed:.1f} s with {args.nj} jobs",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from cdsvae.bin import run_main
+
+    main.__module__ = Path(__file__).stem
+    run_main(main)

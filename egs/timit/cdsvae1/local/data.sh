@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Stage 1 for TIMIT: the LDC tree at $TIMIT (db.sh) -> data/{train,dev,test} Kaldi data dirs.
+# Sets: train = all 462 TRAIN speakers; dev = the 50 speakers of conf/dev_spk.list;
+# test = the 24-speaker core test set of conf/test_spk.list (both taken from TEST).
+# data/<set>/phones keeps the .PHN alignments as "<utt> <start_s> <end_s> <phone>".
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+help_message="Usage: $0 [options]
+Options:
+  --timit_root DIR    LDC TIMIT root with TRAIN/ and TEST/ (default: \$TIMIT from db.sh)
+  --data_dir DIR      output directory (default: data)
+  --include_sa BOOL   keep the SA sentences (default: false)
+  --skip_bad BOOL     skip and count bad utterances instead of stopping (default: false)
+  --help              print this message"
+
+timit_root=
+data_dir=data
+include_sa=false
+skip_bad=false
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --help|-h) echo "${help_message}"; exit 0 ;;
+        --timit_root|--data_dir|--include_sa|--skip_bad)
+            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; echo "${help_message}" >&2; exit 2; }
+            declare "${1#--}=$2"; shift 2 ;;
+        *) echo "$0: unknown option $1" >&2; echo "${help_message}" >&2; exit 2 ;;
+    esac
+done
+
+[ -f ./path.sh ] && . ./path.sh
+if [ -z "${timit_root}" ]; then
+    [ -f ./db.sh ] && . ./db.sh
+    timit_root=${TIMIT:-}
+fi
+
+local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+conf_dir=$(cd "${local_dir}/../conf" && pwd)
+
+log "Preparing TIMIT: ${timit_root:-<unset>} -> ${data_dir}/{train,dev,test} (include_sa=${include_sa})"
+python "${local_dir}/timit_data_prep.py" \
+    --dev_spk_list "${conf_dir}/dev_spk.list" \
+    --test_spk_list "${conf_dir}/test_spk.list" \
+    --include_sa "${include_sa}" \
+    --skip_bad "${skip_bad}" \
+    "${timit_root}" "${data_dir}"
+
+for x in train dev test; do
+    python -m cdsvae.bin.validate_data_dir "${data_dir}/${x}"
+done
+log "Successfully finished: ${data_dir}/{train,dev,test}"

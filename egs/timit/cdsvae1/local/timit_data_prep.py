@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""TIMIT as distributed by the LDC -> Kaldi data dirs ``train``, ``dev`` and ``test``.
+
+Layout read: ``ROOT/{TRAIN,TEST}/DR1..DR8/<SPK>/<UTT>.{WAV,TXT,PHN,WRD}`` with NIST SPHERE
+16 kHz audio. Every path component is matched case-insensitively, so upper-case, lower-case
+and mixed trees all work. The sets follow the usual TIMIT recipe: ``train`` is every speaker
+under TRAIN (462 in the full corpus), ``dev`` and ``test`` are the speakers under TEST that
+appear in the 50-speaker dev list and the 24-speaker core-test list. SA sentences (read by
+every speaker) are left out unless ``--include_sa true``, because their shared text lets a
+system identify speakers from content.
+
+Each data dir gets wav.scp (plain SPHERE paths, read by libsndfile downstream; files in the
+shorten-compressed SPHERE variant become ``sph2pipe -f wav PATH |`` pipes), text,
+utt2spk, spk2utt, utt2dur (sample_count / sample_rate of the SPHERE header) and ``phones``:
+one line ``<utt> <start_s> <end_s> <phone>`` per .PHN segment, in seconds, for analysis.
+Utterance ids are ``<spk>_<utt>`` with the lower-cased speaker folder name as speaker id
+(``fadg0_si1279``), so every id starts with its speaker id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from cdsvae.data import datadir
+from cdsvae.errors import UserError
+from cdsvae.io import atomic_write_text
+
+ROOT_EXPECTED = "expected TRAIN/ and TEST/ (or train/ test/) with DR1..DR8 speaker folders"
+UTT_RE = re.compile(r"^(sa|si|sx)\d+$")
+DR_RE = re.compile(r"^dr[1-8]$")
+SETS = ("train", "dev", "test")
+
+
+@dataclass
+class Utterance:
+    spk: str
+    name: str
+    wav: Path
+    txt: Path | None
+    phn: Path | None
+    text: str = ""
+    wav_entry: str = ""
+    num_samples: int = 0
+    sample_rate: int = 0
+    phones: list[tuple[int, int, str]] = field(default_factory=list)
+
+    @property
+    def utt_id(self) -> str:
+        return f"{self.spk}_{self.name}"
+
+
+def str2bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def child_dirs(parent: Path) -> dict[str, Path]:
+    """Sub-directories of ``parent`` keyed by lower-cased name; two names equal but for case are an error."""
+    found: dict[str, Path] = {}
+    for entry in sorted(os.scandir(parent), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        key = entry.name.lower()
+        if key in found:
+            raise UserError(f"{parent}: both {found[key].name}/ and {entry.name}/ exist "
+                            "(names must differ by more than case)")
+        found[key] = Path(entry.path)
+    return found
+
+
+def check_root(root: str) -> dict[str, Path]:
+    """Return the TRAIN and TEST folders of a TIMIT root, or a one-line error saying what was expected."""
+    if not root:
+        raise UserError(f"TIMIT is not set: set it in db.sh to the LDC TIMIT root ({ROOT_EXPECTED})")
+    path = Path(root)
+    if not path.is_dir():
+        raise UserError(f"TIMIT={root}: no such directory; {ROOT_EXPECTED}")
+    top = child_dirs(path)
+    parts = {}
+    for name in ("train", "test"):
+        sub = top.get(name)
+        if sub is None or not any(DR_RE.match(k) for k in child_dirs(sub)):
+            raise UserError(f"TIMIT={root}: {ROOT_EXPECTED}")
+        parts[name] = sub
+    return parts
+
+
+def read_sphere_header(path: Path) -> dict[str, int | float | str]:
+    """Parse the ASCII header of a NIST SPHERE file (``NIST_1A``, header size, ``key -type value`` lines)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    if size == 0:
+        raise UserError(f"{path}: empty file")
+    lines = head.split(b"\n")
+    if not head.startswith(b"NIST_1A") or len(lines) < 3:
+        raise UserError(f"{path}: not a NIST SPHERE file (no NIST_1A header)")
+    try:
+        header_size = int(lines[1])
+    except ValueError:
+        raise UserError(f"{path}: bad SPHERE header size {lines[1][:20]!r}") from None
+    if header_size > len(head):
+        with open(path, "rb") as f:
+            head = f.read(header_size)
+        lines = head.split(b"\n")
+    fields: dict[str, int | float | str] = {"header_size": header_size}
+    for raw in lines[2:]:
+        line = raw.decode("ascii", errors="replace").strip()
+        if line == "end_head":
+            break
+        parts = line.split(None, 2)
+        if len(parts) < 3 or not parts[1].startswith("-"):
+            continue
+        key, kind, value = parts
+        try:
+            if kind == "-i":
+                fields[key] = int(value)
+            elif kind == "-r":
+                fields[key] = float(value)
+            else:
+                fields[key] = value
+        except ValueError:
+            raise UserError(f"{path}: bad SPHERE header field {line!r}") from None
+    else:
+        raise UserError(f"{path}: SPHERE header has no end_head (truncated header?)")
+    for key in ("sample_rate", "sample_count"):
+        if key not in fields:
+            raise UserError(f"{path}: SPHERE header lacks {key}")
+    coding = str(fields.get("sample_coding", "pcm"))
+    if coding.split(",")[0] != "pcm":
+        raise UserError(f"{path}: SPHERE sample_coding {coding!r} is not supported (expected pcm)")
+    if "shorten" in coding:
+        return fields
+    frame_bytes = int(fields.get("sample_n_bytes", 2)) * int(fields.get("channel_count", 1))
+    expected = header_size + int(fields["sample_count"]) * frame_bytes
+    if size < expected:
+        raise UserError(f"{path}: truncated: {size} bytes, header announces {expected}")
+    return fields
+
+
+def read_text(path: Path) -> str:
+    """The words of a TIMIT .TXT file (``<begin> <end> <text>``)."""
+    content = path.read_text(encoding="ascii", errors="replace").strip()
+    parts = content.split(None, 2)
+    if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+        raise UserError(f"{path}: expected '<begin_sample> <end_sample> <text>' on its first line")
+    return " ".join(parts[2].split())
+
+
+def read_phn(path: Path) -> list[tuple[int, int, str]]:
+    """Segments ``(start_sample, end_sample, phone)`` of a TIMIT .PHN file."""
+    segments = []
+    for lineno, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()) or int(parts[1]) < int(parts[0]):
+            raise UserError(f"{path}:{lineno}: expected '<start_sample> <end_sample> <phone>', got {line.strip()!r}")
+        segments.append((int(parts[0]), int(parts[1]), parts[2]))
+    return segments
+
+
+def scan_speaker(spk_dir: Path, spk: str) -> list[Utterance]:
+    """Group a speaker folder's files by lower-cased utterance name (SA1, SI1279, SX19...)."""
+    by_name: dict[str, dict[str, Path]] = {}
+    for entry in sorted(os.scandir(spk_dir), key=lambda e: e.name):
+        if not entry.is_file():
+            continue
+        stem, dot, ext = entry.name.lower().rpartition(".")
+        if not dot or ext not in ("wav", "txt", "phn", "wrd") or not UTT_RE.match(stem):
+            continue
+        files = by_name.setdefault(stem, {})
+        if ext in files:
+            raise UserError(f"{spk_dir}: both {files[ext].name} and {entry.name} exist "
+                            "(names must differ by more than case)")
+        files[ext] = Path(entry.path)
+    utts = []
+    for name, files in sorted(by_name.items()):
+        if "wav" in files:
+            utts.append(Utterance(spk, name, files["wav"], files.get("txt"), files.get("phn")))
+    return utts
+
+
+def load_list(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read speaker list: {e.strerror}") from None
+    return [s.lower() for s in lines]
+
+
+def fill(utt: Utterance, sample_rate: int) -> None:
+    """Read header, transcript and phones of one utterance; raise UserError naming the bad file."""
+    if any(c.isspace() for c in str(utt.wav.absolute())):
+        raise UserError(f"{utt.wav}: path contains whitespace, which wav.scp cannot hold")
+    header = read_sphere_header(utt.wav)
+    utt.sample_rate = int(header["sample_rate"])
+    utt.num_samples = int(header["sample_count"])
+    if utt.sample_rate != sample_rate:
+        raise UserError(f"{utt.wav}: sample rate {utt.sample_rate} Hz, expected {sample_rate} Hz")
+    if utt.num_samples == 0:
+        raise UserError(f"{utt.wav}: no samples")
+    utt.wav_entry = str(utt.wav.absolute())
+    if "shorten" in str(header.get("sample_coding", "")):
+        if shutil.which("sph2pipe") is None:
+            raise UserError(f"{utt.wav}: shorten-compressed SPHERE needs sph2pipe on PATH (from Kaldi's tools), "
+                            "or decompress the corpus first")
+        utt.wav_entry = f"sph2pipe -f wav {utt.wav_entry} |"
+    if utt.txt is None:
+        raise UserError(f"{utt.wav}: no transcript ({utt.wav.with_suffix('.TXT').name} or .txt) next to it")
+    utt.text = read_text(utt.txt)
+    if utt.phn is not None:
+        utt.phones = read_phn(utt.phn)
+
+
+def fmt_seconds(samples: int, rate: int) -> str:
+    """Seconds with enough digits to be exact at 16 kHz, without trailing zeros."""
+    return f"{samples / rate:.7f}".rstrip("0").rstrip(".") or "0"
+
+
+def save_if_changed(data: datadir.DataDir, out_dir: Path) -> bool:
+    """Write ``data`` unless ``out_dir`` already holds exactly these tables.
+
+    Unchanged files keep their timestamps, so a rerun does not look like new input to later
+    stages. On a change, other data-dir tables left there by an earlier run are removed, as
+    they no longer match.
+    """
+    if out_dir.is_dir():
+        try:
+            old = datadir.DataDir.load(out_dir)
+            if all(old.get(n) == t for n, t in data.tables.items()) and old.spk2utt == data.spk2utt:
+                return False
+        except UserError:
+            pass
+        for name in datadir.TABLE_FILES:
+            if name != "spk2utt" and name not in data.tables and (out_dir / name).is_file():
+                (out_dir / name).unlink()
+    data.save(out_dir)
+    return True
+
+
+def write_set(out_dir: Path, utts: list[Utterance]) -> None:
+    utts = sorted(utts, key=lambda u: u.utt_id.encode())
+    save_if_changed(datadir.DataDir({
+        "wav.scp": {u.utt_id: u.wav_entry for u in utts},
+        "utt2spk": {u.utt_id: u.spk for u in utts},
+        "text": {u.utt_id: u.text for u in utts},
+        "utt2dur": {u.utt_id: fmt_seconds(u.num_samples, u.sample_rate) for u in utts},
+    }), out_dir)
+    phones = out_dir / "phones"
+    lines = [
+        f"{u.utt_id} {fmt_seconds(s, u.sample_rate)} {fmt_seconds(e, u.sample_rate)} {p}\n"
+        for u in utts
+        for s, e, p in u.phones
+    ]
+    if lines:
+        content = "".join(lines)
+        if not phones.is_file() or phones.read_text(encoding="utf-8") != content:
+            atomic_write_text(phones, content)
+    elif phones.exists():
+        phones.unlink()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("timit_root", help="LDC TIMIT root holding TRAIN/ and TEST/")
+    parser.add_argument("data_dir", help="output: <data_dir>/{train,dev,test}")
+    parser.add_argument("--dev_spk_list", required=True, help="the 50 dev speakers, one id per line")
+    parser.add_argument("--test_spk_list", required=True, help="the 24 core-test speakers, one id per line")
+    parser.add_argument("--include_sa", type=str2bool, default=False, help="keep the SA sentences (default false)")
+    parser.add_argument("--sample_rate", type=int, default=16000, help="expected sample rate of every file")
+    parser.add_argument("--skip_bad", type=str2bool, default=False,
+                        help="skip (and count) unreadable or inconsistent utterances instead of stopping")
+    args = parser.parse_args(argv)
+
+    parts = check_root(args.timit_root)
+    dev_spk, test_spk = set(load_list(args.dev_spk_list)), set(load_list(args.test_spk_list))
+    overlap = dev_spk & test_spk
+    if overlap:
+        raise UserError(f"{args.dev_spk_list} and {args.test_spk_list} share speakers: {' '.join(sorted(overlap))}")
+
+    sets: dict[str, list[Utterance]] = {s: [] for s in SETS}
+    seen: dict[str, Path] = {}
+    unused_spk = misplaced_spk = 0
+    for part, part_dir in parts.items():
+        for dr_name, dr_dir in sorted(child_dirs(part_dir).items()):
+            if not DR_RE.match(dr_name):
+                continue
+            for spk, spk_dir in sorted(child_dirs(dr_dir).items()):
+                if spk in seen:
+                    raise UserError(f"speaker {spk} appears twice: {seen[spk]} and {spk_dir}")
+                seen[spk] = spk_dir
+                if part == "train":
+                    target = "train"
+                    misplaced_spk += spk in dev_spk or spk in test_spk
+                elif spk in dev_spk:
+                    target = "dev"
+                elif spk in test_spk:
+                    target = "test"
+                else:
+                    unused_spk += 1
+                    continue
+                sets[target].extend(scan_speaker(spk_dir, spk))
+
+    n_sa = n_bad = 0
+    for name in SETS:
+        kept = []
+        for utt in sets[name]:
+            if utt.name.startswith("sa") and not args.include_sa:
+                n_sa += 1
+                continue
+            try:
+                fill(utt, args.sample_rate)
+            except UserError as e:
+                if not args.skip_bad:
+                    raise
+                n_bad += 1
+                print(f"skipped: {e}", file=sys.stderr)
+                continue
+            kept.append(utt)
+        sets[name] = kept
+
+    for name in SETS:
+        utts = sets[name]
+        if not utts:
+            raise UserError(f"TIMIT={args.timit_root}: no utterances for the {name} set ({ROOT_EXPECTED})")
+        write_set(Path(args.data_dir) / name, utts)
+        n_spk = len({u.spk for u in utts})
+        hours = sum(u.num_samples / u.sample_rate for u in utts) / 3600
+        no_phn = sum(u.phn is None for u in utts)
+        print(f"{name}: {n_spk} speakers, {len(utts)} utterances, {hours:.2f} h"
+              + (f", {no_phn} without .PHN (no phones)" if no_phn else ""), file=sys.stderr)
+    print(f"SA utterances {'kept' if args.include_sa else f'excluded: {n_sa}'}; "
+          f"TEST speakers in neither list (unused): {unused_spk}"
+          + (f"; dev/test-list speakers found under TRAIN (kept in train): {misplaced_spk}" if misplaced_spk else "")
+          + (f"; bad utterances skipped: {n_bad}" if n_bad else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from cdsvae.bin import run_main
+
+    main.__module__ = Path(__file__).stem
+    run_main(main)

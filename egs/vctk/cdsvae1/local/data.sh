@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Stage 1 for VCTK: the corpus at $VCTK (db.sh), release 0.92 (flac, mic1/mic2) or 0.80 (wav48/),
+# -> data/{train,dev,test} over the fixed speaker-disjoint lists conf/{train,dev,test}_spk.list
+# (88/8/12 speakers, made by local/make_speaker_lists.py). Audio stays at 48 kHz; the feature
+# stage resamples to 16 kHz (resample: true in conf/fbank.yaml).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+help_message="Usage: $0 [options]
+Options:
+  --vctk_root DIR     VCTK root with txt/ and wav48_silence_trimmed/ or wav48/ (default: \$VCTK from db.sh)
+  --data_dir DIR      output directory (default: data)
+  --mic NAME          mic1 or mic2, for the 0.92 release (default: mic1)
+  --skip_bad BOOL     skip and count unreadable audio instead of stopping (default: false)
+  --help              print this message"
+
+vctk_root=
+data_dir=data
+mic=mic1
+skip_bad=false
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --help|-h) echo "${help_message}"; exit 0 ;;
+        --vctk_root|--data_dir|--mic|--skip_bad)
+            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; echo "${help_message}" >&2; exit 2; }
+            declare "${1#--}=$2"; shift 2 ;;
+        *) echo "$0: unknown option $1" >&2; echo "${help_message}" >&2; exit 2 ;;
+    esac
+done
+
+[ -f ./path.sh ] && . ./path.sh
+if [ -z "${vctk_root}" ]; then
+    [ -f ./db.sh ] && . ./db.sh
+    vctk_root=${VCTK:-}
+fi
+
+local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+conf_dir=$(cd "${local_dir}/../conf" && pwd)
+
+log "Preparing VCTK (${mic}): ${vctk_root:-<unset>} -> ${data_dir}/{train,dev,test}"
+python "${local_dir}/vctk_data_prep.py" \
+    --spk_list_dir "${conf_dir}" \
+    --mic "${mic}" \
+    --skip_bad "${skip_bad}" \
+    "${vctk_root}" "${data_dir}"
+
+for x in train dev test; do
+    python -m cdsvae.bin.validate_data_dir "${data_dir}/${x}"
+done
+log "Successfully finished: ${data_dir}/{train,dev,test}"

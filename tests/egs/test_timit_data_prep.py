@@ -1,0 +1,249 @@
+"""TIMIT stage 1 (egs/timit/cdsvae1/local) on small fake trees of the LDC layout."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cdsvae.data.datadir import DataDir
+from cdsvae.data.validate import validate_data_dir
+from cdsvae.errors import UserError
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs" / "timit" / "cdsvae1"
+DATA_SH = RECIPE / "local" / "data.sh"
+
+spec = importlib.util.spec_from_file_location("timit_data_prep", RECIPE / "local" / "timit_data_prep.py")
+prep = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = prep
+spec.loader.exec_module(prep)
+
+# (part, dr, speaker, [(utterance, num_samples)]): two train speakers, one dev, one core-test,
+# and one TEST speaker on neither list.
+SPEAKERS = [
+    ("train", 1, "fcjf0", [("sa1", 1600), ("sa2", 1700), ("si1027", 2400), ("sx127", 2000)]),
+    ("train", 2, "maeb0", [("sa1", 1650), ("sa2", 1750), ("si1411", 3000), ("sx201", 2600)]),
+    ("test", 1, "faks0", [("sa1", 1800), ("sa2", 1900), ("si943", 2200), ("sx43", 2100)]),
+    ("test", 1, "mdab0", [("sa1", 1500), ("sa2", 1550), ("si1039", 2700), ("sx139", 2300)]),
+    ("test", 4, "mkes0", [("sa1", 1600), ("sa2", 1600), ("si623", 1600), ("sx173", 1600)]),
+]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def case(name: str, style: str, depth: int) -> str:
+    if style == "upper":
+        return name.upper()
+    if style == "lower":
+        return name.lower()
+    return name.upper() if depth % 2 == 0 else name.lower()
+
+
+def write_sphere(path: Path, num_samples: int, seed: int) -> None:
+    signal = np.random.default_rng(seed).normal(0, 0.1, num_samples)
+    sf.write(path, signal, 16000, format="NIST", subtype="PCM_16")
+
+
+def phn_segments(num_samples: int) -> list[tuple[int, int, str]]:
+    a, b = num_samples // 4, num_samples // 2
+    return [(0, a, "h#"), (a, b, "sh"), (b, num_samples, "iy")]
+
+
+def make_tree(root: Path, style: str = "upper", with_phn: bool = True) -> Path:
+    """An LDC-shaped TIMIT tree; ``style`` upper, lower or mixed (case alternating by depth)."""
+    for i, (part, dr, spk, utts) in enumerate(SPEAKERS):
+        folder = root / case(part, style, 0) / case(f"dr{dr}", style, 1) / case(spk, style, 2)
+        folder.mkdir(parents=True)
+        for j, (utt, n) in enumerate(utts):
+            stem = case(utt, style, 3 + j)
+            ext = (lambda e: case(e, style, 4 + j))
+            write_sphere(folder / f"{stem}.{ext('wav')}", n, seed=10 * i + j)
+            (folder / f"{stem}.{ext('txt')}").write_text(f"0 {n} Words of {spk} saying {utt}.\n")
+            (folder / f"{stem}.{ext('wrd')}").write_text(f"0 {n} words\n")
+            if with_phn:
+                (folder / f"{stem}.{ext('phn')}").write_text(
+                    "".join(f"{s} {e} {p}\n" for s, e, p in phn_segments(n)))
+    return root
+
+
+def run_data_sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DATA_SH), *args], cwd=cwd, env=env(), capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("style", ["upper", "lower", "mixed"])
+def test_sets_speakers_and_sa_exclusion(tmp_path, style):
+    root = make_tree(tmp_path / "timit", style)
+    res = run_data_sh(tmp_path, "--timit_root", str(root), "--data_dir", str(tmp_path / "data"))
+    assert res.returncode == 0, res.stderr
+    sets = {name: DataDir.load(tmp_path / "data" / name) for name in ("train", "dev", "test")}
+    assert sets["train"].speakers == ["fcjf0", "maeb0"]
+    assert sets["dev"].speakers == ["faks0"]
+    assert sets["test"].speakers == ["mdab0"]
+    assert sets["test"].utterances == ["mdab0_si1039", "mdab0_sx139"]
+    for d in sets.values():
+        assert not any("_sa" in u for u in d.utterances)
+        assert all(u.startswith(d.utt2spk[u] + "_") for u in d.utterances)
+        assert validate_data_dir(d.path) == []
+    assert "excluded: 8" in res.stderr and "unused): 1" in res.stderr
+    assert sets["train"].text["fcjf0_si1027"] == "Words of fcjf0 saying si1027."
+
+
+def test_include_sa_keeps_them(tmp_path):
+    root = make_tree(tmp_path / "timit")
+    res = run_data_sh(tmp_path, "--timit_root", str(root), "--include_sa", "true")
+    assert res.returncode == 0, res.stderr
+    test = DataDir.load(tmp_path / "data" / "test")
+    assert test.utterances == ["mdab0_sa1", "mdab0_sa2", "mdab0_si1039", "mdab0_sx139"]
+
+
+def test_utt2dur_wav_scp_and_phones(tmp_path):
+    root = make_tree(tmp_path / "timit")
+    assert run_data_sh(tmp_path, "--timit_root", str(root)).returncode == 0
+    expected = {f"{spk}_{u}": n for _, _, spk, utts in SPEAKERS if spk != "mkes0"
+                for u, n in utts if not u.startswith("sa")}
+    phone_lines = []
+    for name in ("train", "dev", "test"):
+        d = DataDir.load(tmp_path / "data" / name)
+        for utt, dur in d.utt2dur.items():
+            assert dur == pytest.approx(expected[utt] / 16000, abs=1e-9)
+            audio, rate = sf.read(d.wav_scp[utt])
+            assert (len(audio), rate) == (expected[utt], 16000)
+        phone_lines += (tmp_path / "data" / name / "phones").read_text().splitlines()
+        got = [line.split()[0] for line in (tmp_path / "data" / name / "phones").read_text().splitlines()]
+        assert got == sorted(got, key=str.encode)
+    by_utt: dict[str, list[tuple[float, float, str]]] = {}
+    for line in phone_lines:
+        utt, start, end, phone = line.split()
+        by_utt.setdefault(utt, []).append((float(start), float(end), phone))
+    assert set(by_utt) == set(expected)
+    for utt, segs in by_utt.items():
+        want = [(s / 16000, e / 16000, p) for s, e, p in phn_segments(expected[utt])]
+        assert [p for _, _, p in segs] == [p for _, _, p in want]
+        np.testing.assert_allclose([s for s, _, _ in segs], [s for s, _, _ in want], atol=1e-7)
+        np.testing.assert_allclose([e for _, e, _ in segs], [e for _, e, _ in want], atol=1e-7)
+
+
+def test_missing_phn_is_tolerated_and_counted(tmp_path):
+    root = make_tree(tmp_path / "timit", with_phn=False)
+    res = run_data_sh(tmp_path, "--timit_root", str(root))
+    assert res.returncode == 0, res.stderr
+    assert "train: 2 speakers, 4 utterances" in res.stderr and "4 without .PHN" in res.stderr
+    assert not (tmp_path / "data" / "train" / "phones").exists()
+
+
+@pytest.mark.parametrize("make_root", [
+    lambda p: p / "nowhere",
+    lambda p: (p / "empty").mkdir() or p / "empty",
+    lambda p: (p / "flat" / "TRAIN").mkdir(parents=True) or (p / "flat" / "TEST").mkdir() or p / "flat",
+])
+def test_missing_or_wrong_root_is_one_line(tmp_path, make_root):
+    root = make_root(tmp_path)
+    res = run_data_sh(tmp_path, "--timit_root", str(root))
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in res.stderr
+    assert f"TIMIT={root}" in errors[0] and "expected TRAIN/ and TEST/ (or train/ test/) with DR1..DR8" in errors[0]
+
+
+def test_unset_root_names_db_sh(tmp_path):
+    e = env()
+    e.pop("TIMIT", None)
+    res = subprocess.run(["bash", str(DATA_SH)], cwd=tmp_path, env=e, capture_output=True, text=True)
+    assert res.returncode == 1 and "TIMIT is not set: set it in db.sh" in res.stderr
+
+
+def test_truncated_file_is_named_or_skipped(tmp_path):
+    root = make_tree(tmp_path / "timit")
+    bad = root / "TRAIN" / "DR1" / "FCJF0" / "SI1027.WAV"
+    bad.write_bytes(bad.read_bytes()[:1500])
+    res = run_data_sh(tmp_path, "--timit_root", str(root))
+    assert res.returncode == 1 and f"{bad}: truncated" in res.stderr and "Traceback" not in res.stderr
+    res = run_data_sh(tmp_path, "--timit_root", str(root), "--skip_bad", "true")
+    assert res.returncode == 0, res.stderr
+    assert "bad utterances skipped: 1" in res.stderr
+    assert DataDir.load(tmp_path / "data" / "train").utterances == ["fcjf0_sx127", "maeb0_si1411", "maeb0_sx201"]
+
+
+def test_help_and_unknown_option(tmp_path):
+    res = run_data_sh(tmp_path, "--help")
+    assert res.returncode == 0 and "--include_sa" in res.stdout
+    res = run_data_sh(tmp_path, "--no_such_option", "1")
+    assert res.returncode == 2 and "Usage" in res.stderr
+
+
+def test_sphere_header_known_answer(tmp_path):
+    """A hand-written LDC-style header, and one written by libsndfile."""
+    body = np.arange(100, dtype="<i2").tobytes()
+    fields = ("database_id -s5 TIMIT\nsample_count -i 100\nsample_rate -i 16000\nchannel_count -i 1\n"
+              "sample_byte_format -s2 01\nsample_n_bytes -i 2\nsample_sig_bits -i 16\nend_head\n")
+    header = f"NIST_1A\n   1024\n{fields}".encode().ljust(1024, b" ")
+    (tmp_path / "a.wav").write_bytes(header + body)
+    h = prep.read_sphere_header(tmp_path / "a.wav")
+    assert (h["sample_count"], h["sample_rate"], h["database_id"], h["header_size"]) == (100, 16000, "TIMIT", 1024)
+    audio, rate = sf.read(tmp_path / "a.wav", dtype="int16")
+    assert rate == 16000 and audio.tolist() == list(range(100))
+
+    write_sphere(tmp_path / "b.wav", 777, seed=0)
+    h = prep.read_sphere_header(tmp_path / "b.wav")
+    assert (h["sample_count"], h["sample_rate"]) == (777, 16000)
+
+    (tmp_path / "c.wav").write_bytes(header.replace(b"sample_rate -i 16000", b"sample_rate -i 08000") + body)
+    with pytest.raises(UserError, match="sample rate 8000 Hz, expected 16000"):
+        prep.fill(prep.Utterance("x", "si1", tmp_path / "c.wav", None, None), 16000)
+    (tmp_path / "d.wav").write_bytes(b"")
+    with pytest.raises(UserError, match="d.wav: empty file"):
+        prep.read_sphere_header(tmp_path / "d.wav")
+    (tmp_path / "e.wav").write_bytes(b"RIFF" + bytes(2000))
+    with pytest.raises(UserError, match="not a NIST SPHERE file"):
+        prep.read_sphere_header(tmp_path / "e.wav")
+
+
+def test_speaker_lists_are_the_standard_ones():
+    dev = (RECIPE / "conf" / "dev_spk.list").read_text().split()
+    test = (RECIPE / "conf" / "test_spk.list").read_text().split()
+    assert len(dev) == len(set(dev)) == 50 and len(test) == len(set(test)) == 24
+    assert not set(dev) & set(test)
+    # The core test set: two male and one female speaker from each of the eight dialect regions.
+    assert sum(s.startswith("m") for s in test) == 16
+    assert {"mdab0", "mwbt0", "felc0", "mjln0", "mpam0", "fmld0"} <= set(test)
+
+
+def test_rerun_keeps_unchanged_files_and_drops_stale_tables(tmp_path):
+    root = make_tree(tmp_path / "timit")
+    assert run_data_sh(tmp_path, "--timit_root", str(root)).returncode == 0
+    train = tmp_path / "data" / "train"
+    (train / "utt2num_frames").write_text("".join(f"{u} 10\n" for u in DataDir.load(train).utterances))
+    before = {p.name: p.stat().st_mtime_ns for p in train.iterdir()}
+    assert run_data_sh(tmp_path, "--timit_root", str(root)).returncode == 0
+    assert {p.name: p.stat().st_mtime_ns for p in train.iterdir()} == before
+
+    res = run_data_sh(tmp_path, "--timit_root", str(root), "--include_sa", "true")
+    assert res.returncode == 0, res.stderr
+    assert not (train / "utt2num_frames").exists()
+    assert "fcjf0_sa1" in DataDir.load(train).utterances
+
+
+def test_shorten_sphere_goes_through_sph2pipe(tmp_path, monkeypatch):
+    fields = ("sample_count -i 16000\nsample_rate -i 16000\nchannel_count -i 1\nsample_n_bytes -i 2\n"
+              "sample_coding -s26 pcm,embedded-shorten-v2.00\nend_head\n")
+    wav = tmp_path / "si1.wav"
+    wav.write_bytes(f"NIST_1A\n   1024\n{fields}".encode().ljust(1024, b" ") + bytes(500))
+    (tmp_path / "si1.txt").write_text("0 16000 Hello.\n")
+    utt = prep.Utterance("x", "si1", wav, tmp_path / "si1.txt", None)
+    monkeypatch.setattr(prep.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="shorten-compressed SPHERE needs sph2pipe"):
+        prep.fill(utt, 16000)
+    monkeypatch.setattr(prep.shutil, "which", lambda name: f"/opt/kaldi/tools/{name}")
+    prep.fill(utt, 16000)
+    assert utt.wav_entry == f"sph2pipe -f wav {wav.absolute()} |" and utt.num_samples == 16000

@@ -1,0 +1,150 @@
+"""VCTK stage 1 (egs/vctk/cdsvae1/local) on fake trees of the 0.92 and 0.80 layouts."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from cdsvae.data.datadir import DataDir
+from cdsvae.data.validate import validate_data_dir
+from cdsvae.features import fbank_from_audio, load_fbank_config, num_frames
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs" / "vctk" / "cdsvae1"
+DATA_SH = RECIPE / "local" / "data.sh"
+RATE = 48000
+
+spec = importlib.util.spec_from_file_location("vctk_make_speaker_lists", RECIPE / "local" / "make_speaker_lists.py")
+lists = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = lists
+spec.loader.exec_module(lists)
+
+
+def read_list(name: str) -> list[str]:
+    return (RECIPE / "conf" / f"{name}_spk.list").read_text().split()
+
+
+# One speaker from each committed list (the train speaker's 4th utterance has no transcript),
+# p315 (audio, no transcripts; on no list) and s5 (on no list).
+TRAIN_SPK, DEV_SPK, TEST_SPK = read_list("train")[0], read_list("dev")[0], read_list("test")[0]
+SPEAKERS = {TRAIN_SPK: [4800, 5000, 5200, 3000], DEV_SPK: [4000, 4100], TEST_SPK: [6000, 6100],
+            "p315": [4000], "s5": [4000]}
+KEPT = {TRAIN_SPK: 3, DEV_SPK: 2, TEST_SPK: 2}
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def make_tree(root: Path, release: str) -> Path:
+    for i, (spk, lengths) in enumerate(SPEAKERS.items()):
+        audio_dir = root / ("wav48_silence_trimmed" if release == "0.92" else "wav48") / spk
+        audio_dir.mkdir(parents=True)
+        (root / "txt" / spk).mkdir(parents=True)
+        for j, n in enumerate(lengths, 1):
+            utt = f"{spk}_{j:03d}"
+            rng = np.random.default_rng(100 * i + j)
+            if release == "0.92":
+                sf.write(audio_dir / f"{utt}_mic1.flac", rng.normal(0, 0.1, n), RATE, format="FLAC")
+                sf.write(audio_dir / f"{utt}_mic2.flac", rng.normal(0, 0.1, n + 480), RATE, format="FLAC")
+            else:
+                sf.write(audio_dir / f"{utt}.wav", rng.normal(0, 0.1, n), RATE, subtype="PCM_16")
+            if spk != "p315" and not (spk == TRAIN_SPK and j == 4):
+                (root / "txt" / spk / f"{utt}.txt").write_text(f"Please call {spk} number {j}.\n")
+    return root
+
+
+def run_data_sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DATA_SH), *args], cwd=cwd, env=env(), capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("release, mic, extra", [("0.92", "mic1", 0), ("0.92", "mic2", 480), ("0.80", "mic1", 0)])
+def test_layouts_and_speaker_split(tmp_path, release, mic, extra):
+    root = make_tree(tmp_path / "vctk", release)
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--mic", mic)
+    assert res.returncode == 0, res.stderr
+    sets = {name: DataDir.load(tmp_path / "data" / name) for name in ("train", "dev", "test")}
+    for name, spk in (("train", TRAIN_SPK), ("dev", DEV_SPK), ("test", TEST_SPK)):
+        d = sets[name]
+        assert d.speakers == [spk]
+        assert d.utterances == [f"{spk}_{j:03d}" for j in range(1, KEPT[spk] + 1)]
+        assert validate_data_dir(d.path) == []
+        for j, utt in enumerate(d.utterances):
+            assert d.utt2dur[utt] == pytest.approx((SPEAKERS[spk][j] + extra) / RATE, abs=1e-7)
+            assert d.text[utt] == f"Please call {spk} number {j + 1}."
+            assert d.wav_scp[utt].endswith(f"{utt}_{mic}.flac" if release == "0.92" else f"{utt}.wav")
+            assert sf.info(d.wav_scp[utt]).frames == SPEAKERS[spk][j] + extra
+    assert "skipped without transcript: 1" in res.stderr
+    assert "speakers on no list (unused): 2 (p315 s5)" in res.stderr
+
+
+@pytest.mark.parametrize("make_root", [
+    lambda p: p / "nowhere",
+    lambda p: (p / "empty").mkdir() or p / "empty",
+    lambda p: (p / "notxt" / "wav48").mkdir(parents=True) or p / "notxt",
+])
+def test_missing_or_wrong_root_is_one_line(tmp_path, make_root):
+    root = make_root(tmp_path)
+    res = run_data_sh(tmp_path, "--vctk_root", str(root))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and f"VCTK={root}" in errors[0]
+    assert ("expected wav48_silence_trimmed/pNNN/pNNN_MMM_mic1.flac (0.92) or wav48/pNNN/pNNN_MMM.wav (0.80)"
+            in errors[0])
+
+
+def test_undecodable_audio_is_named_or_skipped(tmp_path):
+    root = make_tree(tmp_path / "vctk", "0.92")
+    bad = root / "wav48_silence_trimmed" / DEV_SPK / f"{DEV_SPK}_002_mic1.flac"
+    bad.write_bytes(b"fLaC" + bytes(10))
+    res = run_data_sh(tmp_path, "--vctk_root", str(root))
+    assert res.returncode == 1 and f"{bad}: cannot decode" in res.stderr and "Traceback" not in res.stderr
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--skip_bad", "true")
+    assert res.returncode == 0, res.stderr
+    assert "bad audio skipped: 1" in res.stderr
+    assert DataDir.load(tmp_path / "data" / "dev").utterances == [f"{DEV_SPK}_001"]
+
+
+def test_committed_lists_are_disjoint_and_sized():
+    split = {name: read_list(name) for name in ("train", "dev", "test")}
+    assert [len(split[n]) for n in ("train", "dev", "test")] == [88, 8, 12]
+    everyone = split["train"] + split["dev"] + split["test"]
+    assert len(set(everyone)) == 108 and "p315" not in everyone
+    assert all(s.startswith("p") and s[1:].isdigit() for s in everyone)
+
+
+def test_split_rule_on_a_small_speaker_info(tmp_path):
+    """Known answer: 10 F and 6 M, 2 test and 1 dev per gender at evenly spaced positions."""
+    rows = [f"{i}  22  {'F' if i < 110 else 'M'}  English  Somewhere" for i in range(100, 116)]
+    info = tmp_path / "speaker-info.txt"
+    info.write_text("ID  AGE  GENDER  ACCENTS  REGION\n" + "\n".join(rows) + "\n")
+    genders = lists.read_speaker_info(info)
+    assert genders["p100"] == "F" and genders["p115"] == "M" and len(genders) == 16
+    split = lists.split_speakers(genders, num_test=2, num_dev=1, exclude={"p101"})
+    # F pool (9, p101 excluded): test at 2, 6 -> p103, p107; the other 7: dev at 3 -> p105.
+    # M pool (6): test at 1, 4 -> p111, p114; the other 4: dev at 2 -> p113.
+    assert split["test"] == ["p103", "p107", "p111", "p114"]
+    assert split["dev"] == ["p105", "p113"]
+    assert split["train"] == ["p100", "p102", "p104", "p106", "p108", "p109", "p110", "p112", "p115"]
+
+
+def test_fbank_conf_resamples_48k_audio_to_16k(tmp_path):
+    conf = yaml.safe_load((RECIPE / "conf" / "fbank.yaml").read_text())
+    assert conf == {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25, "frame_shift_ms": 10, "resample": True}
+    cfg = load_fbank_config(RECIPE / "conf" / "fbank.yaml")
+    root = make_tree(tmp_path / "vctk", "0.92")
+    assert run_data_sh(tmp_path, "--vctk_root", str(root)).returncode == 0
+    d = DataDir.load(tmp_path / "data" / "test")
+    utt = d.utterances[0]
+    feats = fbank_from_audio(d.wav_scp[utt], cfg, name=utt)
+    assert feats.shape == (num_frames(SPEAKERS[TEST_SPK][0] // 3, cfg), 80) and np.isfinite(feats).all()
