@@ -1,0 +1,67 @@
+"""Global mean/variance statistics of a feature set (the training set), for CMVN in the loader.
+
+    python -m cdsvae.bin.compute_cmvn_stats dump/train/feats.scp dump/train/cmvn.npz
+    python -m cdsvae.bin.compute_cmvn_stats dump/train dump/train/cmvn.ark   # Kaldi stats matrix
+
+An output ending in ``.npz`` holds sum, sum_sq, count, mean and std; any other name
+gets Kaldi's global stats matrix (2 x dim+1, binary), as ``compute-cmvn-stats`` and
+``matrix-sum`` write it.  Several inputs (e.g. per-job scp files) are summed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from cdsvae.bin import run_main
+from cdsvae.errors import UserError
+from cdsvae.features import CMVNStats, check_finite
+
+logger = logging.getLogger("compute_cmvn_stats")
+
+
+def accumulate(scps: Sequence[str | Path]) -> CMVNStats:
+    import kaldiio
+    from tqdm import tqdm
+
+    stats = CMVNStats()
+    for scp in scps:
+        scp = Path(scp)
+        if scp.is_dir():
+            scp = scp / "feats.scp"
+        if not scp.is_file():
+            raise UserError(f"feature list not found: {scp}")
+        try:
+            for utt, feats in tqdm(kaldiio.load_scp_sequential(str(scp)), desc="cmvn", unit="utt",
+                                   mininterval=10, file=sys.stderr):
+                check_finite(feats, f"utterance {utt} of {scp}")
+                stats.accumulate(feats)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read features listed in {scp}: {e}") from None
+    if not stats.count:
+        raise UserError(f"no frames in {', '.join(map(str, scps))}")
+    return stats
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cdsvae.bin.compute_cmvn_stats", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("feats", nargs="+", help="feats.scp file(s) or feature dir(s) holding feats.scp")
+    p.add_argument("out", help="stats file: *.npz, or anything else for a Kaldi stats matrix")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    stats = accumulate(args.feats)
+    stats.save(args.out)
+    logger.info("%s: %d frames, dim %d", args.out, stats.count, stats.sum.size)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,119 @@
+"""The voice-conversion stage on a few utterances: K copies, same frames, same fbank options, deterministic."""
+
+import subprocess
+import sys
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cdsvae.augment.world_vc import draw_conversion, world_voice_conversion
+from cdsvae.bin.make_fbank import main as fbank_main
+from cdsvae.bin.world_vc import main
+from cdsvae.data.datadir import split_data_dir
+from cdsvae.errors import UserError
+from cdsvae.features import compute_fbank, load_fbank_config
+
+SR = 16000
+
+
+def make_dump(root, n_utts=3, fbank_yaml="n_mels: 40\n"):
+    data = root / "data"
+    (root / "audio").mkdir(parents=True)
+    data.mkdir()
+    wav, u2s = [], []
+    for i in range(n_utts):
+        t = np.arange(int(SR * (0.3 + 0.03 * i))) / SR
+        f0 = 120 + 40 * i
+        x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 10))
+        path = root / "audio" / f"s{i % 2}-u{i}.wav"
+        sf.write(path, (0.2 * x / np.abs(x).max()).astype(np.float32), SR, subtype="PCM_16")
+        wav.append(f"s{i % 2}-u{i} {path}\n")
+        u2s.append(f"s{i % 2}-u{i} s{i % 2}\n")
+    (data / "wav.scp").write_text("".join(sorted(wav)))
+    (data / "utt2spk").write_text("".join(sorted(u2s)))
+    (root / "fbank.yaml").write_text(fbank_yaml)
+    fbank_main(["--config", str(root / "fbank.yaml"), str(data), str(root / "dump")])
+    return root / "dump"
+
+
+def read(featdir):
+    return {k: np.array(v) for k, v in kaldiio.load_scp(str(featdir / "feats.scp")).items()}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vc")
+    dump = make_dump(root)
+    assert main(["--num_copies", "2", "--seed", "7", str(dump), str(root / "vc")]) == 0
+    return dump, root / "vc"
+
+
+def test_copies_match_original_frames_and_options(converted):
+    dump, vc = converted
+    orig = read(dump)
+    assert (vc / "vc.yaml").is_file()
+    for k in (1, 2):
+        copy = vc / f"copy{k}"
+        assert (copy / "utt2num_frames").read_text() == (dump / "utt2num_frames").read_text()
+        assert (copy / "fbank.yaml").read_text() == (dump / "fbank.yaml").read_text()
+        assert (copy / "utt2spk").read_text() == (dump / "utt2spk").read_text()
+        feats = read(copy)
+        assert sorted(feats) == sorted(orig)
+        for utt in orig:
+            assert feats[utt].shape == orig[utt].shape
+            assert not np.allclose(feats[utt], orig[utt])
+
+
+def test_copies_are_the_drawn_conversions(converted):
+    dump, vc = converted
+    cfg = load_fbank_config(dump / "fbank.yaml")
+    wav = dict(line.split() for line in (dump / "wav.scp").read_text().splitlines())
+    for k in (1, 2):
+        feats = read(vc / f"copy{k}")
+        params = {line.split()[0]: tuple(map(float, line.split()[1:])) for line in
+                  (vc / f"copy{k}" / "vc_params").read_text().splitlines()}
+        for utt, path in wav.items():
+            f0_scale, warp = draw_conversion(utt, k, 7)
+            assert params[utt] == pytest.approx((f0_scale, warp), abs=1e-6)
+            x, _ = sf.read(path, dtype="float32")
+            expected = compute_fbank(world_voice_conversion(x, SR, f0_scale, warp), cfg)
+            np.testing.assert_array_equal(feats[utt], expected)
+
+
+def test_jobs_give_the_same_copies(converted, tmp_path):
+    dump, vc = converted
+    parts = split_data_dir(dump, 2, out_root=tmp_path / "split")
+    for job, part in enumerate(parts, 1):
+        main(["--config", str(dump / "fbank.yaml"), "--num_copies", "2", "--seed", "7", "--job", str(job),
+              str(part), str(tmp_path / "vc")])
+    main(["--merge", "--nj", "2", "--num_copies", "2", "--seed", "7", str(dump), str(tmp_path / "vc")])
+    for k in (1, 2):
+        a, b = read(vc / f"copy{k}"), read(tmp_path / "vc" / f"copy{k}")
+        assert sorted(a) == sorted(b)
+        for utt in a:
+            np.testing.assert_array_equal(a[utt], b[utt])
+        assert (vc / f"copy{k}" / "vc_params").read_text() == (tmp_path / "vc" / f"copy{k}" / "vc_params").read_text()
+
+
+def test_frame_count_mismatch_is_an_error(converted, tmp_path):
+    dump, _ = converted
+    broken = tmp_path / "dump"
+    broken.mkdir()
+    for name in ("wav.scp", "utt2spk", "fbank.yaml", "feats.scp"):
+        (broken / name).write_text((dump / name).read_text())
+    lines = (dump / "utt2num_frames").read_text().splitlines()
+    utt, n = lines[0].split()
+    (broken / "utt2num_frames").write_text("\n".join([f"{utt} {int(n) + 5}"] + lines[1:]) + "\n")
+    with pytest.raises(UserError, match=f"{int(n)} frames where {int(n) + 5} were expected.*{utt}"):
+        main(["--num_copies", "1", str(broken), str(tmp_path / "vc")])
+
+
+def test_missing_config_and_help(tmp_path):
+    (tmp_path / "src").mkdir()
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", str(tmp_path / "src"), str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "fbank.yaml" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--num_copies" in r.stdout
