@@ -1,0 +1,115 @@
+"""Train the judge classifier on a labelled video training split and check it on the test split.
+
+    python -m cdsvae.bin.train_judge --train data/train --test data/test --outdir exp/judge
+
+Writes ``OUTDIR/judge.pt`` and ``OUTDIR/judge_test.json`` (per-factor test accuracy) atomically.
+The judge is only trusted when it is right on real sequences: if any factor's test accuracy is
+below ``--threshold`` the command exits 1 naming the factors (the judge is kept for inspection).
+A second run with the same options and data reuses the saved judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from cdsvae.bin import run_main
+from cdsvae.data.video import VideoDataset
+from cdsvae.errors import UserError
+from cdsvae.eval.judge import JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge, save_judge, train_judge
+from cdsvae.io import atomic_write_text
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train_judge", description=__doc__.split("\n\n")[0])
+    p.add_argument("--train", required=True, help="prepared training split dir (frames.npy, labels.npz, factors.yaml)")
+    p.add_argument("--test", required=True, help="prepared test split dir")
+    p.add_argument("--outdir", default="exp/judge", help="where judge.pt and judge_test.json go (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channels", type=_int_list, default=[32, 64, 128, 256],
+                   help="conv widths of the frame encoder (default: %(default)s; the authors' judge uses 64,128,256,512)")
+    p.add_argument("--g_dim", type=int, default=128, help="frame embedding size")
+    p.add_argument("--hidden_dim", type=int, default=128, help="BiLSTM hidden size per direction")
+    p.add_argument("--threshold", type=float, default=0.99,
+                   help="minimum test accuracy of every factor (default: %(default)s; 0 disables the check)")
+    p.add_argument("--max_train", type=int, default=None, help="use only the first N training sequences")
+    p.add_argument("--max_test", type=int, default=None, help="use only the first N test sequences")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--force", action="store_true", help="retrain even if a judge with the same options exists")
+    return p
+
+
+def _data_stamp(d: VideoDataset) -> dict:
+    st = os.stat(d.frames_path)
+    return {"path": str(d.split_dir.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "n": len(d)}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1:
+        raise UserError("--epochs and --batch_size must be >= 1")
+    train = VideoDataset(args.train, max_items=args.max_train)
+    test = VideoDataset(args.test, max_items=args.max_test)
+    if [f.as_dict() for f in train.factors] != [f.as_dict() for f in test.factors]:
+        raise UserError(f"{args.test}/factors.yaml: factors differ from those of {args.train}/factors.yaml")
+    if train.shape[1:] != test.shape[1:]:
+        raise UserError(f"{args.test}: frames of shape {test.shape} do not match the training frames {train.shape}")
+    outdir = Path(args.outdir)
+    options = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "channels": args.channels, "g_dim": args.g_dim, "hidden_dim": args.hidden_dim,
+        "train": _data_stamp(train),
+    }
+    torch.manual_seed(args.seed)
+    model = None
+    if (outdir / JUDGE_FILE).is_file() and not args.force:
+        try:
+            saved = torch.load(outdir / JUDGE_FILE, map_location="cpu", weights_only=True)
+            if saved.get("extra", {}).get("options") == options:
+                model = load_judge(outdir, args.device)
+                print(f"train_judge: {outdir / JUDGE_FILE} was trained with the same options and data; reusing it")
+        except Exception:
+            model = None
+    if model is None:
+        model = JudgeClassifier(train.factors, in_channels=train.shape[1], channels=args.channels,
+                                g_dim=args.g_dim, hidden_dim=args.hidden_dim)
+        t0 = time.time()
+        train_judge(model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                    device=args.device, log=print, progress=True)
+        print(f"train_judge: trained on {len(train)} sequences in {time.time() - t0:.1f} s")
+        save_judge(outdir, model, {"options": options, "test_dir": str(test.split_dir.resolve())})
+    acc = evaluate_judge(model, test, batch_size=max(args.batch_size, 64))
+    failed = {n: a for n, a in acc.items() if a < args.threshold}
+    report = {"test_dir": str(test.split_dir.resolve()), "n_test": len(test), "accuracy": acc,
+              "threshold": args.threshold, "passed": not failed}
+    atomic_write_text(outdir / "judge_test.json", json.dumps(report, indent=2) + "\n")
+    for n, a in acc.items():
+        kind = next(f.kind for f in model.factors if f.name == n)
+        print(f"judge test accuracy {n} ({kind}): {100 * a:.2f}%")
+    if failed:
+        names = ", ".join(f"{n} {100 * a:.2f}%" for n, a in failed.items())
+        raise UserError(f"judge test accuracy below {100 * args.threshold:.2f}% for: {names} "
+                        f"(judge kept in {outdir}; train longer or widen it)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
