@@ -1,0 +1,52 @@
+"""RESULTS.md for each experiment and one table comparing them, generated from the experiment dirs.
+
+    python -m cdsvae.bin.make_report --expdirs exp/cdsvae exp/dsvae --out RESULTS.md
+
+Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/`` and ``<exp>/score_<set>/``; writes
+``<exp>/RESULTS.md`` with DET curves, t-SNE plots and a listening demo under ``<exp>/report/``,
+and the comparison table at --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from cdsvae.bin import run_main
+from cdsvae.errors import UserError
+
+
+def _bool(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value == "true"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cdsvae.bin.make_report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--expdirs", type=Path, nargs="+", required=True, help="experiment directories")
+    parser.add_argument("--out", type=Path, required=True, help="the comparison RESULTS.md to write")
+    parser.add_argument("--set", dest="test_set", default="test", help="evaluation set name (emb_<set>, score_<set>)")
+    parser.add_argument("--plots", type=_bool, default=True, help="DET and t-SNE figures (true|false)")
+    parser.add_argument("--demo", type=_bool, default=True, help="listening demo wav files (true|false)")
+    parser.add_argument(
+        "--feats", type=Path, default=None, help="feature dir for the demo (default: the one the embeddings came from)"
+    )
+    args = parser.parse_args(argv)
+    for d in args.expdirs:
+        if not d.is_dir():
+            raise UserError(f"{d}: experiment directory not found")
+
+    from cdsvae.eval.report import results_table, write_recipe_report
+
+    results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo, args.feats)
+    print(results_table(results), end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,94 @@
+"""Speaker verification with the s and the z embeddings: trials, cosine scores, EER and minDCF.
+
+    python -m cdsvae.bin.score --emb_dir exp/cdsvae/emb_test --utt2spk data/test/utt2spk \\
+        --outdir exp/cdsvae/score_test
+
+Writes ``trials`` (all pairs of test utterances, unless --trials names a list to reuse),
+``scores_s``, ``scores_z`` (``enroll test score``) and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from cdsvae.bin import run_main
+from cdsvae.errors import UserError
+from cdsvae.eval.scoring import score_trials, write_scores
+from cdsvae.eval.trials import all_pairs_trials, read_trials, read_utt2spk, write_trials
+from cdsvae.io import atomic_write_text
+
+FACTORS = ("s", "z")
+
+
+def _skipped_utterances(emb_dir: Path) -> set[str]:
+    """Utterances the extraction skipped on purpose (--skip_bad), from its meta.json."""
+    meta = emb_dir / "meta.json"
+    if not meta.is_file():
+        return set()
+    try:
+        return set(json.loads(meta.read_text(encoding="utf-8")).get("skipped", []))
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{meta}: not a valid embeddings meta.json") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cdsvae.bin.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--emb_dir", type=Path, required=True, help="directory with s.scp and z.scp")
+    parser.add_argument("--utt2spk", type=Path, required=True, help="utt2spk of the test set")
+    parser.add_argument("--outdir", type=Path, required=True)
+    parser.add_argument("--trials", type=Path, default=None, help="reuse this Kaldi trials file instead of all pairs")
+    parser.add_argument("--p_target", type=float, default=0.01, help="prior of a target trial for minDCF")
+    args = parser.parse_args(argv)
+
+    from cdsvae.eval.eer import compute_eer, compute_min_dcf
+
+    for factor in FACTORS:
+        if not (args.emb_dir / f"{factor}.scp").is_file():
+            raise UserError(f"{args.emb_dir / (factor + '.scp')}: embedding scp not found")
+    if args.trials is not None:
+        if not args.trials.is_file():
+            raise UserError(f"{args.trials}: trials file not found")
+        trials = read_trials(args.trials)
+        trials_path = args.outdir / "trials"
+        if trials_path.resolve() != args.trials.resolve():
+            args.outdir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.trials, trials_path)
+    else:
+        utt2spk = read_utt2spk(args.utt2spk)
+        skipped = _skipped_utterances(args.emb_dir)
+        if skipped:
+            dropped = [u for u in utt2spk if u in skipped]
+            utt2spk = {u: s for u, s in utt2spk.items() if u not in skipped}
+            print(f"{len(dropped)} utterance(s) skipped at extraction are left out of the trials")
+        trials = all_pairs_trials(utt2spk)
+        trials_path = args.outdir / "trials"
+        write_trials(trials_path, trials)
+    if trials.n_target == 0 or trials.n_nontarget == 0:
+        raise UserError(
+            f"{trials_path}: {trials.n_target} target and {trials.n_nontarget} nontarget trials; need both "
+            "(every speaker needs two test utterances and there must be two speakers)"
+        )
+
+    results: dict = {}
+    for factor in FACTORS:
+        scores = score_trials(args.emb_dir / f"{factor}.scp", trials)
+        write_scores(args.outdir / f"scores_{factor}", trials, scores)
+        tgt, non = scores[trials.target], scores[~trials.target]
+        eer, threshold = compute_eer(tgt, non)
+        min_dcf = compute_min_dcf(tgt, non, p_target=args.p_target)
+        results[factor] = {"eer": float(eer), "min_dcf": float(min_dcf), "threshold": float(threshold)}
+        print(f"{factor}: EER {100 * eer:.2f}%  minDCF({args.p_target:g}) {min_dcf:.4f}")
+    results.update(n_target=trials.n_target, n_nontarget=trials.n_nontarget, p_target=args.p_target)
+    atomic_write_text(args.outdir / "results.json", json.dumps(results, indent=2) + "\n")
+    print(f"{trials.n_target} target / {trials.n_nontarget} nontarget trials; wrote {args.outdir / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,113 @@
+"""Cosine scoring of trials between per-utterance embeddings, written as ``enroll test score``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+
+from cdsvae.errors import UserError
+from cdsvae.eval.trials import SpeakerVerificationTrials
+from cdsvae.io import atomic_open
+
+_WRITE_CHUNK = 100_000
+
+
+def normalise_rows(embeddings: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Unit-length rows (float64); an all-zero row stays zero so its cosine scores are 0."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, eps)
+
+
+def cosine_scores(
+    embeddings: np.ndarray, enroll_idx: np.ndarray, test_idx: np.ndarray, block_rows: int = 2048
+) -> np.ndarray:
+    """Cosine similarity of rows ``enroll_idx[k]`` and ``test_idx[k]`` of ``embeddings``.
+
+    Normalise once, then one matmul per block of enrolment rows against all rows, and pick the
+    trials' entries: memory stays at ``block_rows * N`` however many trials there are.
+    """
+    e = normalise_rows(embeddings)
+    enroll_idx = np.asarray(enroll_idx, dtype=np.int64)
+    test_idx = np.asarray(test_idx, dtype=np.int64)
+    scores = np.empty(enroll_idx.shape[0], dtype=np.float64)
+    order = np.argsort(enroll_idx, kind="stable")
+    sorted_enroll = enroll_idx[order]
+    for r0 in range(0, e.shape[0], block_rows):
+        r1 = min(r0 + block_rows, e.shape[0])
+        lo, hi = np.searchsorted(sorted_enroll, [r0, r1])
+        if lo == hi:
+            continue
+        sel = order[lo:hi]
+        sims = e[r0:r1] @ e.T
+        scores[sel] = sims[enroll_idx[sel] - r0, test_idx[sel]]
+    return scores
+
+
+def load_embedding_matrix(scp: str | os.PathLike, utts: list[str]) -> np.ndarray:
+    """Rows of the embeddings in ``scp`` in the order of ``utts``; a missing one is an error."""
+    scp = Path(scp)
+    if not scp.is_file():
+        raise UserError(f"{scp}: embedding scp not found")
+    table = kaldiio.load_scp(str(scp))
+    missing = [u for u in utts if u not in table]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"{scp}: no embedding for utterance {missing[0]}{more}")
+    rows = [np.asarray(table[u], dtype=np.float64).reshape(-1) for u in utts]
+    dims = {r.shape[0] for r in rows}
+    if len(dims) != 1:
+        raise UserError(f"{scp}: embeddings have different dimensions {sorted(dims)}")
+    matrix = np.stack(rows)
+    if not np.isfinite(matrix).all():
+        bad = utts[int(np.nonzero(~np.isfinite(matrix).all(axis=1))[0][0])]
+        raise UserError(f"{scp}: non-finite embedding for utterance {bad}")
+    return matrix
+
+
+def score_trials(scp: str | os.PathLike, trials: SpeakerVerificationTrials) -> np.ndarray:
+    """Cosine scores of every trial from the embeddings in ``scp``."""
+    matrix = load_embedding_matrix(scp, trials.utts)
+    return cosine_scores(matrix, trials.enroll_idx, trials.test_idx)
+
+
+def write_scores(path: str | os.PathLike, trials: SpeakerVerificationTrials, scores: np.ndarray) -> None:
+    """Write ``enroll test score`` lines atomically, in the trials' order."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(trials),):
+        raise ValueError(f"{len(trials)} trials but {scores.shape} scores")
+    utts = np.asarray(trials.utts, dtype=object)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for start in range(0, len(trials), _WRITE_CHUNK):
+            sl = slice(start, start + _WRITE_CHUNK)
+            text = np.array(["%.6f" % v for v in scores[sl].tolist()], dtype=object)
+            rows = utts[trials.enroll_idx[sl]] + " " + utts[trials.test_idx[sl]] + " " + text
+            f.write("\n".join(rows.tolist()))
+            f.write("\n")
+
+
+def read_scores(path: str | os.PathLike, trials: SpeakerVerificationTrials) -> np.ndarray:
+    """Scores from an ``enroll test score`` file, aligned to ``trials``; missing pairs are an error."""
+    path = Path(path)
+    table: dict[tuple[str, str], float] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 3:
+                    raise ValueError
+                table[(fields[0], fields[1])] = float(fields[2])
+            except ValueError:
+                raise UserError(f"{path}:{lineno}: expected 'enroll test score', got {line.strip()!r}") from None
+    out = np.empty(len(trials), dtype=np.float64)
+    for k, (e, t, _) in enumerate(trials.pairs()):
+        try:
+            out[k] = table[(e, t)]
+        except KeyError:
+            raise UserError(f"{path}: no score for trial {e} {t}") from None
+    return out

@@ -1,0 +1,129 @@
+"""The stage 5-7 entry points as a user runs them: --help, one-line errors, and the chain end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+TOOLS = ["extract_embeddings", "score", "make_report"]
+
+
+def run(tool, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", f"cdsvae.bin.{tool}", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help(tool):
+    out = run(tool, "--help")
+    assert out.returncode == 0, out.stderr
+    assert f"cdsvae.bin.{tool}" in out.stdout and "--" in out.stdout
+
+
+def assert_one_line_error(out, *fragments):
+    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+    # progress bars may precede it; the error itself is one line, the last
+    lines = [line for line in out.stderr.strip().splitlines() if "%|" not in line]
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_missing_files_give_one_line_errors(tmp_path):
+    (tmp_path / "feats").mkdir()
+    assert_one_line_error(run("extract_embeddings", "--expdir", tmp_path / "exp", "--feats", tmp_path / "feats",
+                              "--outdir", tmp_path / "emb"), "extract_embeddings: error:", "feats.scp")
+    assert_one_line_error(run("score", "--emb_dir", tmp_path / "emb", "--utt2spk", tmp_path / "utt2spk",
+                              "--outdir", tmp_path / "score"), "score: error:", "s.scp")
+    assert_one_line_error(run("make_report", "--expdirs", tmp_path / "nope", "--out", tmp_path / "R.md"),
+                          "make_report: error:", "nope")
+
+
+def test_score_errors_on_bad_input(tmp_path):
+    from cdsvae.eval.embeddings import write_vectors
+
+    emb = tmp_path / "emb"
+    write_vectors(emb, "s", {"a_1": np.ones(3), "a_2": np.ones(3)})
+    write_vectors(emb, "z", {"a_1": np.ones(3), "a_2": np.ones(3)})
+    (tmp_path / "utt2spk").write_text("a_1 a\na_2 a\n")
+    # one speaker: no nontarget trials, EER is undefined
+    assert_one_line_error(run("score", "--emb_dir", emb, "--utt2spk", tmp_path / "utt2spk", "--outdir", tmp_path / "o"),
+                          "0 nontarget trials")
+    (tmp_path / "utt2spk").write_text("a_1 a\na_2 a\nb_1 b\n")
+    assert_one_line_error(run("score", "--emb_dir", emb, "--utt2spk", tmp_path / "utt2spk", "--outdir", tmp_path / "o"),
+                          "s.scp: no embedding for utterance b_1")
+
+
+def test_stages_5_to_7_end_to_end(tmp_path):
+    """extract_embeddings -> score -> make_report on a tiny model, in a recipe-like directory."""
+    from cdsvae.models import build_model
+    from cdsvae.train import checkpoint as ckpt
+    from cdsvae.train.config import dump_config
+    from cdsvae.train.task import check_config
+
+    rng = np.random.default_rng(0)
+    feats_dir = tmp_path / "dump" / "test"
+    feats_dir.mkdir(parents=True)
+    utts = {f"spk{s}_u{u}": f"spk{s}" for s in range(3) for u in range(3)}
+    feats = {u: (rng.normal(size=(int(rng.integers(16, 40)), 5)) + 3 * int(s[-1])).astype(np.float32)
+             for u, s in utts.items()}
+    feats["spk0_u9"] = rng.normal(size=(3, 5)).astype(np.float32)  # shorter than a segment
+    utts["spk0_u9"] = "spk0"
+    kaldiio.save_ark(str(feats_dir / "feats.ark"), dict(sorted(feats.items())), scp=str(feats_dir / "feats.scp"))
+    (feats_dir / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utts.items())))
+
+    model_cfg = {"frame": "mlp", "feat_dim": 5, "s_dim": 4, "z_dim": 2, "hidden_dim": 8, "g_dim": 8,
+                 "frame_hidden": 8, "init": "default"}
+    for tag, weights in (("cdsvae", {}), ("dsvae", {"con_s": 0.0, "con_z": 0.0, "mi_sz": 0.0})):
+        exp = tmp_path / "exp" / tag
+        exp.mkdir(parents=True)
+        dump_config(check_config({"model": model_cfg, "loss": weights,
+                                  "data": {"type": "speech", "segment_frames": 8}}), exp / "config.yaml")
+        torch.manual_seed(len(tag))
+        ckpt.save_checkpoint(ckpt.step_path(exp / "checkpoints", 3), {"model": build_model(model_cfg).state_dict()})
+
+    for tag in ("cdsvae", "dsvae"):
+        if tag == "cdsvae":
+            out = run("extract_embeddings", "--expdir", f"exp/{tag}", "--feats", "dump/test", "--outdir",
+                      f"exp/{tag}/emb_test", cwd=tmp_path)
+            assert_one_line_error(out, "utterance spk0_u9: 3 frames", "--skip_bad true")
+        out = run("extract_embeddings", "--expdir", f"exp/{tag}", "--feats", "dump/test", "--outdir",
+                  f"exp/{tag}/emb_test", "--skip_bad", "true", "--batch_size", "4", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "skipped 1 utterance(s): spk0_u9" in out.stdout
+        assert (tmp_path / f"exp/{tag}/emb_test/s.scp").read_text().startswith(f"spk0_u0 exp/{tag}/emb_test/s.ark:")
+        out = run("score", "--emb_dir", f"exp/{tag}/emb_test", "--utt2spk", "dump/test/utt2spk",
+                  "--outdir", f"exp/{tag}/score_test", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        res = json.loads((tmp_path / f"exp/{tag}/score_test/results.json").read_text())
+        assert res["n_target"] == 9 and res["n_nontarget"] == 27  # 9 utterances after the skip
+        assert set(res) >= {"s", "z", "n_target", "n_nontarget"} and set(res["s"]) == {"eer", "min_dcf", "threshold"}
+        assert len((tmp_path / f"exp/{tag}/score_test/trials").read_text().splitlines()) == 36
+        if tag != "cdsvae":
+            continue
+        # rescoring with the written trials reproduces the result
+        out = run("score", "--emb_dir", f"exp/{tag}/emb_test", "--utt2spk", "dump/test/utt2spk",
+                  "--trials", f"exp/{tag}/score_test/trials", "--outdir", f"exp/{tag}/rescore", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert json.loads((tmp_path / f"exp/{tag}/rescore/results.json").read_text())["s"] == res["s"]
+
+    out = run("make_report", "--expdirs", "exp/cdsvae", "exp/dsvae", "--out", "RESULTS.md", "--demo", "false",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| C-DSVAE | cdsvae |" in text and "| DSVAE | dsvae |" in text
+    assert "| C-DSVAE | cdsvae |" in out.stdout
+    for tag in ("cdsvae", "dsvae"):
+        assert (tmp_path / f"exp/{tag}/RESULTS.md").is_file()
+        assert (tmp_path / f"exp/{tag}/report/test/det.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / f"exp/{tag}/report/test/tsne.png").read_bytes()[:4] == b"\x89PNG"
+    # the demo needs the feature options (fbank.yaml): without them the report says so instead of failing
+    out = run("make_report", "--expdirs", "exp/cdsvae", "--out", "R2.md", "--plots", "false", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "No demo: dump/test/fbank.yaml" in (tmp_path / "exp/cdsvae/R2.md").read_text()
