@@ -19,6 +19,7 @@ from cdsvae.bin import run_main
 from cdsvae.data.video import VideoDataset
 from cdsvae.errors import UserError
 from cdsvae.eval.judge import sample_with
+from cdsvae.eval.report import system_label
 from cdsvae.eval.video_report import save_png, sequence_rows, swap_grid, write_results_md
 
 
@@ -48,8 +49,9 @@ def main(argv=None) -> int:
     results = {}
     for d in args.exp_dirs:
         exp = Path(d)
-        model, _ = load_model(exp)
+        model, cfg = load_model(exp)
         model.eval()
+        name = f"{system_label(cfg)} ({exp.name})"
         with torch.no_grad():
             save_png(exp / "swap_grid.png", swap_grid(model, x), f"{exp.name}: rows keep s, columns keep z")
             save_png(exp / "swap_grid_frame0.png", swap_grid(model, x, frame=0), f"{exp.name}: frame 0")
@@ -60,8 +62,8 @@ def main(argv=None) -> int:
             save_png(exp / "samples.png", sequence_rows(samples), f"{exp.name}: samples from the priors")
         rj = exp / "judge_results.json"
         if rj.is_file():
-            results[exp.name] = json.loads(rj.read_text())
-            write_results_md(exp / "RESULTS.md", {exp.name: results[exp.name]}, f"{args.title}: {exp.name}")
+            results[name] = json.loads(rj.read_text())
+            write_results_md(exp / "RESULTS.md", {name: results[name]}, f"{args.title}: {exp.name}")
         print(f"video_report: wrote pictures in {exp}")
     if args.out:
         if not results:

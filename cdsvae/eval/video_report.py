@@ -7,16 +7,14 @@ column the motion stays and the look changes. The first row and column show the 
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from cdsvae.eval.report import environment_header
 from cdsvae.io import atomic_open, atomic_write_text
 
 
@@ -133,18 +131,7 @@ def judge_table(results: Mapping[str, Mapping]) -> str:
     return "\n".join(out)
 
 
-def environment_header() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return (f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}\n"
-            f"- python: {platform.python_version()}, torch: {torch.__version__}\n"
-            f"- git commit: {commit}\n")
-
-
 def write_results_md(path: str | os.PathLike, results: Mapping[str, Mapping], title: str = "Results") -> Path:
-    text = f"# {title}\n\n{environment_header()}\n{judge_table(results)}"
+    text = f"# {title}\n\n{environment_header()}\n## Judge metrics (test set)\n\n{judge_table(results)}"
     atomic_write_text(path, text)
     return Path(path)

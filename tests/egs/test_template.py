@@ -182,7 +182,7 @@ def test_training_on_cpu_runs_plain_python_per_config(recipe, fake_tools):
         assert launched[0] == f"--config {conf} --outdir exp/{tag} --optim.lr 0.5"
         assert launched[1] == "WORLD_SIZE=none"
         assert launched[2] == "CUDA_VISIBLE_DEVICES=''"
-        log = (recipe / "exp" / tag / "train.log").read_text()
+        log = (recipe / "exp" / tag / "log" / "launch.log").read_text()
         assert log.startswith("# python -m cdsvae.bin.train --config")
         assert "# Ended (code 0)" in log
 

@@ -1,6 +1,7 @@
 """Swap grids put decode(s_i, z_j) in row i, column j; the judge table and the report CLI."""
 
 import json
+import os
 import types
 
 import numpy as np
@@ -90,7 +91,9 @@ def test_video_report_cli(tmp_path, monkeypatch):
     for name, acc in (("cdsvae", 0.9), ("dsvae", 0.5)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "judge_results.json").write_text(json.dumps(result(acc, 5.0)))
-    monkeypatch.setattr(cdsvae.train, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
+    weights = {"cdsvae": {"con_s": 10.0, "con_z": 10.0, "mi_sz": 1.0}, "dsvae": {"con_s": 0.0, "con_z": 0.0, "mi_sz": 0.0}}
+    monkeypatch.setattr(cdsvae.train, "load_model",
+                        lambda d, device="cpu": (ChannelModel(), {"loss": weights[os.path.basename(d)]}))
     with pytest.raises(SystemExit) as e:
         run_main(video_report.main, [str(tmp_path / "cdsvae"), str(tmp_path / "dsvae"), "--data",
                                      str(tmp_path / "test"), "--num", "3", "--out", str(tmp_path / "RESULTS.md")])
@@ -99,4 +102,4 @@ def test_video_report_cli(tmp_path, monkeypatch):
         for f in ("swap_grid.png", "swap_grid_frame0.png", "samples.png", "RESULTS.md"):
             assert (tmp_path / name / f).is_file()
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| cdsvae | 90.00" in text and "| dsvae | 50.00" in text and "torch" in text
+    assert "| C-DSVAE (cdsvae) | 90.00" in text and "| DSVAE (dsvae) | 50.00" in text and "torch" in text

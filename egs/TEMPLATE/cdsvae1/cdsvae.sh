@@ -20,7 +20,9 @@ train_set=             # training set name under data/
 dev_set=               # validation set name under data/ (may be empty)
 test_sets=             # evaluation set names under data/, space separated
 train_configs="conf/train.yaml conf/train_dsvae.yaml"  # one experiment per config
-train_args=            # extra arguments for every training run, e.g. "--trainer.max_epochs 1"
+train_args=            # extra arguments for every training run, e.g. "--train.epochs 1"
+judge_args=            # video: extra arguments for cdsvae.bin.train_judge, e.g. "--epochs 20"
+judge_eval_args=       # video: extra arguments for cdsvae.bin.judge_eval, e.g. "--n_draws 10"
 feats_conf=conf/fbank.yaml
 vc_conf=conf/vc.yaml
 local_data_opts=       # arguments for local/data.sh
@@ -54,6 +56,8 @@ Options:
   --test_sets "NAMES"   evaluation sets under data/ (default: ${test_sets:-none})
   --train_configs "F.." training configs, one experiment each (default: "${train_configs}")
   --train_args "ARGS"   extra arguments for the trainer (default: "${train_args}")
+  --judge_args "ARGS"   video: extra arguments for the judge training (default: "${judge_args}")
+  --judge_eval_args "A" video: extra arguments for the judge metrics (default: "${judge_eval_args}")
   --feats_conf FILE     feature config (default: ${feats_conf})
   --vc_conf FILE        voice-conversion config (default: ${vc_conf})
   --local_data_opts "A" arguments for local/data.sh (default: "${local_data_opts}")
@@ -247,11 +251,11 @@ stage_4() {
         [ -f "${config}" ] || die "training config ${config} not found"
         tag=$(experiment_tag "${config}")
         cmd=${gpu_cmd}
-        logfile=${expdir}/${tag}/train.log
+        logfile=${expdir}/${tag}/log/launch.log
         if [ "${num_nodes}" -gt 1 ]; then
             # Every node of a multi-node run is already allocated: run there, one log per node.
             cmd=utils/run_local.sh
-            logfile=${expdir}/${tag}/train.$(hostname).log
+            logfile=${expdir}/${tag}/log/launch.$(hostname).log
         fi
         log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${train_args} (log: ${logfile})"
         # shellcheck disable=SC2086
@@ -267,7 +271,7 @@ stage_5() {
         require_tool cdsvae.bin.train_judge
         ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/judge/train_judge.log" \
             python -m cdsvae.bin.train_judge --train "data/${train_set}" --test "data/${test_sets%% *}" \
-            --outdir "${expdir}/judge"
+            --outdir "${expdir}/judge" ${judge_args}
         return
     fi
     log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings)"
@@ -292,7 +296,7 @@ stage_6() {
             tag=$(experiment_tag "${config}")
             ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/judge_eval.log" \
                 python -m cdsvae.bin.judge_eval --exp_dir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
-                --data "data/${test_sets%% *}"
+                --data "data/${test_sets%% *}" ${judge_eval_args}
         done
         return
     fi
