@@ -1,1 +1,5 @@
-"""cdsvae.train."""
+"""Training: a generic resumable, distributed trainer and the C-DSVAE task built on it."""
+
+from cdsvae.train.task import load_model
+
+__all__ = ["load_model"]

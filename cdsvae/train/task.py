@@ -1,0 +1,279 @@
+"""The C-DSVAE training task: config schema, datasets, the per-step loss, and ``load_model``.
+
+Per step: the content view is the batch with each sequence's frames shuffled (or reversed);
+the motion view is ``batch["x_motion"]`` when the dataset provides one (speech: voice-converted
+copies), else made on the fly for image sequences; then :func:`cdsvae.objectives.cdsvae_loss`. Model,
+objective, augmentation and data modules are imported only when used, so the trainer itself
+runs on any model and loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from cdsvae.errors import UserError
+from cdsvae.train import checkpoint as ckpt
+from cdsvae.train.config import (Field, Schema, Section, dump_config, field_from_default, load_config, read_yaml,
+                                 required, validate)
+from cdsvae.train.distributed import DistContext, init_distributed, shutdown
+from cdsvae.train.trainer import (OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything, set_deterministic,
+                                  setup_logging)
+
+log = logging.getLogger("cdsvae.train")
+
+DATA_TYPES = ("speech", "video", "synthetic")
+CONFIG_FILE = "config.yaml"
+
+
+def _trainer_sections() -> Schema:
+    o, t = OPTIM_DEFAULTS, TRAIN_DEFAULTS
+    return {
+        "optim": Section({
+            "lr": Field(o["lr"], "float", minimum=0.0),
+            "betas": Field(o["betas"], "floats", length=2),
+            "eps": Field(o["eps"], "float", minimum=0.0),
+            "weight_decay": Field(o["weight_decay"], "float", minimum=0.0),
+            "grad_clip": Field(o["grad_clip"], "float", optional=True, minimum=0.0),
+            "schedule": Field(o["schedule"], "str", choices=("constant", "cosine")),
+            "warmup_steps": Field(o["warmup_steps"], "int", minimum=0),
+        }),
+        "train": Section({
+            "epochs": Field(t["epochs"], "int", minimum=1),
+            "batch_size": Field(t["batch_size"], "int", minimum=1),
+            "num_workers": Field(t["num_workers"], "int", minimum=0),
+            "seed": Field(t["seed"], "int", minimum=0),
+            "deterministic": Field(t["deterministic"], "bool"),
+            "amp": Field(t["amp"], "str", choices=("none", "bf16")),
+            "compile": Field(t["compile"], "bool"),
+            "log_every": Field(t["log_every"], "int", minimum=1),
+            "ckpt_every_steps": Field(t["ckpt_every_steps"], "int", minimum=0),
+            "keep_last": Field(t["keep_last"], "int", minimum=1),
+            "max_steps": Field(t["max_steps"], "int", optional=True, minimum=1),
+            "device": Field(t["device"], "str", choices=("auto", "cpu", "cuda")),
+            "find_unused_parameters": Field(t["find_unused_parameters"], "bool"),
+            "tensorboard": Field(t["tensorboard"], "bool"),
+        }),
+    }
+
+
+def config_schema() -> Schema:
+    """Every section and key ``cdsvae.bin.train`` accepts, with defaults."""
+    from cdsvae.models import MODEL_DEFAULTS
+    from cdsvae.objectives import LossWeights
+
+    loss_fields = {f.name: field_from_default(f.default) for f in dataclasses.fields(LossWeights)}
+    loss_fields["mi_estimator"] = Field(LossWeights.mi_estimator, "str", choices=("contrastive", "mws"))
+    return {
+        "model": Section({k: field_from_default(v) for k, v in MODEL_DEFAULTS.items()}),
+        "loss": Section(loss_fields),
+        **_trainer_sections(),
+        "augment": Section({
+            "content_view": Field("shuffle", "str", choices=("shuffle", "reverse")),
+            # Overrides of cdsvae.augment.video.MotionViewConfig, e.g. {hue: 0.0}; video only.
+            "motion_view": Field({}, "any"),
+        }),
+        # Only these keys are checked here; the rest go to the dataset builder of `type`.
+        "data": Section({
+            "type": required("str", choices=DATA_TYPES),
+            "train_split": Field("train", "str"),
+            "valid_split": Field("dev", "str", optional=True),  # null: no validation
+        }, open=True),
+    }
+
+
+def check_config(cfg: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """Schema validation plus the value checks owned by the model and the objective."""
+    cfg = validate(cfg, config_schema(), source)
+    from cdsvae.models import resolve_model_config
+    from cdsvae.objectives import LossWeights
+    try:
+        resolve_model_config(cfg["model"])
+        LossWeights(**cfg["loss"])
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
+    if cfg["augment"]["motion_view"] is not None and not isinstance(cfg["augment"]["motion_view"], Mapping):
+        raise UserError(f"{source}: 'augment.motion_view' must be a mapping of motion-view options")
+    return cfg
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str):
+    kind = data_cfg["type"]
+    if kind == "synthetic":
+        from cdsvae.data.synthetic import build_synthetic_dataset
+        return build_synthetic_dataset(data_cfg, split)
+    if kind == "speech":
+        from cdsvae.data.speech import build_speech_dataset
+        return build_speech_dataset(dict(data_cfg), split)
+    if kind == "video":
+        from cdsvae.data.video import build_video_dataset
+        return build_video_dataset(dict(data_cfg), split)
+    raise UserError(f"data.type must be one of {', '.join(DATA_TYPES)}, got {kind!r}")
+
+
+def check_frames(model_cfg: Mapping[str, Any], x: torch.Tensor, source: str = "data") -> None:
+    """Fail early, naming the keys, when the data's frames do not fit the model config."""
+    frame = model_cfg["frame"]
+    if frame == "conv64":
+        expected = (model_cfg["in_channels"], 64, 64)
+        if tuple(x.shape[1:]) != expected:
+            raise UserError(f"{source}: sequences have frames of shape {tuple(x.shape[1:])}, but model.frame "
+                            f"conv64 with model.in_channels {model_cfg['in_channels']} expects {expected}")
+    elif x.dim() != 2 or x.shape[1] != model_cfg["feat_dim"]:
+        raise UserError(f"{source}: sequences have frames of shape {tuple(x.shape[1:])}, but model.frame "
+                        f"{frame} expects ({model_cfg['feat_dim']},) (model.feat_dim)")
+
+
+def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
+    """``(model, batch, generator) -> (loss, terms)`` for the trainer."""
+    from cdsvae.augment.content import content_order
+    from cdsvae.objectives import LossWeights, cdsvae_loss
+
+    weights = LossWeights(**cfg["loss"])
+    mode = cfg["augment"]["content_view"]
+    motion_opts = dict(cfg["augment"]["motion_view"] or {})
+    needs_motion = weights.mi_estimator == "contrastive" and weights.con_z > 0
+    needs_content = weights.mi_estimator == "contrastive" and weights.con_s > 0
+
+    without_motion = dataclasses.replace(weights, con_z=0.0)
+    warned = []
+
+    def loss_fn(model: nn.Module, batch: Mapping[str, Any], generator: torch.Generator):
+        x = batch["x"]
+        # The content view as a frame order: the model reuses x's frame embeddings for it.
+        order = content_order(x.shape[0], x.shape[1], generator, mode, device=x.device) if needs_content else None
+        x_motion = batch.get("x_motion")
+        w = weights
+        if x_motion is None and needs_motion:
+            if x.dim() == 5:
+                from cdsvae.augment.video import motion_view
+                # Drawn on x's device (per-pixel noise on the CPU would stall a GPU), from a seed
+                # taken from the step generator, so the views follow the checkpointed RNG state.
+                seed = int(torch.randint(1 << 62, (1,), generator=generator))
+                x_motion = motion_view(x, torch.Generator(device=x.device).manual_seed(seed), **motion_opts)
+            elif torch.is_grad_enabled():
+                raise UserError("loss.con_z > 0 needs motion views, but the data has no 'x_motion' (for speech, "
+                                "run the motion-augmentation stage) and on-the-fly views exist only for images")
+            else:
+                # Validation sets often have no converted copies: score them without con_z.
+                if not warned:
+                    log.warning("no motion views in the validation data: con_z is left out of the validation loss")
+                    warned.append(True)
+                w = without_motion
+        loss, terms = cdsvae_loss(model, x, None, x_motion, w, dataset_size, content_index=order)
+        terms = {k: v for k, v in terms.items() if k != "loss"}
+        return loss, terms
+
+    return loss_fn
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], sections) -> list[str]:
+    out = []
+    for sec in sections:
+        a, b = old.get(sec) or {}, new.get(sec) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append(f"{sec}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    return out
+
+
+def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
+    """A directory with checkpoints of another model/objective/data is not silently continued."""
+    prev_file = outdir / CONFIG_FILE
+    if not prev_file.is_file() or not ckpt.list_step_checkpoints(outdir / "checkpoints"):
+        return
+    prev = read_yaml(prev_file)
+    changed = _diff(prev, cfg, ("model", "loss", "optim", "augment", "data"))
+    if changed:
+        raise UserError(f"{outdir} holds a run with another config ({'; '.join(changed)}); "
+                        f"use a new --outdir, or remove {outdir} to start over")
+    changed = _diff(prev, cfg, ("train",))
+    if changed:
+        log.warning("resuming with changed train options: %s", "; ".join(changed))
+
+
+def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistContext) -> Trainer:
+    """Datasets, model and loss of a checked config, wired into a Trainer; rank 0 writes DIR/config.yaml."""
+    outdir = Path(outdir)
+    t = cfg["train"]
+    setup_logging(outdir, ctx.is_main)
+    if ctx.is_main:
+        _check_existing_run(outdir, cfg)
+        dump_config(cfg, outdir / CONFIG_FILE)
+    seed_everything(t["seed"])  # same initial parameters on every rank
+    train_set = build_dataset(cfg["data"], cfg["data"]["train_split"])
+    valid_split = cfg["data"]["valid_split"]
+    valid_set = build_dataset(cfg["data"], valid_split) if valid_split else None
+    if len(train_set) == 0:
+        raise UserError(f"data split '{cfg['data']['train_split']}' is empty")
+    if valid_set is not None and len(valid_set) == 0:
+        log.warning("validation split '%s' is empty: no validation, no best checkpoint", valid_split)
+        valid_set = None
+    check_frames(cfg["model"], train_set[0]["x"], f"data split '{cfg['data']['train_split']}'")
+    from cdsvae.models import build_model
+    model = build_model(cfg["model"])
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %s, %.2fM parameters; %d training / %s validation sequences", cfg["model"]["frame"],
+             n_params / 1e6, len(train_set), len(valid_set) if valid_set is not None else "no")
+    return Trainer(model, make_loss_fn(cfg, len(train_set)), train_set, valid_set, cfg, outdir, ctx)
+
+
+def train(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
+    """Validate ``cfg``, write DIR/config.yaml, and train (resuming from DIR when possible)."""
+    cfg = check_config(cfg, "config")
+    set_deterministic(cfg["train"]["deterministic"])  # before any CUDA context (cuBLAS workspace setting)
+    ctx = init_distributed(cfg["train"]["device"])
+    try:
+        return build_trainer(cfg, outdir, ctx).fit()
+    finally:
+        shutdown(ctx)
+
+
+def load_config_file(exp_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(exp_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; is {exp_dir} a training directory (cdsvae.bin.train --outdir)?")
+    return check_config(read_yaml(path), str(path))
+
+
+def load_model(exp_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, resolved config) from a training directory.
+
+    Weights come from ``checkpoints/best.pt`` (lowest validation loss) when there is one,
+    else from the newest readable step checkpoint.
+    """
+    exp_dir = Path(exp_dir)
+    cfg = load_config_file(exp_dir)
+    from cdsvae.models import build_model
+    model = build_model(cfg["model"])
+    ckpt_dir = exp_dir / "checkpoints"
+    best = ckpt_dir / ckpt.BEST
+    state = None
+    if best.is_file():
+        try:
+            state = ckpt.load_checkpoint(best, "cpu")
+        except ckpt.UnsafeCheckpointError:
+            raise
+        except ckpt.CheckpointError as e:
+            log.warning("%s; using the newest step checkpoint instead", e)
+    if state is None:
+        found = ckpt.load_latest(ckpt_dir, "cpu", required_keys=("model",))
+        if found is None:
+            raise UserError(f"{ckpt_dir}: no checkpoint to load; has training run in {exp_dir}?")
+        state = found[1]
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as e:
+        raise UserError(f"{exp_dir}: checkpoint does not match {exp_dir / CONFIG_FILE} "
+                        f"({str(e).splitlines()[0]})") from None
+    model.to(device).eval()
+    return model, cfg
+
+
+__all__ = ["config_schema", "check_config", "load_config", "load_model", "train", "build_trainer", "make_loss_fn"]

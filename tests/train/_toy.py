@@ -1,0 +1,96 @@
+"""A tiny model and per-sequence loss for the trainer tests, and a script that trains it.
+
+Independent of cdsvae.models on purpose: these tests check the training engine only.
+``python tests/train/_toy.py --outdir DIR ...`` (optionally under torchrun) trains it on
+synthetic sequences with the generic Trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+FEAT = 6
+
+
+class ToyModel(nn.Module):
+    def __init__(self, feat: int = FEAT, hidden: int = 8):
+        super().__init__()
+        self.enc = nn.Linear(feat, hidden)
+        self.dec = nn.Linear(hidden, feat)
+
+    def forward(self, x: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
+        h = torch.tanh(self.enc(x))
+        if noise:
+            h = h + noise * torch.randn_like(h)  # the global RNG, like a VAE's reparameterisation
+        return self.dec(h)
+
+
+def toy_loss(model, batch, generator, noisy: bool = False):
+    """Mean over sequences of per-sequence terms, so a batch split over processes and averaged
+    gives the same gradient as the whole batch. ``noisy`` adds randomness from both the step
+    generator (a frame permutation) and the global RNG, to test that resuming restores them."""
+    x = batch["x"]
+    target = x
+    if noisy:
+        order = torch.rand(x.shape[0], x.shape[1], generator=generator).argsort(dim=1)
+        x = x[torch.arange(x.shape[0])[:, None], order]
+        target = x
+    recon = model(x, noise=0.1 if noisy else 0.0)
+    terms = {
+        "recon": (recon - target).pow(2).sum(dim=(1, 2)).mean(),
+        "l2": 1e-3 * sum(p.pow(2).sum() for p in model.parameters()),
+    }
+    return terms["recon"] + terms["l2"], {k: v.detach() for k, v in terms.items()}
+
+
+def toy_config(**train) -> dict:
+    cfg = {"optim": {"lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "grad_clip": 1.0,
+                     "schedule": "cosine", "warmup_steps": 2},
+           "train": {"epochs": 2, "batch_size": 4, "num_workers": 0, "seed": 3, "deterministic": True,
+                     "amp": "none", "compile": False, "log_every": 2, "ckpt_every_steps": 0, "keep_last": 2,
+                     "max_steps": None, "device": "cpu", "tensorboard": False}}
+    cfg["train"].update(train)
+    return cfg
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--outdir", required=True)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--num_train", type=int, default=32)
+    p.add_argument("--num_valid", type=int, default=8)
+    p.add_argument("--ckpt_every_steps", type=int, default=0)
+    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--delay_s", type=float, default=0.0)
+    p.add_argument("--noisy", action="store_true")
+    p.add_argument("--schedule", default="cosine")
+    args = p.parse_args(argv)
+
+    from cdsvae.data.synthetic import SyntheticSequenceDataset
+    from cdsvae.train.distributed import init_distributed, shutdown
+    from cdsvae.train.trainer import Trainer, seed_everything, setup_logging
+
+    ctx = init_distributed("cpu")
+    try:
+        setup_logging(__import__("pathlib").Path(args.outdir), ctx.is_main)
+        train = SyntheticSequenceDataset(args.num_train, seq_len=4, frame_shape=(FEAT,), delay_s=args.delay_s)
+        valid = SyntheticSequenceDataset(args.num_valid, seq_len=4, frame_shape=(FEAT,), split="valid")
+        seed_everything(0)
+        model = ToyModel()
+        cfg = toy_config(epochs=args.epochs, batch_size=args.batch_size, ckpt_every_steps=args.ckpt_every_steps,
+                         num_workers=args.num_workers)
+        cfg["optim"]["schedule"] = args.schedule
+        Trainer(model, lambda m, b, g: toy_loss(m, b, g, noisy=args.noisy), train, valid, cfg, args.outdir,
+                ctx).fit()
+    finally:
+        shutdown(ctx)
+
+
+if __name__ == "__main__":
+    from cdsvae.bin import run_main
+
+    run_main(main)

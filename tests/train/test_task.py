@@ -1,0 +1,132 @@
+"""The C-DSVAE task on the real (tiny) SequentialVAE and objective."""
+
+import logging
+
+import pytest
+import torch
+import yaml
+
+from cdsvae.errors import UserError
+from cdsvae.train import checkpoint as ckpt
+from cdsvae.train import load_model
+from cdsvae.train.task import check_config, check_frames, make_loss_fn, train
+
+TINY = {"frame": "mlp", "feat_dim": 12, "s_dim": 8, "z_dim": 4, "hidden_dim": 16, "g_dim": 8, "frame_hidden": 16}
+
+
+def _cfg(**over):
+    cfg = {"model": dict(TINY),
+           "data": {"type": "synthetic", "frame_shape": [12], "num_train": 32, "num_valid": 16, "seq_len": 6,
+                    "with_motion": True, "valid_split": "dev"},
+           "train": {"epochs": 3, "batch_size": 8, "log_every": 2, "tensorboard": False, "seed": 4}}
+    for key, value in over.items():
+        section, name = key.split("__")
+        cfg.setdefault(section, {})[name] = value
+    return cfg
+
+
+def test_real_model_trains_on_synthetic_data_and_load_model_returns_best(tmp_path):
+    out = tmp_path / "exp"
+    summary = train(_cfg(), out)
+    assert summary["step"] == 12 and summary["epoch"] == 3
+
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written == check_config(_cfg())  # the resolved config: later stages need only DIR
+    assert written["loss"]["con_s"] == 10.0 and written["optim"]["lr"] == 1e-3
+
+    log = (out / "train.log").read_text()
+    for term in ("recon", "kl_s", "kl_z", "con_s", "con_z", "mi_sz"):
+        assert f" {term} " in log
+    valid = [float(ln.split(" loss ")[1].split()[0]) for ln in log.splitlines() if "validation at step" in ln]
+    assert len(valid) == 3 and valid[-1] < valid[0]
+
+    model, cfg = load_model(out)
+    assert not model.training and cfg == written
+    best = ckpt.load_checkpoint(out / "checkpoints" / ckpt.BEST)
+    assert best["valid_loss"] == summary["best_valid"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, best["model"][k]), k
+    x = torch.rand(2, 6, 12)
+    assert model(x).recon.shape == x.shape
+
+
+def test_rerun_with_another_model_config_is_refused_but_more_epochs_continue(tmp_path, caplog):
+    out = tmp_path / "exp"
+    train(_cfg(train__epochs=1), out)
+    with pytest.raises(UserError, match=r"holds a run with another config \(model.z_dim: 4 -> 5\)"):
+        train(_cfg(train__epochs=1, model__z_dim=5), out)
+    summary = train(_cfg(train__epochs=2), out)
+    assert summary["epoch"] == 2 and summary["step"] == 8
+    log = (out / "train.log").read_text()
+    assert "resuming with changed train options: train.epochs: 1 -> 2" in log
+    assert "resumed from" in log
+
+
+def test_dsvae_needs_no_views_and_speech_without_motion_views_is_an_error(tmp_path):
+    from cdsvae.models import build_model
+
+    model = build_model(TINY)
+    batch = {"x": torch.rand(4, 6, 12)}
+    gen = torch.Generator().manual_seed(0)
+    dsvae = check_config(_cfg(loss__con_s=0, loss__con_z=0, loss__mi_sz=0, data__type="speech"))
+    loss, terms = make_loss_fn(dsvae, 100)(model, batch, gen)
+    assert torch.isfinite(loss) and "loss" not in terms and {"recon", "kl_s", "kl_z", "mi_sz"} <= set(terms)
+    cdsvae = check_config(_cfg(data__type="speech"))
+    with pytest.raises(UserError, match="needs motion views"):
+        make_loss_fn(cdsvae, 100)(model, batch, gen)
+    with torch.no_grad():  # validation: scored without the term it cannot compute
+        loss, terms = make_loss_fn(cdsvae, 100)(model, batch, gen)
+    assert torch.isfinite(loss) and "con_z" not in terms and "con_s" in terms
+    # A dataset-provided view is used as is.
+    loss, terms = make_loss_fn(cdsvae, 100)(model, {**batch, "x_motion": torch.rand(4, 6, 12)}, gen)
+    assert {"con_s", "con_z"} <= set(terms)
+
+
+def test_video_motion_views_are_made_on_the_fly_from_the_step_generator():
+    from cdsvae.models import build_model
+
+    cfg = check_config({"data": {"type": "video"}, "model": {"frame": "conv64", "conv_width": 4, "g_dim": 8,
+                                                             "s_dim": 4, "z_dim": 2, "hidden_dim": 8}})
+    torch.manual_seed(0)
+    model = build_model(cfg["model"])
+    batch = {"x": torch.rand(3, 2, 3, 64, 64)}
+    loss_fn = make_loss_fn(cfg, 10)
+
+    def run(seed):
+        torch.manual_seed(1)  # the model's own sampling
+        return loss_fn(model, batch, torch.Generator().manual_seed(seed))[1]
+
+    a, b, c = run(5), run(5), run(6)
+    assert a["con_z"] == b["con_z"] and a["con_s"] == b["con_s"]  # deterministic under the generator
+    assert a["con_z"] != c["con_z"]  # another draw, other views
+
+
+def test_frames_that_do_not_fit_the_model_are_named():
+    check_frames(TINY, torch.zeros(6, 12))
+    with pytest.raises(UserError, match=r"frames of shape \(40,\).*expects \(12,\) \(model.feat_dim\)"):
+        check_frames(TINY, torch.zeros(6, 40))
+    with pytest.raises(UserError, match=r"model.in_channels 3 expects \(3, 64, 64\)"):
+        check_frames({"frame": "conv64", "in_channels": 3}, torch.zeros(6, 1, 64, 64))
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_model(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_cfg()))
+    with pytest.raises(UserError, match="no checkpoint to load"):
+        load_model(tmp_path)
+
+
+def test_load_model_falls_back_from_corrupt_best_to_newest_step(tmp_path, caplog):
+    out = tmp_path / "exp"
+    train(_cfg(train__epochs=1), out)
+    (out / "checkpoints" / ckpt.BEST).write_bytes(b"truncated")
+    logger = logging.getLogger("cdsvae.train")
+    logger.addHandler(caplog.handler)
+    try:
+        model, _ = load_model(out)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "best.pt" in caplog.text
+    newest = ckpt.load_checkpoint(ckpt.step_path(out / "checkpoints", 4))["model"]
+    assert all(torch.equal(v, newest[k]) for k, v in model.state_dict().items())
