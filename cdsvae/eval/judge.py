@@ -172,7 +172,7 @@ def train_judge(model: JudgeClassifier, train_set: Dataset, *, epochs: int = 5, 
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(loader, desc=f"judge epoch {epoch}/{epochs}", leave=False)
+            it = tqdm(loader, desc=f"judge epoch {epoch}/{epochs}", leave=False, disable=None)
         for batch in it:
             x = batch["x"].to(device)
             labels = _labels_of(batch, names, device)
@@ -321,7 +321,7 @@ def evaluate_swap_protocols(model, judge: JudgeClassifier, dataset: Dataset, *, 
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(loader, desc="judge protocols", leave=False)
+        batches = tqdm(loader, desc="judge protocols", leave=False, disable=None)
     for bi, batch in enumerate(batches):
         x = batch["x"].to(device)
         B, T = x.shape[:2]

@@ -30,7 +30,9 @@ ATTRIBUTES = ("skin", "pant", "top", "hair")  # the column order of the authors'
 BG, SKIN, TOP, PANT, HAIR, EYE, WEAPON = range(7)
 
 PALETTES = {
-    "skin": [(255, 224, 189), (234, 192, 134), (198, 134, 66), (141, 85, 36), (92, 51, 23), (255, 183, 197)],
+    # light, tan, dark, and the fantasy body colours of the LPC sprite sheets (orc green,
+    # undead grey-blue, demon red): six tones that differ in hue, not only in brightness.
+    "skin": [(255, 224, 189), (198, 134, 66), (92, 51, 23), (110, 170, 90), (150, 160, 210), (210, 90, 80)],
     "top": [(200, 30, 30), (30, 120, 200), (40, 160, 60), (230, 200, 40), (140, 60, 170), (240, 240, 240)],
     "pant": [(30, 30, 120), (90, 60, 30), (70, 70, 70), (20, 110, 110), (170, 90, 20), (120, 0, 60)],
     "hair": [(15, 15, 15), (120, 70, 20), (230, 200, 90), (200, 80, 30), (160, 160, 170), (60, 90, 200)],
