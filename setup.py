@@ -7,5 +7,20 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["cdsvae", "cdsvae.*"]),
     install_requires=[],  # the pinned environment is tools/requirements.txt
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "cdsvae-compute-cmvn-stats = cdsvae.bin.compute_cmvn_stats:cli",
+            "cdsvae-compute-eer = cdsvae.bin.compute_eer:cli",
+            "cdsvae-extract-embeddings = cdsvae.bin.extract_embeddings:cli",
+            "cdsvae-judge-eval = cdsvae.bin.judge_eval:cli",
+            "cdsvae-make-fbank = cdsvae.bin.make_fbank:cli",
+            "cdsvae-make-report = cdsvae.bin.make_report:cli",
+            "cdsvae-score = cdsvae.bin.score:cli",
+            "cdsvae-train = cdsvae.bin.train:cli",
+            "cdsvae-train-judge = cdsvae.bin.train_judge:cli",
+            "cdsvae-validate-data-dir = cdsvae.bin.validate_data_dir:cli",
+            "cdsvae-video-report = cdsvae.bin.video_report:cli",
+            "cdsvae-world-vc = cdsvae.bin.world_vc:cli",
+        ]
+    },
 )

@@ -25,7 +25,10 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev
     exit 1
 fi
 
-key=$(cat "$req" "$here/install.sh" | sha256sum | cut -c1-12)
+# Bump when build_deps changes in a way that needs a rebuild; editing other parts of this
+# script must not cost a multi-GB rebuild.
+deps_layout=1
+key=$( { cat "$req"; echo "layout $deps_layout"; } | sha256sum | cut -c1-12)
 deps=${CDSVAE_DEPS:-${XDG_CACHE_HOME:-$HOME/.cache}/cdsvae/deps-$key}
 venv="$here/venv"
 site_rel=lib/python3.11/site-packages
@@ -45,6 +48,16 @@ check_system_tools() {
     fi
 }
 
+# pip, minus the notes this machine's pip configuration prints for every package; keeps pip's status.
+pip_quiet() {
+    local status
+    set +o pipefail
+    "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" >&2 || true; }
+    status=${PIPESTATUS[0]}
+    set -o pipefail
+    return "$status"
+}
+
 build_deps() {
     local start tmp pip
     start=$(date +%s)
@@ -54,12 +67,12 @@ build_deps() {
     rm -rf "$tmp"
     "$python" -m venv "$tmp"
     pip=("$tmp/bin/python" -m pip --no-cache-dir --disable-pip-version-check -q)
-    "${pip[@]}" install --upgrade pip
+    pip_quiet "${pip[@]}" install --upgrade pip
     # pyworld compiles against the venv's numpy and imports pkg_resources (setuptools<81).
-    "${pip[@]}" install "$(grep '^setuptools==' "$req")" "$(grep '^numpy==' "$req")" cython wheel
-    "${pip[@]}" install --no-build-isolation "$(grep '^pyworld==' "$req")"
-    "${pip[@]}" install -r "$req"
-    "$tmp/bin/python" -c 'import torch, torchaudio, pyworld, kaldiio, soundfile, sklearn, speechbrain, tensorboard'
+    pip_quiet "${pip[@]}" install "$(grep '^setuptools==' "$req")" "$(grep '^numpy==' "$req")" cython wheel
+    pip_quiet "${pip[@]}" install --no-build-isolation "$(grep '^pyworld==' "$req")"
+    pip_quiet "${pip[@]}" install -r "$req"
+    "$tmp/bin/python" -W ignore -c 'import torch, torchaudio, pyworld, kaldiio, soundfile, sklearn, speechbrain, tensorboard'
     # a venv records its own path: build it at the final path's name, then rename atomically
     grep -rlF "$tmp" "$tmp/bin" "$tmp/pyvenv.cfg" 2>/dev/null | xargs -r sed -i "s|$tmp|$deps|g"
     rm -rf "$deps"
@@ -83,12 +96,17 @@ build_venv() {
     done
     "$venv/bin/python" -m pip --no-cache-dir --disable-pip-version-check -q \
         install --no-deps --no-build-isolation -e "$root"
-    echo "$deps" > "$venv/.cdsvae-deps"
+    venv_stamp > "$venv/.cdsvae-deps"
+}
+
+# The venv depends on the dependency environment and on setup.py (entry points).
+venv_stamp() {
+    echo "$deps $(sha256sum < "$root/setup.py" | cut -c1-12)"
 }
 
 check_system_tools
 [ -x "$deps/bin/python" ] || build_deps
-if [ ! -f "$venv/.cdsvae-deps" ] || [ "$(cat "$venv/.cdsvae-deps")" != "$deps" ] \
+if [ ! -f "$venv/.cdsvae-deps" ] || [ "$(cat "$venv/.cdsvae-deps")" != "$(venv_stamp)" ] \
         || ! "$venv/bin/python" -c 'import cdsvae, torch' >/dev/null 2>&1; then
     build_venv
 fi

@@ -55,5 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (setup.py)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -75,6 +75,17 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
         assert (rdir / "exp" / tag / "config.yaml").is_file()
     assert list((rdir / "exp").glob("*/report/test/*.png")), "no plots"
     assert list((rdir / "exp").glob("*/report/test/**/*.wav")), "no listening demo"
+    # Re-running features and voice conversion with the same inputs and options does nothing...
+    feats_mtime = (rdir / "dump" / "train" / "feats.scp").stat().st_mtime_ns
+    rerun = run_recipe(rdir, "--stage", "2", "--stop_stage", "3", "--nj", "2").stderr
+    assert rerun.count("are up to date") == 4, rerun
+    assert (rdir / "dump" / "train" / "feats.scp").stat().st_mtime_ns == feats_mtime
+    # ...and a changed option redoes the stage.
+    with open(rdir / "conf" / "vc.yaml", "a") as f:
+        f.write("num_copies: 1\n")
+    rerun = run_recipe(rdir, "--stage", "3", "--stop_stage", "3", "--nj", "2").stderr
+    assert "are up to date" not in rerun and "Stage 3: motion augmentation" in rerun
+    assert "num_copies: 1" in (rdir / "dump" / "train_vc" / "vc.yaml").read_text()
     # Training already finished: running stage 4 again resumes at the end and trains no more.
     before = (rdir / "exp" / "cdsvae" / "train.log").read_text()
     run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml",

@@ -142,6 +142,26 @@ data_sets() {
     echo "${train_set}" ${dev_set} ${test_sets}
 }
 
+# Fingerprint of a stage's inputs: the contents of the given files (missing ones count as
+# missing) and the given option words. A stage skips a set whose <out>/.done holds the same
+# fingerprint, so a re-run redoes work only when its inputs or options changed.
+fingerprint() {
+    local f
+    {
+        for f in "$@"; do
+            if [ -f "${f}" ]; then echo "file ${f}"; sha256sum <"${f}"; else echo "word ${f}"; fi
+        done
+    } | sha256sum | cut -d' ' -f1
+}
+
+is_done() {  # is_done <out dir> <fingerprint>
+    [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]
+}
+
+mark_done() {  # mark_done <out dir> <fingerprint>
+    echo "$2" >"$1/.done.tmp" && mv "$1/.done.tmp" "$1/.done"
+}
+
 # Splits data/<set> by speaker for the job array; prints the number of jobs (at most --nj).
 split_for_jobs() {
     local data=$1 num_spk n
@@ -190,17 +210,27 @@ stage_2() {
     log "Stage 2: features: data/{$(data_sets | tr ' ' ',')} -> ${dumpdir}/<set>/ (${feats_conf}; CMVN stats of ${train_set})"
     require_tool cdsvae.bin.make_fbank cdsvae.bin.compute_cmvn_stats
     [ -f "${feats_conf}" ] || die "feature config ${feats_conf} not found"
-    local dset n out
+    local dset n out fp
     for dset in $(data_sets); do
         out=${dumpdir}/${dset}
+        fp=$(fingerprint "data/${dset}/wav.scp" "data/${dset}/utt2spk" "data/${dset}/segments" \
+            "${feats_conf}" "skip_bad=${skip_bad}")
+        if is_done "${out}" "${fp}" && { [ "${dset}" != "${train_set}" ] || [ -f "${out}/cmvn.npz" ]; }; then
+            log "Features of ${dset} are up to date (same data and options): ${out}"
+            continue
+        fi
+        rm -f "${out}/.done"
         n=$(split_for_jobs "data/${dset}")
         ${cpu_cmd} JOB=1:"${n}" "${out}/log/make_fbank.JOB.log" \
             python -m cdsvae.bin.make_fbank --config "${feats_conf}" --skip_bad "${skip_bad}" --job JOB \
             "data/${dset}/split${n}/JOB" "${out}"
         python -m cdsvae.bin.make_fbank --merge --nj "${n}" "data/${dset}" "${out}"
         utils/validate_data_dir.sh --no-check-audio "${out}" || die "${out} is not a valid data dir (problems listed above)"
+        if [ "${dset}" = "${train_set}" ]; then
+            python -m cdsvae.bin.compute_cmvn_stats "${out}/feats.scp" "${out}/cmvn.npz"
+        fi
+        mark_done "${out}" "${fp}"
     done
-    python -m cdsvae.bin.compute_cmvn_stats "${dumpdir}/${train_set}/feats.scp" "${dumpdir}/${train_set}/cmvn.npz"
 }
 
 # The keys of a flat YAML file as command-line options: "num_copies: 2" -> "--num_copies 2".
@@ -233,6 +263,13 @@ stage_3() {
     else
         log "No ${vc_conf}: using the default voice-conversion options"
     fi
+    local fp
+    fp=$(fingerprint "${src}/feats.scp" "${src}/fbank.yaml" "${vc_conf}" "skip_bad=${skip_bad}")
+    if is_done "${out}" "${fp}"; then
+        log "Voice-converted features are up to date (same features and options): ${out}"
+        return
+    fi
+    rm -f "${out}/.done"
     n=$(split_for_jobs "${src}")
     # shellcheck disable=SC2086
     ${cpu_cmd} JOB=1:"${n}" "${out}/log/world_vc.JOB.log" \
@@ -240,6 +277,7 @@ stage_3() {
         "${src}/split${n}/JOB" "${out}"
     # shellcheck disable=SC2086
     python -m cdsvae.bin.world_vc ${vc_args} --merge --nj "${n}" "${src}" "${out}"
+    mark_done "${out}" "${fp}"
 }
 
 stage_4() {
