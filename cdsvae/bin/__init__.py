@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable, Sequence
 
 from cdsvae.errors import UserError
+
+
+def str2bool(value: str) -> bool:
+    """argparse type for Kaldi-style boolean options: true/false (also 1/0, yes/no)."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:

@@ -17,14 +17,9 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
-
-def _bool(value: str) -> bool:
-    if value not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return value == "true"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--segment_frames", type=int, default=None, help="frames per segment (default: the training segment length)"
     )
     parser.add_argument("--batch_size", type=int, default=64, help="segments per forward pass")
-    parser.add_argument("--skip_bad", type=_bool, default=False, help="skip (and count) unusable utterances")
+    parser.add_argument("--skip_bad", type=str2bool, default=False, help="skip (and count) unusable utterances")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -23,17 +23,10 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 from cdsvae.features import audio_items, load_fbank_config, merge_jobs, run_job
 
-
-def str2bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -13,14 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
-
-def _bool(value: str) -> bool:
-    if value not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return value == "true"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,8 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--expdirs", type=Path, nargs="+", required=True, help="experiment directories")
     parser.add_argument("--out", type=Path, required=True, help="the comparison RESULTS.md to write")
     parser.add_argument("--set", dest="test_set", default="test", help="evaluation set name (emb_<set>, score_<set>)")
-    parser.add_argument("--plots", type=_bool, default=True, help="DET and t-SNE figures (true|false)")
-    parser.add_argument("--demo", type=_bool, default=True, help="listening demo wav files (true|false)")
+    parser.add_argument("--plots", type=str2bool, default=True, help="DET and t-SNE figures (true|false)")
+    parser.add_argument("--demo", type=str2bool, default=True, help="listening demo wav files (true|false)")
     parser.add_argument(
         "--feats", type=Path, default=None, help="feature dir for the demo (default: the one the embeddings came from)"
     )

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cdsvae.augment.world_vc import VC_DEFAULTS, draw_conversion, world_analyze, world_convert
-from cdsvae.bin import run_main
-from cdsvae.bin.make_fbank import str2bool
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 from cdsvae.features import (FeatureWriter, audio_items, compute_fbank, cut_segment, job_paths, load_fbank_config,
                              match_num_frames, merge_jobs, read_audio, read_utt2num_frames, resample_if_needed)

@@ -376,3 +376,25 @@ def merge_data_dirs(data_dirs: Sequence[str | os.PathLike], out: str | os.PathLi
     result = DataDir(merged, spk2utt, path=out)
     result.save(out)
     return result
+
+
+def save_if_changed(data: DataDir, out_dir: str | os.PathLike) -> bool:
+    """Write ``data`` unless ``out_dir`` already holds exactly these tables.
+
+    Unchanged files keep their timestamps, so a rerun does not look like new input to later
+    stages. On a change, other data-dir tables left there by an earlier run are removed, as
+    they no longer match.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_dir():
+        try:
+            old = DataDir.load(out_dir)
+            if all(old.get(n) == t for n, t in data.tables.items()) and old.spk2utt == data.spk2utt:
+                return False
+        except UserError:
+            pass
+        for name in TABLE_FILES:
+            if name != "spk2utt" and name not in data.tables and (out_dir / name).is_file():
+                (out_dir / name).unlink()
+    data.save(out_dir)
+    return True

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from cdsvae.bin import str2bool
 from cdsvae.data import datadir
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_write_text
@@ -55,13 +56,6 @@ class Utterance:
     def utt_id(self) -> str:
         return f"{self.spk}_{self.name}"
 
-
-def str2bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def child_dirs(parent: Path) -> dict[str, Path]:
@@ -231,30 +225,11 @@ def fmt_seconds(samples: int, rate: int) -> str:
     return f"{samples / rate:.7f}".rstrip("0").rstrip(".") or "0"
 
 
-def save_if_changed(data: datadir.DataDir, out_dir: Path) -> bool:
-    """Write ``data`` unless ``out_dir`` already holds exactly these tables.
-
-    Unchanged files keep their timestamps, so a rerun does not look like new input to later
-    stages. On a change, other data-dir tables left there by an earlier run are removed, as
-    they no longer match.
-    """
-    if out_dir.is_dir():
-        try:
-            old = datadir.DataDir.load(out_dir)
-            if all(old.get(n) == t for n, t in data.tables.items()) and old.spk2utt == data.spk2utt:
-                return False
-        except UserError:
-            pass
-        for name in datadir.TABLE_FILES:
-            if name != "spk2utt" and name not in data.tables and (out_dir / name).is_file():
-                (out_dir / name).unlink()
-    data.save(out_dir)
-    return True
 
 
 def write_set(out_dir: Path, utts: list[Utterance]) -> None:
     utts = sorted(utts, key=lambda u: u.utt_id.encode())
-    save_if_changed(datadir.DataDir({
+    datadir.save_if_changed(datadir.DataDir({
         "wav.scp": {u.utt_id: u.wav_entry for u in utts},
         "utt2spk": {u.utt_id: u.spk for u in utts},
         "text": {u.utt_id: u.text for u in utts},

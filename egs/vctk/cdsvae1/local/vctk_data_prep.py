@@ -22,6 +22,7 @@ from typing import Sequence
 import soundfile as sf
 from tqdm import tqdm
 
+from cdsvae.bin import str2bool
 from cdsvae.data import datadir
 from cdsvae.errors import UserError
 
@@ -29,13 +30,6 @@ ROOT_EXPECTED = ("expected wav48_silence_trimmed/pNNN/pNNN_MMM_mic1.flac (0.92) 
                  "and txt/pNNN/pNNN_MMM.txt")
 SETS = ("train", "dev", "test")
 
-
-def str2bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def detect_layout(root: str, mic: str) -> tuple[Path, re.Pattern]:
@@ -83,25 +77,6 @@ def duration(path: Path) -> float:
     return info.frames / info.samplerate
 
 
-def save_if_changed(data: datadir.DataDir, out_dir: Path) -> bool:
-    """Write ``data`` unless ``out_dir`` already holds exactly these tables.
-
-    Unchanged files keep their timestamps, so a rerun does not look like new input to later
-    stages. On a change, other data-dir tables left there by an earlier run are removed, as
-    they no longer match.
-    """
-    if out_dir.is_dir():
-        try:
-            old = datadir.DataDir.load(out_dir)
-            if all(old.get(n) == t for n, t in data.tables.items()) and old.spk2utt == data.spk2utt:
-                return False
-        except UserError:
-            pass
-        for name in datadir.TABLE_FILES:
-            if name != "spk2utt" and name not in data.tables and (out_dir / name).is_file():
-                (out_dir / name).unlink()
-    data.save(out_dir)
-    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not rows:
             raise UserError(f"VCTK={args.vctk_root}: no {args.mic} utterances with transcripts for the {name} speakers "
                             f"of {Path(args.spk_list_dir) / f'{name}_spk.list'}")
-        save_if_changed(datadir.DataDir({
+        datadir.save_if_changed(datadir.DataDir({
             "wav.scp": {u: w for u, _, w, _, _ in rows},
             "utt2spk": {u: s for u, s, _, _, _ in rows},
             "text": {u: t for u, _, _, t, _ in rows},
