@@ -18,7 +18,7 @@ def _check_frames(frame_shape, *batches):
 
 
 class Conv64Encoder(nn.Module):
-    """DCGAN-style stack for C x 64 x 64 images, as in the authors' Sprites model.
+    """DCGAN-style stack for C x 64 x 64 images, as in the authors' image model.
 
     4 x [conv 4x4 stride 2, BN, LeakyReLU 0.2] (width, 2, 4, 8 x width channels),
     then conv 4x4 to g_dim, BN, tanh.
