@@ -32,15 +32,14 @@ include_sa=false
 seed=0
 nj=2
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --help|-h) echo "${help_message}"; exit 0 ;;
-        --corpus_dir|--data_dir|--num_speakers|--num_sx|--num_si|--num_sa|--include_sa|--seed|--nj)
-            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; echo "${help_message}" >&2; exit 2; }
-            declare "${1#--}=$2"; shift 2 ;;
-        *) echo "$0: unknown option $1" >&2; echo "${help_message}" >&2; exit 2 ;;
-    esac
-done
+# Kaldi-style options (utils/parse_options.sh), found from this script's own location so that it
+# also runs outside a recipe directory.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)/utils/parse_options.sh"
+if [ $# -gt 0 ]; then
+    echo "$0: unexpected argument $1" >&2
+    echo "${help_message}" >&2
+    exit 2
+fi
 
 [ -f ./path.sh ] && . ./path.sh
 if [ -z "${corpus_dir}" ]; then

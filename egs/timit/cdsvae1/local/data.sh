@@ -23,15 +23,14 @@ data_dir=data
 include_sa=false
 skip_bad=false
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --help|-h) echo "${help_message}"; exit 0 ;;
-        --timit_root|--data_dir|--include_sa|--skip_bad)
-            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; echo "${help_message}" >&2; exit 2; }
-            declare "${1#--}=$2"; shift 2 ;;
-        *) echo "$0: unknown option $1" >&2; echo "${help_message}" >&2; exit 2 ;;
-    esac
-done
+# Kaldi-style options (utils/parse_options.sh), found from this script's own location so that it
+# also runs outside a recipe directory.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)/utils/parse_options.sh"
+if [ $# -gt 0 ]; then
+    echo "$0: unexpected argument $1" >&2
+    echo "${help_message}" >&2
+    exit 2
+fi
 
 [ -f ./path.sh ] && . ./path.sh
 if [ -z "${timit_root}" ]; then
