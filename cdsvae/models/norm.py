@@ -4,13 +4,21 @@ The training step puts the original frames and their augmented views through one
 encoder call. Ordinary BatchNorm would mix the views into the batch statistics and the
 running averages (a defect of the authors' code). Here, in training mode, the original
 frames go through the layer stack first with ordinary training-mode BatchNorm (PyTorch's
-fused kernel, which also hands back the batch statistics): their outputs, gradients and
-running averages are exactly those of a pass on them alone. The views then go through
-the same layers normalised with those statistics held constant, as eval mode holds the
-running averages constant. Views are thus normalised as the data are, and in eval mode
-everything equals separate passes.
+fused kernel): their outputs, gradients and running averages are exactly those of a pass
+on them alone. The views then go through the same layers normalised with x's batch
+statistics, as eval mode normalises everything with the running averages. Views are
+thus normalised as the data are, and in eval mode everything equals separate passes.
 
-With constant statistics, BatchNorm followed by LeakyReLU is an invertible per-channel
+The statistics the views use are x's batch mean and variance *as functions of the
+parameters*, so gradients flow through them. Holding them constant instead (detaching
+them) is wrong in a way that shows only after training: the views' loss then sees a
+gradient on each bias feeding a batch norm, and on the scale of its weights, that the
+real function does not have (a shift of the layer's input moves x's mean with it, so
+the normalised output cannot change). Adam turns that phantom gradient into a steady
+drift of those biases at the full step size, the running averages lag behind it by the
+momentum's horizon, and eval mode then reconstructs several times worse than training.
+
+With given statistics, BatchNorm followed by LeakyReLU is an invertible per-channel
 map, so the views' pass keeps only its output (which the next convolution keeps anyway)
 and recovers the rest in backward: one stored activation per block instead of two.
 """
@@ -19,9 +27,17 @@ import torch
 from torch import nn
 
 
+def _reduce_dims(x):
+    return [0] + list(range(2, x.dim()))
+
+
+def _channel_view(t, x):
+    return t.view([1, -1] + [1] * (x.dim() - 2))
+
+
 class _ReferenceBatchNorm:
     def forward_reference(self, x):
-        """Training-mode BN of x; returns (output, (mean, var)) with the batch statistics, detached."""
+        """Training-mode BN of x; returns (output, (mean, var)), x's batch statistics, differentiable in x."""
         self._check_input_dim(x)
         if x.numel() // x.shape[1] < 2:
             raise ValueError(
@@ -33,16 +49,23 @@ class _ReferenceBatchNorm:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
-        out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, self.running_mean,
-                                                    self.running_var, True, factor, self.eps)
-        var = invstd.detach().pow(-2) - self.eps
-        return out, (mean.detach(), var)
+        out = torch.native_batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                      True, factor, self.eps)[0]
+        # The kernel's saved statistics carry no gradient; these do (x is saved for backward anyway).
+        var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=0)
+        return out, (mean, var)
 
     def forward_with_stats(self, x, stats):
-        """BN of x with given (mean, var), held constant."""
+        """BN of x with the given (mean, var); gradients flow into the statistics too."""
         self._check_input_dim(x)
         mean, var = stats
-        return nn.functional.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
+        return torch.addcmul(_channel_view(shift, x).to(x.dtype), x, _channel_view(scale, x).to(x.dtype))
 
 
 class ReferenceBatchNorm1d(_ReferenceBatchNorm, nn.BatchNorm1d):
@@ -58,8 +81,9 @@ def apply_layers(layers, x, extra=None):
 
     Returns the outputs for x, or for cat([x, extra]) when ``extra`` is given. In
     training mode x goes first, recording each batch norm's statistics; ``extra`` then
-    goes through the same layers with those statistics held constant. In eval mode both
-    use the running averages, so the result equals a pass on each part alone.
+    goes through the same layers normalised with those statistics (gradients flow through
+    them into x's path). In eval mode both use the running averages, so the result equals
+    a pass on each part alone.
     """
     if extra is None:
         return _sequential(layers, x)
@@ -83,8 +107,8 @@ def apply_layers(layers, x, extra=None):
             if isinstance(following, nn.LeakyReLU) and following.negative_slope > 0 and _invertible(layer):
                 mean, var = next(recorded)
                 invstd = torch.rsqrt(var + layer.eps)
-                extra = _FixedNormLeakyReLU.apply(extra, layer.weight, layer.bias, mean, invstd,
-                                                  following.negative_slope)
+                extra = _NormLeakyReLU.apply(extra, layer.weight, layer.bias, mean, invstd,
+                                             following.negative_slope)
                 skip_next = True
             else:
                 extra = layer.forward_with_stats(extra, next(recorded))
@@ -98,12 +122,13 @@ def _invertible(norm, min_abs_weight=1e-3):
             and bool(norm.weight.detach().abs().min() >= min_abs_weight))
 
 
-class _FixedNormLeakyReLU(torch.autograd.Function):
-    """leaky_relu(weight * (x - mean) * invstd + bias) with constant statistics, keeping only its output.
+class _NormLeakyReLU(torch.autograd.Function):
+    """leaky_relu(weight * (x - mean) * invstd + bias), keeping only its output.
 
-    The next layer keeps this output anyway; x is recovered from it in backward (LeakyReLU
-    with a positive slope and the affine map are invertible), so the views' pass stores
-    one tensor per block instead of two. Used only when every |weight| >= 1e-3.
+    Differentiable in x, weight, bias, mean and invstd. The next layer keeps this output
+    anyway; x is recovered from it in backward (LeakyReLU with a positive slope and the
+    affine map are invertible), so the views' pass stores one tensor per block instead of
+    two. Used only when every |weight| >= 1e-3.
     """
 
     @staticmethod
@@ -121,18 +146,29 @@ class _FixedNormLeakyReLU(torch.autograd.Function):
     def backward(ctx, grad_out):
         # ordered so that at most two activation-sized temporaries exist at once
         out, weight, bias, invstd = ctx.saved_tensors
+        need_x, need_w, need_b, need_mean, need_invstd = ctx.needs_input_grad[:5]
         shape = [1, -1] + [1] * (out.dim() - 2)
         dims = [0] + list(range(2, out.dim()))
         grad_pre = torch.ops.aten.leaky_relu_backward(grad_out, out, ctx.slope, True)
-        grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            grad_bias = grad_pre.sum(dims).to(bias.dtype)
-            pre = nn.functional.leaky_relu(out, 1.0 / ctx.slope)  # inverse of the activation
-            # x_hat = (pre - bias) / weight, so sum(grad_pre * x_hat) needs no stored x
-            grad_weight = (pre.mul_(grad_pre).sum(dims).to(weight.dtype) - bias * grad_bias) / weight
-            del pre
-        grad_x = grad_pre.mul_((weight * invstd).to(out.dtype).view(shape)) if ctx.needs_input_grad[0] else None
-        return grad_x, grad_weight, grad_bias, None, None, None
+        grad_weight = grad_bias = grad_mean = grad_invstd = None
+        if need_w or need_b or need_mean or need_invstd:
+            sum_grad = grad_pre.sum(dims).to(bias.dtype)  # sum of grad_pre per channel
+            if need_b:
+                grad_bias = sum_grad
+            if need_mean:
+                grad_mean = -sum_grad * weight * invstd
+            if need_w or need_invstd:
+                pre = nn.functional.leaky_relu(out, 1.0 / ctx.slope)  # inverse of the activation
+                # x_hat = (pre - bias) / weight, so sum(grad_pre * x_hat) needs no stored x
+                sum_grad_xhat = (pre.mul_(grad_pre).sum(dims).to(weight.dtype) - bias * sum_grad) / weight
+                del pre
+                if need_w:
+                    grad_weight = sum_grad_xhat
+                if need_invstd:
+                    # d/d invstd of weight * (x - mean) * invstd is weight * x_hat / invstd
+                    grad_invstd = sum_grad_xhat * weight / invstd
+        grad_x = grad_pre.mul_((weight * invstd).to(out.dtype).view(shape)) if need_x else None
+        return grad_x, grad_weight, grad_bias, grad_mean, grad_invstd, None
 
 
 def _sequential(layers, x):

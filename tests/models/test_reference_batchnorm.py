@@ -1,4 +1,9 @@
-"""Batch-norm statistics come from the original frames only, never from the views."""
+"""Batch-norm statistics come from the original frames only, never from the views.
+
+The views are normalised with x's batch statistics as functions of the parameters, so the
+function trained is invariant to a per-channel shift of a normalised layer's input (and to
+the scale of the weights feeding it), exactly as ordinary batch norm is.
+"""
 
 import pytest
 import torch
@@ -21,7 +26,7 @@ def _stack(bn_cls, seed=0):
 
 
 def _explicit(layers, x, n_ref):
-    """The same stack written plainly: per-layer statistics of the reference part, constant for the rest."""
+    """The same stack written plainly: per-layer statistics of the reference part normalise both parts."""
     head, tail = x[:n_ref], x[n_ref:]
     for layer in layers:
         if isinstance(layer, nn.BatchNorm2d):
@@ -29,7 +34,7 @@ def _explicit(layers, x, n_ref):
             var = head.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
             w, b = layer.weight.view(1, -1, 1, 1), layer.bias.view(1, -1, 1, 1)
             head = (head - mean) / torch.sqrt(var + layer.eps) * w + b
-            tail = (tail - mean.detach()) / torch.sqrt(var.detach() + layer.eps) * w + b
+            tail = (tail - mean) / torch.sqrt(var + layer.eps) * w + b
         else:
             head, tail = layer(head), layer(tail)
     return torch.cat([head, tail])
@@ -68,17 +73,47 @@ def test_reference_gradients_match_explicit_formula():
 
 
 def test_views_fused_norm_leaky_relu_gradcheck():
-    from cdsvae.models.norm import _FixedNormLeakyReLU
+    from cdsvae.models.norm import _NormLeakyReLU
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(5, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.tensor([1.5, -0.7, 0.3], dtype=torch.float64, requires_grad=True)
     bias = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
-    mean, invstd = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
-    fn = lambda a, w, b: _FixedNormLeakyReLU.apply(a, w, b, mean, invstd, 0.2)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x, weight, bias))
+    mean = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    invstd = (torch.rand(3, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    fn = lambda a, w, b, m, i: _NormLeakyReLU.apply(a, w, b, m, i, 0.2)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, weight, bias, mean, invstd))
     explicit = nn.functional.leaky_relu((x - mean[:, None]) * invstd[:, None] * weight[:, None] + bias[:, None], 0.2)
-    assert torch.allclose(fn(x, weight, bias), explicit)
+    assert torch.allclose(fn(x, weight, bias, mean, invstd), explicit)
+
+
+@pytest.mark.parametrize("norm_cls, make_input", [
+    (ReferenceBatchNorm2d, lambda g: torch.randn(6, 2, 5, 5, generator=g, dtype=torch.float64)),
+    (ReferenceBatchNorm1d, lambda g: torch.randn(6, 2, 9, generator=g, dtype=torch.float64)),
+])
+def test_views_do_not_give_normalised_layers_phantom_gradients(norm_cls, make_input):
+    """A bias feeding a batch norm cannot change the output, nor can the scale of the weights:
+    their gradients must vanish (zero for the bias, orthogonal to the weights), views included.
+    Holding the reference statistics constant for the views broke both, and Adam turned the
+    phantom gradient into a steady drift that the running averages could not follow."""
+    g = torch.Generator().manual_seed(5)
+    conv = nn.Conv2d if norm_cls is ReferenceBatchNorm2d else nn.Conv1d
+    layers = nn.ModuleList([conv(2, 3, 3), norm_cls(3, eps=0.0), nn.LeakyReLU(0.2),
+                            conv(3, 4, 3), norm_cls(4, eps=0.0), nn.Tanh()]).double()
+    with torch.no_grad():
+        for layer in layers:
+            if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+                layer.bias.normal_(generator=g)
+    x, views = make_input(g), make_input(g) * 3 + 1
+    upstream = torch.randn(apply_layers(layers, x, views).shape, generator=g, dtype=torch.float64)
+    for layer in layers:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.reset_running_stats()
+    (apply_layers(layers, x, views) * upstream).sum().backward()
+    for conv_layer in (layers[0], layers[3]):
+        assert conv_layer.bias.grad.abs().max() < 1e-10
+        radial = (conv_layer.weight * conv_layer.weight.grad).flatten(1).sum(1)
+        assert radial.abs().max() < 1e-10
 
 
 def test_views_with_near_zero_norm_weight_fall_back_to_plain_path():
