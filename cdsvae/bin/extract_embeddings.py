@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=64, help="segments per forward pass")
     parser.add_argument("--skip_bad", type=str2bool, default=False, help="skip (and count) unusable utterances")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max_utts", type=int, default=None,
+                        help="embed at most this many utterances, evenly spaced in sorted order (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -51,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         skip_bad=args.skip_bad,
         device=args.device,
         progress=True,
+        max_utts=args.max_utts,
     )
     print(json.dumps({k: v for k, v in meta.items() if k != "skipped"}))
     if meta["n_skipped"]:

@@ -219,6 +219,17 @@ def iter_feature_matrices(feats: Mapping[str, str], scp: Path, feat_dim: int | N
             f.close()
 
 
+def evenly_spaced_subset(table: Mapping[str, str], n: int) -> dict[str, str]:
+    """At most ``n`` entries of ``table``, evenly spaced over its keys in C-locale order."""
+    from cdsvae.data.datadir import sorted_c
+
+    keys = sorted_c(table)
+    if n >= len(keys):
+        return {k: table[k] for k in keys}
+    picks = np.unique(np.linspace(0, len(keys) - 1, n).round().astype(np.int64))
+    return {keys[i]: table[keys[i]] for i in picks.tolist()}
+
+
 def extract_feature_dir(
     expdir: str | os.PathLike,
     feats_dir: str | os.PathLike,
@@ -228,21 +239,32 @@ def extract_feature_dir(
     skip_bad: bool = False,
     device: str = "cpu",
     progress: bool = False,
+    max_utts: int | None = None,
 ) -> dict:
     """Stage 5: embeddings of every utterance of ``feats_dir`` with the model of ``expdir``.
 
+    ``max_utts`` keeps that many utterances evenly spaced in sorted order (ids start with the
+    speaker, so the subset spreads over speakers): enough for the mean embedding that
+    mean-normalised scoring subtracts, without embedding a whole large training set.
+
     Writes ``s``/``z`` ark+scp, the ``utt2spk`` of the embedded utterances and ``meta.json``
-    (where the features came from, the segment length, the skipped utterances).
+    (where the features came from, the segment length, the skipped utterances, and which
+    checkpoint was used and why).
     """
     import json
 
     from cdsvae.data.datadir import write_scp
     from cdsvae.io import atomic_write_text
-    from cdsvae.train import load_model
+    from cdsvae.train import load_model_with_info
 
     expdir, feats_dir, outdir = Path(expdir), Path(feats_dir), Path(outdir)
     feats, utt2spk = read_feature_table(feats_dir)
-    model, cfg = load_model(expdir, device=device)
+    n_available = len(feats)
+    if max_utts is not None:
+        if max_utts < 1:
+            raise UserError(f"--max_utts must be >= 1, got {max_utts}")
+        feats = evenly_spaced_subset(feats, max_utts)
+    model, cfg, checkpoint = load_model_with_info(expdir, device=device)
     cfg_segment, normalise = speech_model_settings(cfg, expdir)
     segment_frames = int(segment_frames or cfg_segment)
     if segment_frames < 1:
@@ -273,10 +295,12 @@ def extract_feature_dir(
         "segment_frames": segment_frames,
         "cmvn": cfg.get("data", {}).get("cmvn"),
         "n_utts": len(result.s),
+        "n_available": n_available,
         "n_skipped": len(result.skipped),
         "skipped": result.skipped,
         "s_dim": int(next(iter(result.s.values())).shape[0]),
         "z_dim": int(next(iter(result.z.values())).shape[0]),
+        "checkpoint": checkpoint,
     }
     atomic_write_text(outdir / "meta.json", json.dumps(meta, indent=2) + "\n")
     log.info("%s: %d utterances embedded, %d skipped", outdir, meta["n_utts"], meta["n_skipped"])

@@ -173,6 +173,35 @@ def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
     return loss_fn
 
 
+# best.pt is the checkpoint with the lowest validation negative ELBO (reconstruction + KL terms,
+# unweighted): the contrastive and MI terms differ between systems, the ELBO does not.
+SELECTION_CRITERION = ("neg_elbo", ("recon", "kl_s", "kl_z"))
+
+
+@torch.no_grad()
+def recon_consistency(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruction error of ``batch["x"]`` (per sequence) in eval mode and in train mode.
+
+    Both decode the posterior means, so the only difference is batch normalisation: running
+    averages in eval mode, the batch's own statistics in train mode. Parameters, buffers
+    (running averages included) and the mode are left as they were.
+    """
+    x = batch["x"]
+    was_training = model.training
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    errors = []
+    try:
+        for training in (False, True):
+            model.train(training)
+            recon = model(x, sample=False).recon
+            errors.append(nn.functional.mse_loss(recon.float(), x.float(), reduction="sum") / x.shape[0])
+    finally:
+        for buf, saved in buffers:
+            buf.copy_(saved)
+        model.train(was_training)
+    return errors[0], errors[1]
+
+
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any], sections) -> list[str]:
     out = []
     for sec in sections:
@@ -221,7 +250,8 @@ def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistCo
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %.2fM parameters; %d training / %s validation sequences", cfg["model"]["frame"],
              n_params / 1e6, len(train_set), len(valid_set) if valid_set is not None else "no")
-    return Trainer(model, make_loss_fn(cfg, len(train_set)), train_set, valid_set, cfg, outdir, ctx)
+    return Trainer(model, make_loss_fn(cfg, len(train_set)), train_set, valid_set, cfg, outdir, ctx,
+                   criterion=SELECTION_CRITERION, consistency_fn=recon_consistency)
 
 
 def train(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
@@ -242,38 +272,67 @@ def load_config_file(exp_dir: str | os.PathLike) -> dict[str, Any]:
     return check_config(read_yaml(path), str(path))
 
 
-def load_model(exp_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, resolved config) from a training directory.
+def _choose_checkpoint(exp_dir: Path) -> tuple[Path, dict[str, Any], str]:
+    """(path, state, why) of the checkpoint evaluation uses: best.pt, else the newest step checkpoint."""
+    ckpt_dir = exp_dir / "checkpoints"
+    best = ckpt_dir / ckpt.BEST
+    if best.is_file():
+        try:
+            state = ckpt.load_checkpoint(best, "cpu")
+            criterion = state.get("criterion", "loss")
+            return best, state, f"lowest validation {criterion} of all validations"
+        except ckpt.UnsafeCheckpointError:
+            raise
+        except ckpt.CheckpointError as e:
+            log.warning("%s; using the newest step checkpoint instead", e)
+            why = f"newest step checkpoint ({ckpt.BEST} unreadable)"
+    else:
+        why = f"newest step checkpoint (no {ckpt.BEST}: training had no validation set)"
+    found = ckpt.load_latest(ckpt_dir, "cpu", required_keys=("model",))
+    if found is None:
+        raise UserError(f"{ckpt_dir}: no checkpoint to load; has training run in {exp_dir}?")
+    return Path(found[0]), found[1], why
 
-    Weights come from ``checkpoints/best.pt`` (lowest validation loss) when there is one,
-    else from the newest readable step checkpoint.
+
+def checkpoint_summary(path: Path, state: Mapping[str, Any], why: str) -> dict[str, Any]:
+    """What a report says about the weights it used: file, step, epoch, why, and its validation figures."""
+    progress = state.get("progress") or {}
+    valid = dict(state.get("valid") or {})
+    if not valid and state.get("valid_loss") is not None:  # written before validations were stored whole
+        valid = {"loss": state["valid_loss"]}
+    criterion = state.get("criterion", "loss")
+    return {"file": f"{path.parent.name}/{path.name}", "step": progress.get("step"),
+            "epoch": progress.get("epoch"), "why": why, "criterion": criterion,
+            "criterion_value": valid.get(criterion), "eval_train_ratio": valid.get("eval_train_ratio"),
+            "valid": valid}
+
+
+def load_model_with_info(exp_dir: str | os.PathLike,
+                         device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """(model in eval mode, resolved config, :func:`checkpoint_summary` of the weights) of a training directory.
+
+    Weights come from ``checkpoints/best.pt`` (lowest validation negative ELBO, see
+    ``SELECTION_CRITERION``) when there is one, else from the newest readable step checkpoint.
     """
     exp_dir = Path(exp_dir)
     cfg = load_config_file(exp_dir)
     from cdsvae.models import build_model
     model = build_model(cfg["model"])
-    ckpt_dir = exp_dir / "checkpoints"
-    best = ckpt_dir / ckpt.BEST
-    state = None
-    if best.is_file():
-        try:
-            state = ckpt.load_checkpoint(best, "cpu")
-        except ckpt.UnsafeCheckpointError:
-            raise
-        except ckpt.CheckpointError as e:
-            log.warning("%s; using the newest step checkpoint instead", e)
-    if state is None:
-        found = ckpt.load_latest(ckpt_dir, "cpu", required_keys=("model",))
-        if found is None:
-            raise UserError(f"{ckpt_dir}: no checkpoint to load; has training run in {exp_dir}?")
-        state = found[1]
+    path, state, why = _choose_checkpoint(exp_dir)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as e:
         raise UserError(f"{exp_dir}: checkpoint does not match {exp_dir / CONFIG_FILE} "
                         f"({str(e).splitlines()[0]})") from None
     model.to(device).eval()
+    return model, cfg, checkpoint_summary(path, state, why)
+
+
+def load_model(exp_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, resolved config) from a training directory; see :func:`load_model_with_info`."""
+    model, cfg, _ = load_model_with_info(exp_dir, device)
     return model, cfg
 
 
-__all__ = ["config_schema", "check_config", "load_config", "load_model", "train", "build_trainer", "make_loss_fn"]
+__all__ = ["config_schema", "check_config", "load_config", "load_model", "load_model_with_info", "checkpoint_summary",
+           "recon_consistency", "train", "build_trainer", "make_loss_fn"]

@@ -37,7 +37,7 @@ Semantics worth knowing:
   takes every N-th index; one global step consumes a contiguous block of ``N*B`` indices of that
   permutation, which is why the position within an epoch can be stored as a sample count.
 - Checkpoints (``DIR/checkpoints/stepNNNNNNNNN.pt``, keep the last ``keep_last``, plus
-  ``best.pt`` by validation loss) hold the model, optimiser, scheduler, epoch/step, position in
+  ``best.pt`` by the validation criterion) hold the model, optimiser, scheduler, epoch/step, position in
   the epoch, and every rank's RNG states, so a killed run restarted with the same command ends
   with the parameters an uninterrupted run would have had (``train.deterministic`` on GPU).
   Exact resumption assumes data loading is a function of (index, epoch); a dataset with a
@@ -55,7 +55,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -70,6 +70,14 @@ from cdsvae.train.distributed import DistContext, all_gather_object, all_reduce_
 log = logging.getLogger("cdsvae.train")
 
 LossFn = Callable[[nn.Module, Mapping[str, Any], torch.Generator], tuple[torch.Tensor, Mapping[str, torch.Tensor]]]
+# (model, batch) -> (reconstruction error in eval mode, the same in train mode), see Trainer.
+ConsistencyFn = Callable[[nn.Module, Mapping[str, Any]], tuple[torch.Tensor, torch.Tensor]]
+# Eval-mode reconstruction more than this many times the train-mode one is warned about.
+EVAL_TRAIN_RATIO_LIMIT = 1.25
+CONSISTENCY_KEYS = ("recon_eval_mode", "recon_train_mode", "eval_train_ratio")
+# Validation order and augmentation draws do not depend on train.seed, so every system and
+# every seed is validated (and its checkpoint chosen) on the same batches.
+VALID_SEED = 20211206
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 100, "batch_size": 128, "num_workers": 0, "seed": 1, "deterministic": False,
@@ -212,12 +220,23 @@ class Trainer:
 
     ``config`` is the resolved config: its ``optim`` and ``train`` sections drive the loop and
     the whole dict is stored in every checkpoint.
+
+    ``criterion = (name, terms)`` chooses ``best.pt``: the validation sum of those logged terms
+    (e.g. the negative ELBO, so that systems trained with different extra terms are chosen
+    alike); without it, the validation loss. ``consistency_fn`` checks that the model in eval
+    mode reproduces training: at every validation it is given the same fixed validation
+    batch, its (eval, train) reconstruction errors are logged as ``eval_train_ratio``, and a
+    ratio above ``EVAL_TRAIN_RATIO_LIMIT`` is warned about.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_set: Dataset, valid_set: Dataset | None,
                  config: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistContext | None = None,
-                 collate_fn: Callable | None = None):
+                 collate_fn: Callable | None = None, criterion: tuple[str, Sequence[str]] | None = None,
+                 consistency_fn: ConsistencyFn | None = None):
         self.ctx = ctx or DistContext()
+        self.criterion_name = criterion[0] if criterion else "loss"
+        self.criterion_terms = tuple(criterion[1]) if criterion else ()
+        self.consistency_fn = consistency_fn
         self.config = to_plain(config)
         self.topt = {**TRAIN_DEFAULTS, **config.get("train", {})}
         self.oopt = {**OPTIM_DEFAULTS, **config.get("optim", {})}
@@ -273,30 +292,35 @@ class Trainer:
         self.writer = None
         self.history: list[dict[str, float]] = []  # what was logged, for benchmarks and tests
 
-    def _state(self, valid_loss: float | None) -> dict[str, Any]:
+    def _state(self, valid: Mapping[str, float] | None) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "progress": {"epoch": self.epoch, "step": self.step, "samples_in_epoch": self.samples_in_epoch},
             "best_valid": self.best_valid,
-            "valid_loss": valid_loss,
+            "criterion": self.criterion_name,
+            "valid": dict(valid or {}),
             "world_size": self.ctx.world_size,
             "batch_size": self.batch_size,
             "config": self.config,
         }
 
-    def save(self, valid_loss: float | None = None, best: bool = False) -> None:
-        """Collective: every rank contributes its RNG states, rank 0 writes."""
+    def save(self, valid: Mapping[str, float] | None = None, best: bool = False) -> None:
+        """Collective: every rank contributes its RNG states, rank 0 writes.
+
+        ``valid`` (the validation results of this step, criterion included) is stored with
+        the checkpoint, so which checkpoint was chosen, and why, can be reported later.
+        """
         rng = all_gather_object(self.ctx, ckpt.capture_rng({"augment": self.aug_gen}, self.device))
         path = ckpt.step_path(self.ckpt_dir, self.step)
         if self.ctx.is_main:
-            state = self._state(valid_loss)
+            state = self._state(valid)
             state["rng"] = rng
             if best:  # first: a kill between the two writes leaves no step checkpoint claiming a newer best
                 ckpt.save_checkpoint(self.ckpt_dir / ckpt.BEST, {
-                    "model": state["model"], "progress": state["progress"], "valid_loss": valid_loss,
-                    "config": self.config})
+                    "model": state["model"], "progress": state["progress"], "criterion": self.criterion_name,
+                    "valid": state["valid"], "config": self.config})
             ckpt.save_checkpoint(path, state)
             ckpt.prune(self.ckpt_dir, int(self.topt["keep_last"]))
             log.info("saved %s (step %d%s)", path, self.step, ", best so far" if best else "")
@@ -382,11 +406,13 @@ class Trainer:
             while not self._finished():
                 complete = self._train_epoch()
                 valid = self.validate() if self.valid_set is not None else None
-                vloss = valid["loss"] if valid else None
+                vloss = valid.get(self.criterion_name) if valid else None
                 if valid:
                     self._scalars("valid", valid)
                     log.info("validation at step %d (epoch %d%s): %s", self.step, self.epoch + 1,
-                             "" if complete else ", partial", " ".join(f"{k} {v:.4g}" for k, v in valid.items()))
+                             "" if complete else ", partial",
+                             " ".join(f"{k} {v:.4g}" for k, v in valid.items() if k not in CONSISTENCY_KEYS))
+                    self._check_consistency(valid)
                 best = (vloss is not None and math.isfinite(vloss)
                         and (self.best_valid is None or vloss < self.best_valid))
                 if best:
@@ -394,11 +420,11 @@ class Trainer:
                 if complete:
                     self.epoch += 1
                     self.samples_in_epoch = 0
-                self.save(vloss, best=best)
+                self.save(valid, best=best)
         finally:
             if self.writer is not None:
                 self.writer.close()
-        log.info("finished: epoch %d, step %d, best validation loss %s", self.epoch, self.step,
+        log.info("finished: epoch %d, step %d, best validation %s %s", self.epoch, self.step, self.criterion_name,
                  "n/a" if self.best_valid is None else f"{self.best_valid:.6g}")
         return self.summary()
 
@@ -491,26 +517,37 @@ class Trainer:
             bar.close()
         return True
 
+    def _valid_order(self) -> np.ndarray:
+        """The validation items in a fixed shuffled order (the same for every system and seed).
+
+        Batches then mix utterances and speakers, as training batches do, instead of holding
+        the consecutive segments of one or two utterances.
+        """
+        assert self.valid_set is not None
+        return np.random.default_rng(VALID_SEED).permutation(len(self.valid_set))
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean loss and terms over the validation set, sharded over ranks, without padding.
 
-        Runs on a forked RNG with a fixed seed, so it neither perturbs the training streams nor
-        changes between epochs except through the parameters.
+        The items are visited in a fixed shuffled order and the augmentation draws come from a
+        fixed seed (:data:`VALID_SEED`, not ``train.seed``), on a forked RNG, so validation
+        neither perturbs the training streams nor changes between epochs, seeds or systems
+        except through the parameters. With a criterion, its value is added under its name.
         """
         assert self.valid_set is not None
-        n = len(self.valid_set)
-        mine = list(range(self.ctx.rank, n, self.ctx.world_size))
+        order = self._valid_order()
+        mine = order[self.ctx.rank::self.ctx.world_size]
         n_batches = max(1, math.ceil(len(mine) / self.batch_size))
-        batches = [b.tolist() for b in np.array_split(np.asarray(mine, dtype=np.int64), n_batches) if len(b)]
+        batches = [b.tolist() for b in np.array_split(mine.astype(np.int64), n_batches) if len(b)]
         loader = self._loader(self.valid_set, batch_sampler=batches)
         self.model.eval()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         names: list[str] | None = None
         total: torch.Tensor | None = None
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(derive_seed(self.seed, "valid", self.ctx.rank) % (1 << 63))
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "valid-augment", self.ctx.rank))
+            torch.manual_seed(derive_seed(VALID_SEED, "valid", self.ctx.rank) % (1 << 63))
+            gen = torch.Generator().manual_seed(derive_seed(VALID_SEED, "valid-augment", self.ctx.rank))
             for batch in loader:
                 batch = _to_device(batch, self.device)
                 with self._autocast():
@@ -533,4 +570,40 @@ class Trainer:
         all_reduce_sum(self.ctx, total)
         count = total[-1].item()
         means = (total[:-1] / max(count, 1.0)).tolist()
-        return {"loss": means[0], **dict(zip(names, means[1:]))}
+        out = {"loss": means[0], **dict(zip(names, means[1:]))}
+        if self.criterion_terms:
+            missing = [k for k in self.criterion_terms if k not in out]
+            if missing:
+                raise UserError(f"the selection criterion {self.criterion_name} needs the validation term(s) "
+                                f"{', '.join(missing)}, which the loss does not report")
+            out[self.criterion_name] = sum(out[k] for k in self.criterion_terms)
+        if self.consistency_fn is not None:
+            out.update(self.consistency())
+        return out
+
+    def consistency(self) -> dict[str, float]:
+        """Eval- and train-mode reconstruction of one fixed validation batch, and their ratio.
+
+        The batch is the first ``batch_size`` items of the validation order, on every rank; the
+        consistency function must leave the model's parameters and buffers as they were.
+        """
+        assert self.valid_set is not None and self.consistency_fn is not None
+        items = self._valid_order()[: self.batch_size].tolist()
+        batch = next(iter(self._loader(self.valid_set, batch_sampler=[items])))
+        batch = _to_device(batch, self.device)
+        with torch.no_grad(), self._autocast():
+            eval_err, train_err = self.consistency_fn(self.model, batch)
+        eval_err, train_err = float(eval_err), float(train_err)
+        ratio = eval_err / train_err if train_err > 0 else math.inf
+        return {"recon_eval_mode": eval_err, "recon_train_mode": train_err, "eval_train_ratio": ratio}
+
+    def _check_consistency(self, valid: Mapping[str, float]) -> None:
+        ratio = valid.get("eval_train_ratio")
+        if ratio is None:
+            return
+        log.info("eval/train ratio %.3f: reconstruction of a fixed validation batch in eval mode %.4g, in train "
+                 "mode %.4g", ratio, valid["recon_eval_mode"], valid["recon_train_mode"])
+        if not ratio <= EVAL_TRAIN_RATIO_LIMIT:
+            log.warning("eval mode reconstructs a fixed validation batch %.2f times worse than train mode (limit "
+                        "%.2f): the batch-norm running statistics do not describe the trained model, so every "
+                        "number measured in eval mode is suspect", ratio, EVAL_TRAIN_RATIO_LIMIT)

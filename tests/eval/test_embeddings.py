@@ -164,3 +164,14 @@ def test_missing_inputs_are_named(tmp_path):
     make_feats_dir(tmp_path / "f2", [8])
     with pytest.raises(UserError, match="config.yaml"):
         extract_feature_dir(tmp_path / "noexp", tmp_path / "f2", tmp_path / "emb")
+
+
+def test_evenly_spaced_subset_known_answer():
+    from cdsvae.eval.embeddings import evenly_spaced_subset
+
+    table = {f"spk{s}_u{u}": f"p{s}{u}" for s in range(3) for u in range(4)}
+    got = evenly_spaced_subset(table, 4)
+    assert list(got) == ["spk0_u0", "spk1_u0", "spk1_u3", "spk2_u3"]  # sorted indices 0, 4 (3.67), 7 (7.33), 11
+    assert got["spk1_u3"] == "p13"
+    assert evenly_spaced_subset(table, 50) == {k: table[k] for k in sorted(table)}
+    assert len(evenly_spaced_subset(table, 1)) == 1

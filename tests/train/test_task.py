@@ -43,7 +43,11 @@ def test_real_model_trains_on_synthetic_data_and_load_model_returns_best(tmp_pat
     model, cfg = load_model(out)
     assert not model.training and cfg == written
     best = ckpt.load_checkpoint(out / "checkpoints" / ckpt.BEST)
-    assert best["valid_loss"] == summary["best_valid"]
+    # best.pt is chosen on the negative ELBO (recon + KL), not on the C-DSVAE loss
+    assert best["criterion"] == "neg_elbo" and best["valid"]["neg_elbo"] == summary["best_valid"]
+    v = best["valid"]
+    assert v["neg_elbo"] == pytest.approx(v["recon"] + v["kl_s"] + v["kl_z"]) and v["loss"] > v["neg_elbo"]
+    assert 0.5 < v["eval_train_ratio"] < 1.25 and "eval/train ratio" in log
     for k, v in model.state_dict().items():
         assert torch.equal(v, best["model"][k]), k
     x = torch.rand(2, 6, 12)
@@ -130,3 +134,39 @@ def test_load_model_falls_back_from_corrupt_best_to_newest_step(tmp_path, caplog
     assert "best.pt" in caplog.text
     newest = ckpt.load_checkpoint(ckpt.step_path(out / "checkpoints", 4))["model"]
     assert all(torch.equal(v, newest[k]) for k, v in model.state_dict().items())
+
+
+def test_recon_consistency_compares_modes_without_side_effects():
+    from cdsvae.models import build_model
+    from cdsvae.train.task import recon_consistency
+
+    from cdsvae.objectives import LossWeights, cdsvae_loss
+
+    torch.manual_seed(0)
+    model = build_model(dict(TINY, init="default"))
+    x = torch.randn(16, 6, 12)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    weights = LossWeights(con_s=0.0, con_z=0.0, mi_sz=0.0)
+    for _ in range(150):  # a model that reconstructs x, with running averages that describe it
+        loss, _ = cdsvae_loss(model, x, None, None, weights, 16)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    eval_err, train_err = recon_consistency(model, {"x": x})
+    assert not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # running statistics and counters untouched
+    with torch.no_grad():
+        want_eval = ((model(x, sample=False).recon - x) ** 2).sum() / 16
+    assert eval_err == pytest.approx(want_eval.item(), rel=1e-6)
+    assert 0.8 < eval_err / train_err < 1.25
+    # Running averages that lag behind the weights (the failure this check exists for) are caught.
+    with torch.no_grad():
+        for bn in model.frame_encoder.layers:
+            if isinstance(bn, torch.nn.BatchNorm1d):
+                bn.running_mean += 3.0 * bn.running_var.sqrt()
+    eval_bad, train_same = recon_consistency(model, {"x": x})
+    assert train_same == pytest.approx(train_err.item(), rel=1e-5)
+    assert eval_bad / train_same > 1.25

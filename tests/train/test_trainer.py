@@ -84,7 +84,7 @@ def test_training_reduces_loss_writes_log_checkpoints_and_tensorboard(tmp_path):
     steps = [s for s, _ in ckpt.list_step_checkpoints(out / "checkpoints")]
     assert steps == [21, 24]  # keep_last 2
     best = ckpt.load_checkpoint(out / "checkpoints" / ckpt.BEST)
-    assert best["valid_loss"] == summary["best_valid"]
+    assert best["criterion"] == "loss" and best["valid"]["loss"] == summary["best_valid"]
     log = (out / "train.log").read_text()
     assert "global batch 4" in log and "recon" in log and "seq_per_s" in log
 
@@ -217,3 +217,62 @@ def test_loader_workers_do_not_change_the_result(tmp_path):
         tr.fit()
         results.append(tr.model.state_dict())
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def test_validation_order_is_shuffled_and_the_same_for_every_seed(tmp_path):
+    """Validation batches mix items (not consecutive segments of one utterance) and do not depend
+    on train.seed, so every system and seed is validated and selected on the same batches."""
+    a = _trainer(tmp_path / "a", seed=1)
+    b = _trainer(tmp_path / "b", seed=7)
+    order = a._valid_order()
+    assert sorted(order.tolist()) == list(range(8)) and order.tolist() != list(range(8))
+    assert order.tolist() == b._valid_order().tolist()
+    assert a.validate() == pytest.approx(a.validate())  # deterministic between calls
+
+
+def _recon_only(model, batch, generator):
+    """A loss whose total is ranked differently from its 'recon' term: it rewards large weights."""
+    x = batch["x"]
+    recon = (model(x) - x).pow(2).sum(dim=(1, 2)).mean()
+    bonus = -1e-2 * sum(p.pow(2).sum() for p in model.parameters())
+    return recon + bonus, {"recon": recon.detach(), "bonus": bonus.detach()}
+
+
+def test_best_checkpoint_follows_the_criterion_not_the_loss(tmp_path):
+    seed_everything(0)
+    tr = Trainer(ToyModel(), _recon_only, _data(32), _data(8, split="valid"), toy_config(epochs=4),
+                 tmp_path / "exp", criterion=("crit", ("recon",)))
+    summary = tr.fit()
+    best = ckpt.load_checkpoint(tmp_path / "exp" / "checkpoints" / ckpt.BEST)
+    assert best["criterion"] == "crit" and best["valid"]["crit"] == best["valid"]["recon"]
+    log = (tmp_path / "exp" / "train.log").read_text()
+    crits = [float(ln.split(" crit ")[1].split()[0]) for ln in log.splitlines() if "validation at step" in ln]
+    assert summary["best_valid"] == pytest.approx(min(crits), rel=1e-3)
+    assert "best validation crit" in log
+
+
+def test_missing_criterion_term_is_a_clear_error(tmp_path):
+    seed_everything(0)
+    tr = Trainer(ToyModel(), toy_loss, _data(32), _data(8, split="valid"), toy_config(epochs=1),
+                 tmp_path / "exp", criterion=("neg_elbo", ("recon", "kl_s")))
+    with pytest.raises(UserError, match="criterion neg_elbo needs the validation term.*kl_s"):
+        tr.fit()
+
+
+def test_eval_train_ratio_is_logged_and_warned_about(tmp_path, caplog):
+    seen = []
+
+    def consistency(model, batch):
+        seen.append(batch["x"].clone())
+        return torch.tensor(3.0), torch.tensor(2.0)
+
+    seed_everything(0)
+    tr = Trainer(ToyModel(), toy_loss, _data(32), _data(8, split="valid"), toy_config(epochs=2, batch_size=4),
+                 tmp_path / "exp", consistency_fn=consistency)
+    tr.fit()
+    assert len(seen) == 2 and torch.equal(seen[0], seen[1]) and seen[0].shape[0] == 4  # one fixed batch
+    best = ckpt.load_checkpoint(tmp_path / "exp" / "checkpoints" / ckpt.BEST)
+    assert best["valid"]["eval_train_ratio"] == pytest.approx(1.5)
+    log = (tmp_path / "exp" / "train.log").read_text()
+    assert log.count("eval/train ratio 1.500") == 2
+    assert "WARNING eval mode reconstructs a fixed validation batch 1.50 times worse" in log
