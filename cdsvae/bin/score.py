@@ -4,7 +4,10 @@
         --outdir exp/cdsvae/score_test
 
 Writes ``trials`` (all pairs of test utterances, unless --trials names a list to reuse),
-``scores_s``, ``scores_z`` (``enroll test score``) and ``results.json``.
+``scores_s``, ``scores_z`` (``enroll test score``) and ``results.json``. With ``--mean_from
+exp/cdsvae/emb_train`` it also scores after subtracting the mean embedding of that set from
+every embedding (mean-normalised cosine, as speaker-verification toolkits do with the
+training-set mean): ``scores_s_meannorm``, ``scores_z_meannorm`` and ``results.json["mean_norm"]``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from cdsvae.bin import run_main
 from cdsvae.errors import UserError
-from cdsvae.eval.scoring import score_trials, write_scores
+from cdsvae.eval.scoring import mean_embedding, score_trials, write_scores
 from cdsvae.eval.trials import all_pairs_trials, read_trials, read_utt2spk, write_trials
 from cdsvae.io import atomic_write_text
 
@@ -35,6 +40,19 @@ def _skipped_utterances(emb_dir: Path) -> set[str]:
         raise UserError(f"{meta}: not a valid embeddings meta.json") from None
 
 
+def _score(args: argparse.Namespace, trials, factor: str, mean, suffix: str) -> dict:
+    from cdsvae.eval.eer import compute_eer, compute_min_dcf
+
+    scores = score_trials(args.emb_dir / f"{factor}.scp", trials, mean)
+    write_scores(args.outdir / f"scores_{factor}{suffix}", trials, scores)
+    tgt, non = scores[trials.target], scores[~trials.target]
+    eer, threshold = compute_eer(tgt, non)
+    min_dcf = compute_min_dcf(tgt, non, p_target=args.p_target)
+    label = f"{factor}{' (mean-normalised)' if suffix else ''}"
+    print(f"{label}: EER {100 * eer:.2f}%  minDCF({args.p_target:g}) {min_dcf:.4f}")
+    return {"eer": float(eer), "min_dcf": float(min_dcf), "threshold": float(threshold)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cdsvae.bin.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,9 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outdir", type=Path, required=True)
     parser.add_argument("--trials", type=Path, default=None, help="reuse this Kaldi trials file instead of all pairs")
     parser.add_argument("--p_target", type=float, default=0.01, help="prior of a target trial for minDCF")
+    parser.add_argument("--mean_from", type=Path, default=None,
+                        help="embedding dir (s.scp, z.scp) whose mean is subtracted for the mean-normalised scores")
     args = parser.parse_args(argv)
-
-    from cdsvae.eval.eer import compute_eer, compute_min_dcf
 
     for factor in FACTORS:
         if not (args.emb_dir / f"{factor}.scp").is_file():
@@ -75,15 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(every speaker needs two test utterances and there must be two speakers)"
         )
 
+    means: dict[str, np.ndarray] = {}
+    n_mean = None
+    if args.mean_from is not None:
+        for factor in FACTORS:
+            means[factor], n_mean = mean_embedding(args.mean_from / f"{factor}.scp")
+
     results: dict = {}
     for factor in FACTORS:
-        scores = score_trials(args.emb_dir / f"{factor}.scp", trials)
-        write_scores(args.outdir / f"scores_{factor}", trials, scores)
-        tgt, non = scores[trials.target], scores[~trials.target]
-        eer, threshold = compute_eer(tgt, non)
-        min_dcf = compute_min_dcf(tgt, non, p_target=args.p_target)
-        results[factor] = {"eer": float(eer), "min_dcf": float(min_dcf), "threshold": float(threshold)}
-        print(f"{factor}: EER {100 * eer:.2f}%  minDCF({args.p_target:g}) {min_dcf:.4f}")
+        results[factor] = _score(args, trials, factor, None, "")
+    if means:
+        results["mean_norm"] = {factor: _score(args, trials, factor, means[factor], "_meannorm") for factor in FACTORS}
+        results["mean_norm"].update(mean_from=str(args.mean_from), n_utts=n_mean)
     results.update(n_target=trials.n_target, n_nontarget=trials.n_nontarget, p_target=args.p_target)
     atomic_write_text(args.outdir / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"{trials.n_target} target / {trials.n_nontarget} nontarget trials; wrote {args.outdir / 'results.json'}")

@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,26 @@ REPORT_SUBDIR = "report"
 
 
 @dataclass(frozen=True)
+class Scores:
+    """EER (fractions) and minDCF of s and of z under one scoring."""
+
+    eer_s: float
+    eer_z: float
+    min_dcf_s: float
+    min_dcf_z: float
+
+    @property
+    def gap(self) -> float:
+        return self.eer_z - self.eer_s
+
+
+@dataclass(frozen=True)
 class ExperimentResult:
-    """One row of a results table."""
+    """One row of a results table: raw cosine scores, and optionally mean-normalised ones.
+
+    ``group`` is the tag without its ``_seed<N>`` suffix, so the seeds of one config share it;
+    ``checkpoint`` is what the extraction recorded about the weights it used.
+    """
 
     expdir: Path
     tag: str
@@ -38,6 +57,9 @@ class ExperimentResult:
     min_dcf_z: float
     n_target: int
     n_nontarget: int
+    mean_norm: Scores | None = None
+    seed: int | None = None
+    checkpoint: Mapping[str, Any] | None = None
 
     @property
     def gap(self) -> float:
@@ -47,6 +69,22 @@ class ExperimentResult:
     @property
     def n_trials(self) -> int:
         return self.n_target + self.n_nontarget
+
+    @property
+    def group(self) -> str:
+        return SEED_SUFFIX.sub("", self.tag)
+
+    def scores(self, scoring: str = "cosine") -> Scores | None:
+        """The figures of one scoring: "cosine" (raw) or "mean_norm" (None when not scored)."""
+        if scoring == "cosine":
+            return Scores(self.eer_s, self.eer_z, self.min_dcf_s, self.min_dcf_z)
+        if scoring == "mean_norm":
+            return self.mean_norm
+        raise ValueError(f"unknown scoring {scoring!r}; expected cosine or mean_norm")
+
+
+SEED_SUFFIX = re.compile(r"_seed\d+$")
+SCORINGS = {"cosine": "cosine", "mean_norm": "cosine after subtracting the training-set mean embedding"}
 
 
 def system_label(cfg: Mapping[str, Any]) -> str:
@@ -72,8 +110,13 @@ def load_config(expdir: Path) -> dict:
     return read_yaml(path)
 
 
+def _scores(entry: Mapping[str, Any]) -> Scores:
+    return Scores(float(entry["s"]["eer"]), float(entry["z"]["eer"]),
+                  float(entry["s"]["min_dcf"]), float(entry["z"]["min_dcf"]))
+
+
 def load_experiment(expdir: str | os.PathLike, test_set: str = "test") -> ExperimentResult:
-    """The table row of ``expdir`` from its config.yaml and ``score_<set>/results.json``."""
+    """The table row of ``expdir`` from its config.yaml, ``score_<set>/results.json`` and ``emb_<set>/meta.json``."""
     expdir = Path(expdir)
     cfg = load_config(expdir)
     path = expdir / f"score_{test_set}" / "results.json"
@@ -81,21 +124,25 @@ def load_experiment(expdir: str | os.PathLike, test_set: str = "test") -> Experi
         raise UserError(f"{path}: results not found (run the scoring stage first)")
     try:
         res = json.loads(path.read_text(encoding="utf-8"))
-        return ExperimentResult(
-            expdir=expdir,
-            tag=expdir.name,
-            system=system_label(cfg),
-            eer_s=float(res["s"]["eer"]),
-            eer_z=float(res["z"]["eer"]),
-            min_dcf_s=float(res["s"]["min_dcf"]),
-            min_dcf_z=float(res["z"]["min_dcf"]),
-            n_target=int(res["n_target"]),
-            n_nontarget=int(res["n_nontarget"]),
-        )
+        cosine = _scores(res)
+        mean_norm = _scores(res["mean_norm"]) if "mean_norm" in res else None
+        n_target, n_nontarget = int(res["n_target"]), int(res["n_nontarget"])
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
     except (KeyError, TypeError) as e:
         raise UserError(f"{path}: missing or malformed entry {e}") from None
+    checkpoint = None
+    meta = expdir / f"emb_{test_set}" / "meta.json"
+    if meta.is_file():
+        try:
+            checkpoint = json.loads(meta.read_text(encoding="utf-8")).get("checkpoint")
+        except (json.JSONDecodeError, AttributeError):
+            raise UserError(f"{meta}: not a valid embeddings meta.json") from None
+    seed = (cfg.get("train") or {}).get("seed")
+    return ExperimentResult(expdir=expdir, tag=expdir.name, system=system_label(cfg), eer_s=cosine.eer_s,
+                            eer_z=cosine.eer_z, min_dcf_s=cosine.min_dcf_s, min_dcf_z=cosine.min_dcf_z,
+                            n_target=n_target, n_nontarget=n_nontarget, mean_norm=mean_norm,
+                            seed=None if seed is None else int(seed), checkpoint=checkpoint)
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -140,20 +187,146 @@ TABLE_HEADER = (
     "| system | tag | EER s (%) | EER z (%) | gap z - s (%) | minDCF s | minDCF z | trials (target/nontarget) |\n"
     "|---|---|---:|---:|---:|---:|---:|---:|\n"
 )
+_SYSTEM_ORDER = {"C-DSVAE": 0, "DSVAE": 1}
 
 
-def table_row(r: ExperimentResult) -> str:
+def table_row(r: ExperimentResult, scoring: str = "cosine") -> str:
+    sc = r.scores(scoring)
+    if sc is None:
+        return f"| {r.system} | {r.tag} | n/a | n/a | n/a | n/a | n/a | {r.n_trials} ({r.n_target}/{r.n_nontarget}) |\n"
     return (
-        f"| {r.system} | {r.tag} | {100 * r.eer_s:.2f} | {100 * r.eer_z:.2f} | {100 * r.gap:.2f} "
-        f"| {r.min_dcf_s:.4f} | {r.min_dcf_z:.4f} | {r.n_trials} ({r.n_target}/{r.n_nontarget}) |\n"
+        f"| {r.system} | {r.tag} | {100 * sc.eer_s:.2f} | {100 * sc.eer_z:.2f} | {100 * sc.gap:.2f} "
+        f"| {sc.min_dcf_s:.4f} | {sc.min_dcf_z:.4f} | {r.n_trials} ({r.n_target}/{r.n_nontarget}) |\n"
     )
 
 
-def results_table(results: Iterable[ExperimentResult]) -> str:
+def _ordered(results: Iterable[ExperimentResult]) -> list[ExperimentResult]:
+    return sorted(results, key=lambda r: (_SYSTEM_ORDER.get(r.system, 2), r.tag))
+
+
+def results_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> str:
     """Markdown table; C-DSVAE rows first, then DSVAE, each by tag, so tables line up across recipes."""
-    order = {"C-DSVAE": 0, "DSVAE": 1}
-    rows = sorted(results, key=lambda r: (order.get(r.system, 2), r.tag))
-    return TABLE_HEADER + "".join(table_row(r) for r in rows)
+    return TABLE_HEADER + "".join(table_row(r, scoring) for r in _ordered(results))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
+    m, sd = mean_std([scale * x for x in values])
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def group_results(results: Iterable[ExperimentResult]) -> dict[str, list[ExperimentResult]]:
+    """Experiments keyed by tag without the seed suffix (C-DSVAE groups first), seeds in order."""
+    groups: dict[str, list[ExperimentResult]] = {}
+    for r in _ordered(results):
+        groups.setdefault(r.group, []).append(r)
+    for rows in groups.values():
+        systems = {r.system for r in rows}
+        if len(systems) > 1:
+            raise UserError(f"experiments {', '.join(r.tag for r in rows)} share the name {rows[0].group} "
+                            f"but are different systems ({', '.join(sorted(systems))})")
+        rows.sort(key=lambda r: (r.seed is None, r.seed, r.tag))
+    return groups
+
+
+SEED_TABLE_HEADER = (
+    "| system | experiment | seeds | EER s (%) | EER z (%) | gap z - s (%) | minDCF s | minDCF z |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|\n"
+)
+
+
+def seed_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> str:
+    """Mean ± std over the seeds of each experiment group (sample std)."""
+    lines = [SEED_TABLE_HEADER]
+    for group, rows in group_results(results).items():
+        scores = [r.scores(scoring) for r in rows]
+        if any(sc is None for sc in scores):
+            continue
+        seeds = ",".join(str(r.seed) for r in rows)
+        lines.append(
+            f"| {rows[0].system} | {group} | {len(rows)} ({seeds}) | {_pm([sc.eer_s for sc in scores])} "
+            f"| {_pm([sc.eer_z for sc in scores])} | {_pm([sc.gap for sc in scores])} "
+            f"| {_pm([sc.min_dcf_s for sc in scores], 1.0, 4)} | {_pm([sc.min_dcf_z for sc in scores], 1.0, 4)} |\n")
+    return "".join(lines)
+
+
+# (label, attribute of Scores, scale, digits, True when lower is better)
+_DIFF_METRICS = (("EER s (%)", "eer_s", 100.0, 2, True), ("EER z (%)", "eer_z", 100.0, 2, False),
+                 ("gap z - s (%)", "gap", 100.0, 2, False), ("minDCF s", "min_dcf_s", 1.0, 4, True))
+
+
+def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> str:
+    """C-DSVAE minus DSVAE per metric, paired by seed: mean ± std of the per-seed differences.
+
+    Each C-DSVAE group is compared with each DSVAE group on the seeds both have. "better in"
+    counts the seeds where C-DSVAE is better (lower EER s and minDCF s, higher EER z and gap);
+    the verdict comes from a two-sided paired t-test over the seeds: "within noise" when
+    p >= 0.05, i.e. when the seeds do not settle which system is ahead.
+    """
+    groups = group_results(results)
+    ours = [g for g, rows in groups.items() if rows[0].system == "C-DSVAE"]
+    base = [g for g, rows in groups.items() if rows[0].system == "DSVAE"]
+    lines = []
+    for a in ours:
+        for b in base:
+            by_seed_a = {r.seed: r.scores(scoring) for r in groups[a]}
+            by_seed_b = {r.seed: r.scores(scoring) for r in groups[b]}
+            seeds = sorted(s for s in by_seed_a if s is not None and s in by_seed_b
+                           and by_seed_a[s] is not None and by_seed_b[s] is not None)
+            if len(seeds) < 2:
+                continue
+            if not lines:
+                lines.append("| compared | metric | seeds | difference (mean ± std) | C-DSVAE better in | verdict |\n"
+                             "|---|---|---|---:|---:|---|\n")
+            for label, attr, scale, digits, lower in _DIFF_METRICS:
+                diffs = [scale * (getattr(by_seed_a[s], attr) - getattr(by_seed_b[s], attr)) for s in seeds]
+                m, sd = mean_std(diffs)
+                better = sum((d < 0) if lower else (d > 0) for d in diffs)
+                p = paired_p_value(diffs)
+                if p >= 0.05:
+                    verdict = f"within noise (p = {p:.2f})"
+                else:
+                    verdict = f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})"
+                lines.append(f"| {a} - {b} | {label} | {len(seeds)} | {m:+.{digits}f} ± {sd:.{digits}f} "
+                             f"| {better}/{len(seeds)} | {verdict} |\n")
+    return "".join(lines)
+
+
+def paired_p_value(diffs: Sequence[float]) -> float:
+    """Two-sided p-value of a paired t-test that the mean of ``diffs`` is 0 (needs 2 or more)."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size < 2:
+        raise ValueError("a paired t-test needs at least 2 differences")
+    m, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:
+        return 1.0 if m == 0.0 else 0.0
+    t = m / (sd / np.sqrt(d.size))
+    return float(2.0 * student_t.sf(abs(t), d.size - 1))
+
+
+def checkpoint_table(results: Iterable[ExperimentResult]) -> str:
+    """Which weights each experiment was evaluated with, and why."""
+    lines = ["| tag | checkpoint | step (epoch) | chosen because | criterion on dev | eval/train recon ratio |\n",
+             "|---|---|---:|---|---:|---:|\n"]
+    for r in _ordered(results):
+        c = r.checkpoint or {}
+        if not c:
+            lines.append(f"| {r.tag} | not recorded | | | | |\n")
+            continue
+        value = c.get("criterion_value")
+        ratio = c.get("eval_train_ratio")
+        lines.append(
+            f"| {r.tag} | {c.get('file')} | {c.get('step')} ({c.get('epoch')}) | {c.get('why')} "
+            f"| {c.get('criterion')} {'n/a' if value is None else f'{value:.1f}'} "
+            f"| {'n/a' if ratio is None else f'{ratio:.3f}'} |\n")
+    return "".join(lines)
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -277,6 +450,18 @@ def _experiment_plots(expdir: Path, test_set: str, outdir: Path) -> list[tuple[s
     return figures
 
 
+def _scoring_sections(results: Sequence[ExperimentResult], table) -> list[str]:
+    out = []
+    for scoring, what in SCORINGS.items():
+        if scoring == "mean_norm" and not any(r.mean_norm is not None for r in results):
+            continue
+        body = table(results, scoring)
+        if body.count("\n") <= 2:
+            continue
+        out += [f"Scoring: {what}.", "", body]
+    return out
+
+
 def experiment_markdown(
     result: ExperimentResult,
     figures: Sequence[tuple[str, Path]],
@@ -290,7 +475,9 @@ def experiment_markdown(
         f"Cosine scoring of all pairs of {test_set} utterances. A good disentanglement has a low EER "
         "for s (speaker) and a high EER for z (content): the gap is EER z - EER s."
     )
-    out += ["", results_table([result])]
+    out.append("")
+    out += _scoring_sections([result], results_table)
+    out += ["## Checkpoint", "", checkpoint_table([result])]
     if figures:
         out += ["## Figures", ""]
         out += [f"![{caption}]({_relative(path, result.expdir)})" for caption, path in figures]
@@ -327,12 +514,30 @@ def write_experiment_report(
 
 
 def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: str = "test") -> str:
-    """The comparison table; each row links to the experiment's own report of the same name as ``out``."""
+    """The comparison: mean ± std over seeds and C-DSVAE - DSVAE differences when there are seeds,
+    then every experiment, the checkpoints used, and links to each experiment's own report."""
     lines = ["# Results", "", environment_header(), f"## Speaker verification ({test_set} set)", ""]
     lines.append(
         f"EER of cosine scoring over all pairs of {test_set} utterances; gap = EER z - EER s (higher is better)."
     )
-    lines += ["", results_table(results)]
+    lines.append("")
+    groups = group_results(results)
+    if any(len(rows) > 1 for rows in groups.values()):
+        lines += ["### Mean ± std over seeds", ""]
+        lines += _scoring_sections(results, seed_table)
+        diff_sections = _scoring_sections(results, difference_table)
+        if diff_sections:
+            lines += ["### C-DSVAE - DSVAE, paired by seed", "",
+                      "Differences per seed, then mean ± std over seeds; negative is better for EER s and "
+                      "minDCF s, positive for EER z and the gap. The verdict is a two-sided paired t-test.", ""]
+            lines += diff_sections
+        lines += ["### Every experiment", ""]
+    lines += _scoring_sections(results, results_table)
+    lines += ["### Checkpoints", "",
+              "Every system is evaluated with the checkpoint of lowest validation negative ELBO (recon + KL terms) "
+              "on the dev set; the eval/train ratio is that checkpoint's eval-mode over train-mode reconstruction "
+              "error on a fixed dev batch (1 means eval mode reproduces training).", "",
+              checkpoint_table(results)]
     lines += ["Per experiment (figures, listening demo):", ""]
     for r in sorted(results, key=lambda r: r.tag):
         lines.append(f"- [{r.tag}]({_relative(r.expdir / out.name, out.parent)}) ({r.system})")

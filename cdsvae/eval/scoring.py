@@ -68,9 +68,32 @@ def load_embedding_matrix(scp: str | os.PathLike, utts: list[str]) -> np.ndarray
     return matrix
 
 
-def score_trials(scp: str | os.PathLike, trials: SpeakerVerificationTrials) -> np.ndarray:
-    """Cosine scores of every trial from the embeddings in ``scp``."""
+def mean_embedding(scp: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(mean vector, count) of every embedding in ``scp``: what mean-normalised scoring subtracts."""
+    scp = Path(scp)
+    if not scp.is_file():
+        raise UserError(f"{scp}: embedding scp not found")
+    utts = list(kaldiio.load_scp(str(scp)).keys())
+    if not utts:
+        raise UserError(f"{scp}: no embeddings")
+    return load_embedding_matrix(scp, utts).mean(axis=0), len(utts)
+
+
+def score_trials(scp: str | os.PathLike, trials: SpeakerVerificationTrials,
+                 mean: np.ndarray | None = None) -> np.ndarray:
+    """Cosine scores of every trial from the embeddings in ``scp``.
+
+    With ``mean`` (e.g. the mean embedding of the training set), it is subtracted from every
+    embedding first: the cosine then measures directions relative to the population centre
+    instead of the shared offset that makes raw cosines of all pairs similar.
+    """
     matrix = load_embedding_matrix(scp, trials.utts)
+    if mean is not None:
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        if mean.shape[0] != matrix.shape[1]:
+            raise UserError(f"{scp}: embeddings have dimension {matrix.shape[1]}, the mean to subtract has "
+                            f"{mean.shape[0]}")
+        matrix = matrix - mean
     return cosine_scores(matrix, trials.enroll_idx, trials.test_idx)
 
 

@@ -127,3 +127,26 @@ def test_stages_5_to_7_end_to_end(tmp_path):
     out = run("make_report", "--expdirs", "exp/cdsvae", "--out", "R2.md", "--plots", "false", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "No demo: dump/test/fbank.yaml" in (tmp_path / "exp/cdsvae/R2.md").read_text()
+
+
+def test_score_cli_mean_normalised_scoring(tmp_path):
+    from cdsvae.eval.embeddings import write_vectors
+
+    rng = np.random.default_rng(1)
+    utt2spk = {f"a_{u}": "a" for u in range(3)} | {f"b_{u}": "b" for u in range(3)}
+    for name, utts in (("emb", list(utt2spk)), ("train", [f"t{k}" for k in range(6)])):
+        for factor, dim in (("s", 4), ("z", 3)):
+            write_vectors(tmp_path / name, factor, {u: 5.0 + rng.normal(size=dim) for u in utts})
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
+    out = run("score", "--emb_dir", "emb", "--utt2spk", "utt2spk", "--outdir", "score", "--mean_from", "train",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "s (mean-normalised): EER" in out.stdout
+    res = json.loads((tmp_path / "score" / "results.json").read_text())
+    assert res["mean_norm"]["n_utts"] == 6 and res["mean_norm"]["mean_from"] == "train"
+    assert set(res["mean_norm"]["s"]) == {"eer", "min_dcf", "threshold"}
+    for name in ("scores_s", "scores_z", "scores_s_meannorm", "scores_z_meannorm"):
+        assert len((tmp_path / "score" / name).read_text().splitlines()) == 15
+    out = run("score", "--emb_dir", "emb", "--utt2spk", "utt2spk", "--outdir", "score2", "--mean_from", "nowhere",
+              cwd=tmp_path)
+    assert_one_line_error(out, "nowhere/s.scp: embedding scp not found")

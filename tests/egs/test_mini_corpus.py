@@ -29,7 +29,8 @@ corpus = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = corpus
 spec.loader.exec_module(corpus)
 
-TINY = ["--num_speakers", "4", "--num_sa", "2", "--num_sx", "1", "--num_si", "1", "--sx_pool", "3"]
+TINY = ["--num_train_speakers", "2", "--num_dev_speakers", "1", "--num_test_speakers", "1", "--num_sa", "2",
+        "--num_sx", "1", "--num_si", "1", "--test_num_sx", "1", "--test_num_si", "1", "--sx_pool", "3"]
 
 
 def env(path: str | None = None) -> dict[str, str]:
@@ -51,7 +52,8 @@ def digest(root: Path) -> dict[str, str]:
 
 def test_tiny_corpus_has_the_timit_shape_and_passes_the_prep(tmp_path):
     """4 speakers x 2 non-SA utterances, through local/data.sh (generator + unchanged TIMIT prep)."""
-    args = ["--num_speakers", "4", "--num_sa", "2", "--num_sx", "1", "--num_si", "1", "--nj", "2",
+    args = ["--num_train_speakers", "2", "--num_dev_speakers", "1", "--num_test_speakers", "1", "--num_sa", "2",
+            "--num_sx", "1", "--num_si", "1", "--test_num_sx", "1", "--test_num_si", "1", "--nj", "2",
             "--corpus_dir", str(tmp_path / "corpus"), "--data_dir", str(tmp_path / "data")]
     res = subprocess.run(["bash", str(LOCAL / "data.sh"), *args], cwd=tmp_path, env=env(),
                          capture_output=True, text=True)
@@ -90,7 +92,8 @@ def test_tiny_corpus_has_the_timit_shape_and_passes_the_prep(tmp_path):
 
 
 def test_same_corpus_whatever_nj_and_rerun_is_a_no_op(tmp_path):
-    small = ["--num_speakers", "3", "--num_sa", "1", "--num_sx", "1", "--num_si", "1", "--sx_pool", "2"]
+    small = ["--num_train_speakers", "1", "--num_dev_speakers", "1", "--num_test_speakers", "1", "--num_sa", "1",
+             "--num_sx", "1", "--num_si", "1", "--test_num_sx", "1", "--test_num_si", "1", "--sx_pool", "2"]
     assert make(tmp_path / "a", *small, "--nj", "1").returncode == 0
     assert make(tmp_path / "b", *small, "--nj", "2").returncode == 0
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 18
@@ -116,40 +119,81 @@ def test_refuses_a_foreign_folder_and_needs_espeak(tmp_path):
     assert res.returncode == 1 and "espeak-ng not found on PATH" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_speaker_plan_for_forty():
-    speakers = corpus.plan_speakers(40, seed=0, conf_dir=TIMIT_CONF)
+def test_speaker_plan_for_the_default_sizes():
+    speakers = corpus.plan_speakers(24, 8, 16, seed=0, conf_dir=TIMIT_CONF)
     test_list = set(TIMIT_CONF.joinpath("test_spk.list").read_text().split())
     dev_list = set(TIMIT_CONF.joinpath("dev_spk.list").read_text().split())
     names = [s.spk for s in speakers]
-    assert len(set(names)) == 40 and all(len(n) == 5 for n in names)
-    assert sum(n in test_list for n in names) == 8 and sum(n in dev_list for n in names) == 8
+    assert len(set(names)) == 48 and all(len(n) == 5 for n in names)
+    assert sum(n in test_list for n in names) == 16 and sum(n in dev_list for n in names) == 8
+    assert {s.role for s in speakers if s.spk in test_list} == {"test"}
+    assert {s.role for s in speakers if s.spk in dev_list} == {"dev"}
     assert all(s.part == "TEST" for s in speakers if s.spk in test_list | dev_list)
-    assert all(s.part == "TRAIN" for s in speakers if s.spk not in test_list | dev_list)
-    assert sum(s.gender == "f" for s in speakers) == 20
+    assert all(s.part == "TRAIN" and s.role == "train" for s in speakers if s.spk not in test_list | dev_list)
+    assert sum(s.gender == "f" for s in speakers) == 24
     assert all(s.spk[0] == s.gender and 1 <= s.dr <= 8 for s in speakers)
-    # Every speaker is a distinct voice; a variant shared by two speakers comes with distinct pitches.
-    assert len({(s.variant, s.pitch) for s in speakers}) == 40
+    # Every speaker is a distinct voice; a variant shared by two speakers comes with distinct pitches,
+    # and no two test speakers share a base variant.
+    assert len({(s.variant, s.pitch) for s in speakers}) == 48
+    test_variants = [s.variant for s in speakers if s.role == "test"]
+    assert len(set(test_variants)) == 16
     assert all(s.variant in corpus.VARIANTS[s.gender] for s in speakers)
-    assert speakers == corpus.plan_speakers(40, seed=0, conf_dir=TIMIT_CONF)
-    assert speakers != corpus.plan_speakers(40, seed=1, conf_dir=TIMIT_CONF)
-    with pytest.raises(UserError, match="at least 3"):
-        corpus.plan_speakers(2, seed=0, conf_dir=TIMIT_CONF)
+    assert all(corpus.FORMANT_SCALE[0] <= s.formant_scale <= corpus.FORMANT_SCALE[1] for s in speakers)
+    assert len({s.formant_scale for s in speakers}) > 40
+    assert speakers == corpus.plan_speakers(24, 8, 16, seed=0, conf_dir=TIMIT_CONF)
+    assert speakers != corpus.plan_speakers(24, 8, 16, seed=1, conf_dir=TIMIT_CONF)
+    with pytest.raises(UserError, match="at least one speaker"):
+        corpus.plan_speakers(0, 1, 1, seed=0, conf_dir=TIMIT_CONF)
+    with pytest.raises(UserError, match="core-test|test list has only 24"):
+        corpus.plan_speakers(4, 1, 25, seed=0, conf_dir=TIMIT_CONF)
+
+
+def test_variant_file_scales_every_formant_frequency():
+    spk = corpus.Speaker("mxaa0", "m", "TRAIN", 1, "m3", 40, 160, 1, 1.1, "train")
+    base = "language variant\nname male3\ngender male\n\npitch 80 122\nformant 1  96  97 100\nformant 6 90 80 70\n"
+    text = corpus.variant_text(base, spk)
+    lines = text.splitlines()
+    assert "name cdsvae_mxaa0" in lines and "pitch 80 122" in lines and "gender male" in lines
+    assert "formant 1 106 97 100" in lines  # 96 * 1.1
+    assert "formant 2 110 100 100" in lines  # absent from the base: 100 * 1.1
+    assert "formant 6 90 80 70" in lines and "formant 0 100 100 100" in lines  # outside 1..5: as in the base
+    assert sum(line.startswith("formant ") for line in lines) == 9
+
+
+def test_every_speaker_voice_is_found_by_espeak(tmp_path):
+    """espeak-ng falls back silently to its default voice for a variant it cannot find: each
+    speaker's own voice must sound different from that fallback and from the others."""
+    speakers = corpus.plan_speakers(3, 1, 2, seed=0, conf_dir=TIMIT_CONF)
+    root = corpus.write_voices(tmp_path, speakers)
+
+    def say(variant):
+        proc = subprocess.run(["espeak-ng", f"--path={root}", "-v", f"en-us+{variant}", "--stdout", "a quiet garden"],
+                              capture_output=True, check=True)
+        assert not proc.stderr, proc.stderr
+        return hashlib.sha256(proc.stdout).hexdigest()
+
+    fallback = say("no_such_voice")
+    voices = [say(s.voice) for s in speakers]
+    assert fallback not in voices and len(set(voices)) == len(speakers)
 
 
 def test_sentence_design(tmp_path):
-    """SA read by all, SX shared from the pool, SI unique to one speaker."""
-    args = argparse.Namespace(num_sa=2, num_sx=5, num_si=3, sx_pool=20, seed=0)
-    speakers = corpus.plan_speakers(40, seed=0, conf_dir=TIMIT_CONF)
-    tasks = corpus.plan_tasks(tmp_path, speakers, args)
-    assert len(tasks) == 400
+    """SA read by all, SX shared from the pool, SI unique to one speaker; test speakers read more."""
+    args = argparse.Namespace(num_sa=2, num_sx=5, num_si=3, test_num_sx=10, test_num_si=10, sx_pool=20, seed=0)
+    speakers = corpus.plan_speakers(24, 8, 16, seed=0, conf_dir=TIMIT_CONF)
+    tasks = corpus.plan_tasks(tmp_path, speakers, args, tmp_path / "espeak")
+    assert len(tasks) == 32 * 10 + 16 * 22
     by_kind: dict[str, list[str]] = {"SA": [], "SX": [], "SI": []}
     for t in tasks:
         by_kind[Path(t.wav).stem[:2]].append(t.text)
-    assert len(set(by_kind["SA"])) == 2 and len(by_kind["SA"]) == 80
-    assert len(set(by_kind["SX"])) == 20 and all(by_kind["SX"].count(x) == 10 for x in set(by_kind["SX"]))
-    assert len(set(by_kind["SI"])) == len(by_kind["SI"]) == 120
+    assert len(set(by_kind["SA"])) == 2 and len(by_kind["SA"]) == 96
+    assert len(set(by_kind["SX"])) == 20 and len(by_kind["SX"]) == 32 * 5 + 16 * 10
+    assert all(by_kind["SX"].count(x) == 16 for x in set(by_kind["SX"]))  # dealt evenly from the pool
+    assert len(set(by_kind["SI"])) == len(by_kind["SI"]) == 32 * 3 + 16 * 10
     assert not set(by_kind["SI"]) & set(by_kind["SX"])
     per_speaker = {}
     for t in tasks:
-        per_speaker.setdefault(Path(t.wav).parent.name, []).append(Path(t.wav).stem)
-    assert all(len(set(v)) == len(v) == 10 for v in per_speaker.values())
+        per_speaker.setdefault(Path(t.wav).parent.name.lower(), []).append(Path(t.wav).stem)
+    role = {s.spk: s.role for s in speakers}
+    assert all(len(set(v)) == len(v) == (22 if role[spk] == "test" else 10) for spk, v in per_speaker.items())
+    assert all(t.variant == f"cdsvae_{Path(t.wav).parent.name.lower()}" for t in tasks)

@@ -55,24 +55,32 @@ def table_rows(results_md: str) -> dict[str, list[str]]:
 def test_mini_speech_recipe_end_to_end(tmp_path):
     rdir = make_tree(tmp_path, "mini")
     r = run_recipe(
-        rdir, "--nj", "2",
-        "--local_data_opts", "--num_speakers 10 --num_sx 2 --num_si 1",
+        rdir, "--nj", "2", "--seeds", "1 2",
+        "--local_data_opts", "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 "
+                             "--num_si 1 --test_num_sx 2 --test_num_si 1",
         "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2",
     )
     log = r.stderr
     for n in range(1, 8):
         assert re.search(rf"Stage {n}: ", log), f"stage {n} did not run"
     assert "Successfully finished." in log
-    # C-DSVAE and DSVAE side by side, each with finite EERs in [0, 100] for s and z.
+    # C-DSVAE and DSVAE side by side, one experiment per seed, each with finite EERs in [0, 100]
+    # for s and z, raw and mean-normalised; the report adds mean ± std and the paired difference.
     results = (rdir / "RESULTS.md").read_text()
     assert "C-DSVAE" in results and "DSVAE" in results
-    for tag in ("cdsvae", "dsvae"):
+    assert "Mean ± std over seeds" in results and "| cdsvae - dsvae | EER s (%) | 2 |" in results
+    rows = table_rows(results)
+    for tag, seed in (("cdsvae_seed1", 1), ("cdsvae_seed2", 2), ("dsvae_seed1", 1), ("dsvae_seed2", 2)):
         scores = json.loads((rdir / "exp" / tag / "score_test" / "results.json").read_text())
-        for factor in ("s", "z"):
-            eer = scores[factor]["eer"]
-            assert math.isfinite(eer) and 0.0 <= eer <= 1.0
+        for entry in (scores, scores["mean_norm"]):
+            for factor in ("s", "z"):
+                eer = entry[factor]["eer"]
+                assert math.isfinite(eer) and 0.0 <= eer <= 1.0
         assert (rdir / "exp" / tag / "emb_test" / "s.scp").is_file()
-        assert (rdir / "exp" / tag / "config.yaml").is_file()
+        cfg = (rdir / "exp" / tag / "config.yaml").read_text()
+        assert f"seed: {seed}\n" in cfg
+        assert rows[tag][1].startswith("checkpoints/best.pt")  # the checkpoint table
+        assert "eval/train ratio" in (rdir / "exp" / tag / "train.log").read_text()
     assert list((rdir / "exp").glob("*/report/test/*.png")), "no plots"
     assert list((rdir / "exp").glob("*/report/test/**/*.wav")), "no listening demo"
     # Re-running features and voice conversion with the same inputs and options does nothing...
@@ -87,10 +95,10 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
     assert "are up to date" not in rerun and "Stage 3: motion augmentation" in rerun
     assert "num_copies: 1" in (rdir / "dump" / "train_vc" / "vc.yaml").read_text()
     # Training already finished: running stage 4 again resumes at the end and trains no more.
-    before = (rdir / "exp" / "cdsvae" / "train.log").read_text()
-    run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml",
+    before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
+    run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
                "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
-    after = (rdir / "exp" / "cdsvae" / "train.log").read_text()
+    after = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
     assert "step 5" not in after[len(before):]
 
 

@@ -87,7 +87,7 @@ def test_table_rows_from_results_json_and_config(tmp_path):
     assert socket.gethostname() not in text
     assert "(cdsvae/RESULTS.md)" in text
     per_exp = (a / "RESULTS.md").read_text()
-    assert "| C-DSVAE | cdsvae | 5.00 | 30.00 |" in per_exp and "dsvae |" not in per_exp.replace("C-DSVAE | cdsvae |", "")
+    assert "| C-DSVAE | cdsvae | 5.00 | 30.00 |" in per_exp and "| DSVAE |" not in per_exp
 
 
 def test_results_table_known_answer():
@@ -251,3 +251,69 @@ def test_reports_of_two_sets_do_not_overwrite_each_other(tmp_path):
     dev = (exp / "RESULTS_dev.md").read_text()
     assert "| 25.00 | 50.00 |" in dev and "(dev set)" in dev
     assert "(cdsvae/RESULTS_dev.md)" in (tmp_path / "RESULTS_dev.md").read_text()
+
+
+def test_paired_p_value_matches_scipy_ttest_rel():
+    from scipy.stats import ttest_rel
+
+    from cdsvae.eval.report import paired_p_value
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5):
+        a, b = rng.normal(size=n), rng.normal(size=n) + 0.3
+        assert paired_p_value(a - b) == pytest.approx(ttest_rel(a, b).pvalue, rel=1e-10)
+    assert paired_p_value([0.0, 0.0]) == 1.0 and paired_p_value([0.5, 0.5]) == 0.0
+    with pytest.raises(ValueError):
+        paired_p_value([1.0])
+
+
+def _seeded(root, tag, weights, seed, eer_s, eer_z, mean_norm=None):
+    res = results(eer_s, eer_z, 0.5, 0.9, 10, 90)
+    if mean_norm is not None:
+        res["mean_norm"] = results(*mean_norm, 0.4, 0.95, 10, 90)
+    exp = make_exp(root, f"{tag}_seed{seed}", weights, res)
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    cfg["train"] = {"seed": seed}
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (exp / "emb_test" / "meta.json").write_text(json.dumps({"checkpoint": {
+        "file": "checkpoints/best.pt", "step": 40 + seed, "epoch": 2, "why": "lowest validation neg_elbo",
+        "criterion": "neg_elbo", "criterion_value": 123.456, "eval_train_ratio": 1.0123}}))
+    return exp
+
+
+def test_seed_summary_and_paired_difference_known_answers(tmp_path):
+    exps = []
+    # C-DSVAE EER s 4, 6, 8 %; DSVAE 5, 5, 11 %: differences -1, +1, -3 -> mean -1, std 2
+    for seed, (a, b) in zip((1, 2, 3), ((0.04, 0.05), (0.06, 0.05), (0.08, 0.11))):
+        exps.append(_seeded(tmp_path, "cdsvae", CDSVAE_W, seed, a, 0.30, (a / 2, 0.35)))
+        exps.append(_seeded(tmp_path, "dsvae", DSVAE_W, seed, b, 0.20, (b / 2, 0.21)))
+    out = tmp_path / "RESULTS.md"
+    write_recipe_report(exps, out, plots=False, demo=False)
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    # EER s: mean 6 (std 2); EER z 30 (std 0); gap 24 ± 2
+    assert "| C-DSVAE | cdsvae | 3 (1,2,3) | 6.00 ± 2.00 | 30.00 ± 0.00 | 24.00 ± 2.00 | 0.5000 ± 0.0000 |" \
+           " 0.9000 ± 0.0000 |" in rows
+    assert "| DSVAE | dsvae | 3 (1,2,3) | 7.00 ± 3.46 | 20.00 ± 0.00 | 13.00 ± 3.46 |" in " ".join(rows)
+    from scipy.stats import ttest_rel
+
+    p = ttest_rel([4, 6, 8], [5, 5, 11]).pvalue
+    assert f"| cdsvae - dsvae | EER s (%) | 3 | -1.00 ± 2.00 | 2/3 | within noise (p = {p:.2f}) |" in rows
+    assert "| cdsvae - dsvae | EER z (%) | 3 | +10.00 ± 0.00 | 3/3 | C-DSVAE better (p = 0.000) |" in rows
+    # the mean-normalised scoring gets its own tables, after the raw ones
+    assert "| C-DSVAE | cdsvae | 3 (1,2,3) | 3.00 ± 1.00 | 35.00 ± 0.00 |" in " ".join(rows)
+    assert text.index("Scoring: cosine.") < text.index("Scoring: cosine after subtracting the training-set mean")
+    # which checkpoint each experiment used, and why
+    assert "| cdsvae_seed2 | checkpoints/best.pt | 42 (2) | lowest validation neg_elbo | neg_elbo 123.5 | 1.012 |" \
+           in rows
+    per_exp = (tmp_path / "cdsvae_seed1" / "RESULTS.md").read_text()
+    assert "## Checkpoint" in per_exp and "| cdsvae_seed1 | checkpoints/best.pt | 41 (2) |" in per_exp
+
+
+def test_one_seed_has_no_spread_tables(tmp_path):
+    a = make_exp(tmp_path, "cdsvae", CDSVAE_W, results(0.05, 0.30, 0.5, 0.99, 10, 90))
+    b = make_exp(tmp_path, "dsvae", DSVAE_W, results(0.0625, 0.125, 0.75, 1.0, 10, 90))
+    write_recipe_report([a, b], tmp_path / "RESULTS.md", plots=False, demo=False)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "Mean ± std" not in text and "paired by seed" not in text
+    assert "| cdsvae | not recorded |" in text

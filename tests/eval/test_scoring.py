@@ -82,3 +82,36 @@ def test_missing_score_is_named(tmp_path):
     (tmp_path / "scores").write_text("a_1 a_2 0.5\n")
     with pytest.raises(UserError, match="no score for trial a_1 b_1"):
         read_scores(tmp_path / "scores", read_trials(tmp_path / "trials"))
+
+
+def test_mean_normalised_scores_match_a_plain_loop_and_a_known_answer(tmp_path):
+    from cdsvae.eval.embeddings import write_vectors
+    from cdsvae.eval.scoring import mean_embedding
+
+    rng = np.random.default_rng(0)
+    offset = np.full(8, 40.0)
+    direction = {f"s{k}": rng.normal(size=8) for k in range(5)}
+    utt2spk = {f"s{k}_u{u}": f"s{k}" for k in range(5) for u in range(4)}
+    test = {u: offset + direction[s] + 0.6 * rng.normal(size=8) for u, s in utt2spk.items()}
+    train = {f"t{k}": offset + rng.normal(size=8) for k in range(50)}
+    write_vectors(tmp_path / "test", "s", test)
+    write_vectors(tmp_path / "train", "s", train)
+
+    mean, n = mean_embedding(tmp_path / "train" / "s.scp")
+    assert n == 50 and np.allclose(mean, np.mean(list(train.values()), axis=0), atol=1e-5)
+    trials = all_pairs_trials(utt2spk)
+    raw = score_trials(tmp_path / "test" / "s.scp", trials)
+    normed = score_trials(tmp_path / "test" / "s.scp", trials, mean)
+    assert raw.min() > 0.99 and normed.min() < 0.0  # the shared offset no longer dominates every cosine
+    stored = {u: np.asarray(v, dtype=np.float64) for u, v in kaldiio.load_scp(str(tmp_path / "test" / "s.scp")).items()}
+    for k, (e, t, _) in enumerate(trials.pairs()):
+        a, b = stored[e] - mean, stored[t] - mean
+        assert normed[k] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-12)
+    with pytest.raises(UserError, match="dimension 8, the mean to subtract has 3"):
+        score_trials(tmp_path / "test" / "s.scp", trials, np.zeros(3))
+
+    # known answer: around the mean (1, 1), (2, 1) and (1, 2) are orthogonal; raw, their cosine is 0.8
+    write_vectors(tmp_path / "two", "s", {"a_1": np.array([2.0, 1.0]), "b_1": np.array([1.0, 2.0])})
+    pair = all_pairs_trials({"a_1": "a", "b_1": "b"})
+    assert score_trials(tmp_path / "two" / "s.scp", pair)[0] == pytest.approx(0.8)
+    assert score_trials(tmp_path / "two" / "s.scp", pair, np.ones(2))[0] == pytest.approx(0.0, abs=1e-12)

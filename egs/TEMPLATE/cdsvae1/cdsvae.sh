@@ -30,6 +30,8 @@ skip_bad=false         # skip and count unreadable/too-short utterances instead 
 expdir=exp
 dumpdir=dump
 tag_suffix=            # appended to every experiment tag
+seeds=                 # training seeds, e.g. "1 2 3": one experiment per config and seed (<tag>_seed<N>)
+norm_max_utts=2000     # speech: training utterances embedded for the mean of mean-normalised scoring
 
 help_message=$(cat <<EOF
 Usage: $0 --train_set <name> --test_sets "<names>" [options]
@@ -39,8 +41,11 @@ Stages (the numbers are the same in every recipe):
   2  features: data/<set> -> ${dumpdir}/<set>/ (log-mel ark/scp, utt2num_frames, CMVN); video: skipped
   3  motion augmentation: WORLD voice conversion of <train_set> -> ${dumpdir}/<train_set>_vc/; video: skipped (on the fly)
   4  training: ${dumpdir}/ -> ${expdir}/<tag>/ for each of --train_configs (conf/train.yaml -> cdsvae, conf/train_X.yaml -> X)
-  5  extraction: speech: s and z embeddings -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/
-  6  scoring: speech: trials, cosine scores, EER/minDCF -> ${expdir}/<tag>/score_<set>/; video: judge metrics
+     and each of --seeds (<tag>_seed<N>)
+  5  extraction: speech: s and z embeddings of the test sets and of (up to --norm_max_utts utterances of)
+     <train_set> -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/
+  6  scoring: speech: trials, cosine scores (raw and after subtracting the mean of <train_set>),
+     EER/minDCF -> ${expdir}/<tag>/score_<set>/; video: judge metrics
   7  report: ${expdir}/<tag>/RESULTS.md, plots, and RESULTS.md comparing the experiments
 
 Options:
@@ -65,6 +70,9 @@ Options:
   --expdir DIR          experiments (default: ${expdir})
   --dumpdir DIR         features (default: ${dumpdir})
   --tag_suffix S        appended to every experiment tag (default: "${tag_suffix}")
+  --seeds "N.."         train each config once per seed, as <tag>_seed<N> with --train.seed N; the
+                        report gives mean +- std over seeds (default: "${seeds}": the configs' own seed)
+  --norm_max_utts N     speech: training utterances embedded for mean-normalised scoring (default: ${norm_max_utts})
   --config FILE         read defaults for these options from FILE (shell assignments)
   --help                print this message
 EOF
@@ -89,7 +97,7 @@ die() {
     exit 1
 }
 
-for opt in stage stop_stage ngpu nj num_nodes; do
+for opt in stage stop_stage ngpu nj num_nodes norm_max_utts; do
     [[ "${!opt}" =~ ^[0-9]+$ ]] || usage_error "--${opt} expects a non-negative integer, got '${!opt}'"
 done
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 7 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 7 ]; then
@@ -102,6 +110,10 @@ fi
 case "${modality}" in speech | video) ;; *) usage_error "--modality must be speech or video, got '${modality}'" ;; esac
 [ -n "${train_set}" ] || usage_error "--train_set is required"
 [ -n "${test_sets}" ] || usage_error "--test_sets is required"
+for seed in ${seeds}; do
+    [[ "${seed}" =~ ^[0-9]+$ ]] || usage_error "--seeds expects non-negative integers, got '${seed}'"
+done
+[ "${norm_max_utts}" -ge 1 ] || usage_error "--norm_max_utts must be at least 1"
 
 for f in path.sh cmd.sh; do
     [ -e "${f}" ] || die "${PWD}/${f} not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
@@ -136,6 +148,26 @@ experiment_tag() {
         train_*) name=${name#train_} ;;
     esac
     echo "${name}${tag_suffix}"
+}
+
+# One line "<config> <tag> <seed>" per experiment: every config once per --seeds entry
+# (tag <tag>_seed<N>), or once with the config's own seed ("-") when --seeds is empty.
+experiments() {
+    local config tag seed
+    for config in ${train_configs}; do
+        tag=$(experiment_tag "${config}")
+        if [ -z "${seeds}" ]; then
+            echo "${config} ${tag} -"
+        else
+            for seed in ${seeds}; do
+                echo "${config} ${tag}_seed${seed} ${seed}"
+            done
+        fi
+    done
+}
+
+experiment_tags() {
+    experiments | cut -d' ' -f2
 }
 
 data_sets() {
@@ -281,13 +313,14 @@ stage_3() {
 }
 
 stage_4() {
-    log "Stage 4: training: ${dumpdir}/ -> ${expdir}/{$(for c in ${train_configs}; do experiment_tag "$c"; done | paste -sd,)} (ngpu=${ngpu}, num_nodes=${num_nodes})"
+    log "Stage 4: training: ${dumpdir}/ -> ${expdir}/{$(experiment_tags | paste -sd,)} (ngpu=${ngpu}, num_nodes=${num_nodes})"
     require_tool cdsvae.bin.train
-    local launcher config tag cmd logfile
+    local launcher config tag seed cmd logfile seed_args
     launcher=$(train_launcher)
-    for config in ${train_configs}; do
+    while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
-        tag=$(experiment_tag "${config}")
+        seed_args=""
+        [ "${seed}" = - ] || seed_args="--train.seed ${seed}"
         cmd=${gpu_cmd}
         logfile=${expdir}/${tag}/log/launch.log
         if [ "${num_nodes}" -gt 1 ]; then
@@ -295,15 +328,15 @@ stage_4() {
             cmd=utils/run_local.sh
             logfile=${expdir}/${tag}/log/launch.$(hostname).log
         fi
-        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${train_args} (log: ${logfile})"
+        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${seed_args} ${train_args} (log: ${logfile})"
         # shellcheck disable=SC2086
         ${cmd} --gpu "${ngpu}" "${logfile}" \
-            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${train_args}
-    done
+            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${seed_args} ${train_args} </dev/null
+    done < <(experiments)
 }
 
 stage_5() {
-    local config tag dset
+    local tag dset
     if [ "${modality}" = video ]; then
         log "Stage 5: judge classifier: data/${train_set}, data/${test_sets%% *} -> ${expdir}/judge/"
         require_tool cdsvae.bin.train_judge
@@ -312,48 +345,51 @@ stage_5() {
             --outdir "${expdir}/judge" ${judge_args}
         return
     fi
-    log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings)"
+    log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
     require_tool cdsvae.bin.extract_embeddings
-    for config in ${train_configs}; do
-        tag=$(experiment_tag "${config}")
-        for dset in ${test_sets}; do
+    local subset
+    for tag in $(experiment_tags); do
+        for dset in ${test_sets} ${train_set}; do
+            subset=""
+            [ "${dset}" != "${train_set}" ] || subset="--max_utts ${norm_max_utts}"
+            # shellcheck disable=SC2086
             ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/emb_${dset}/extract.log" \
                 python -m cdsvae.bin.extract_embeddings --expdir "${expdir}/${tag}" --feats "${dumpdir}/${dset}" \
-                --outdir "${expdir}/${tag}/emb_${dset}" --skip_bad "${skip_bad}" \
+                --outdir "${expdir}/${tag}/emb_${dset}" --skip_bad "${skip_bad}" ${subset} \
                 --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
         done
     done
 }
 
 stage_6() {
-    local config tag dset
+    local tag dset
     if [ "${modality}" = video ]; then
         log "Stage 6: judge metrics: ${expdir}/<tag>/ + ${expdir}/judge/ -> ${expdir}/<tag>/judge_results.json"
         require_tool cdsvae.bin.judge_eval
-        for config in ${train_configs}; do
-            tag=$(experiment_tag "${config}")
+        for tag in $(experiment_tags); do
             ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/judge_eval.log" \
                 python -m cdsvae.bin.judge_eval --exp_dir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
                 --data "data/${test_sets%% *}" ${judge_eval_args}
         done
         return
     fi
-    log "Stage 6: scoring: ${expdir}/<tag>/emb_<set>/ -> ${expdir}/<tag>/score_<set>/ (trials, cosine scores, EER/minDCF)"
+    log "Stage 6: scoring: ${expdir}/<tag>/emb_<set>/ -> ${expdir}/<tag>/score_<set>/ (trials, cosine scores raw and mean-normalised with emb_${train_set}, EER/minDCF)"
     require_tool cdsvae.bin.score
-    for config in ${train_configs}; do
-        tag=$(experiment_tag "${config}")
+    for tag in $(experiment_tags); do
+        [ -f "${expdir}/${tag}/emb_${train_set}/s.scp" ] || die "${expdir}/${tag}/emb_${train_set}/s.scp not found: run stage 5 first"
         for dset in ${test_sets}; do
             ${cpu_cmd} "${expdir}/${tag}/score_${dset}/score.log" \
                 python -m cdsvae.bin.score --emb_dir "${expdir}/${tag}/emb_${dset}" \
-                --utt2spk "data/${dset}/utt2spk" --outdir "${expdir}/${tag}/score_${dset}"
+                --utt2spk "data/${dset}/utt2spk" --outdir "${expdir}/${tag}/score_${dset}" \
+                --mean_from "${expdir}/${tag}/emb_${train_set}"
         done
     done
 }
 
 stage_7() {
-    local config exps=() dset out
-    for config in ${train_configs}; do
-        exps+=("${expdir}/$(experiment_tag "${config}")")
+    local tag exps=() dset out
+    for tag in $(experiment_tags); do
+        exps+=("${expdir}/${tag}")
     done
     log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and RESULTS.md"
     if [ "${modality}" = video ]; then

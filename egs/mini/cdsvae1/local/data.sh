@@ -13,9 +13,13 @@ help_message="Usage: $0 [options]
 Options:
   --corpus_dir DIR     where the corpus is written (default: \$MINI_CORPUS from db.sh, else corpus)
   --data_dir DIR       output directory (default: data)
-  --num_speakers N     speakers; 20% (at most 8) each go to test and dev (default: 40)
-  --num_sx N           shared-pool sentences per speaker (default: 5)
-  --num_si N           speaker-unique sentences per speaker (default: 3)
+  --num_train_speakers N  training speakers (default: 24)
+  --num_dev_speakers N    dev speakers, from the TIMIT dev list (default: 8)
+  --num_test_speakers N   test speakers, from the TIMIT core-test list, at most 24 (default: 16)
+  --num_sx N           shared-pool sentences per training or dev speaker (default: 5)
+  --num_si N           speaker-unique sentences per training or dev speaker (default: 3)
+  --test_num_sx N      shared-pool sentences per test speaker (default: 10)
+  --test_num_si N      speaker-unique sentences per test speaker (default: 10)
   --num_sa N           SA sentences per speaker, 0-2 (default: 2; excluded by the prep unless --include_sa true)
   --include_sa BOOL    keep the SA sentences in the data dirs (default: false)
   --seed N             corpus seed (default: 0)
@@ -24,9 +28,13 @@ Options:
 
 corpus_dir=
 data_dir=data
-num_speakers=40
+num_train_speakers=24
+num_dev_speakers=8
+num_test_speakers=16
 num_sx=5
 num_si=3
+test_num_sx=10
+test_num_si=10
 num_sa=2
 include_sa=false
 seed=0
@@ -50,9 +58,11 @@ fi
 local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 timit_local=$(cd "${local_dir}/../../../timit/cdsvae1/local" && pwd)
 
-log "Synthesising the mini corpus (${num_speakers} speakers, seed ${seed}) -> ${corpus_dir}"
+log "Synthesising the mini corpus (${num_train_speakers}/${num_dev_speakers}/${num_test_speakers} train/dev/test speakers, seed ${seed}) -> ${corpus_dir}"
 python "${local_dir}/make_corpus.py" \
-    --num_speakers "${num_speakers}" --num_sx "${num_sx}" --num_si "${num_si}" --num_sa "${num_sa}" \
+    --num_train_speakers "${num_train_speakers}" --num_dev_speakers "${num_dev_speakers}" \
+    --num_test_speakers "${num_test_speakers}" --num_sx "${num_sx}" --num_si "${num_si}" \
+    --test_num_sx "${test_num_sx}" --test_num_si "${test_num_si}" --num_sa "${num_sa}" \
     --seed "${seed}" --nj "${nj}" "${corpus_dir}"
 
 "${timit_local}/data.sh" --timit_root "${corpus_dir}" --data_dir "${data_dir}" --include_sa "${include_sa}"

@@ -6,14 +6,21 @@ Tree written (the LDC TIMIT layout, upper-case names):
 .WAV is NIST SPHERE, 16 kHz, 16-bit PCM; .TXT is ``0 <num_samples> <text>``. There are no
 .PHN/.WRD files: espeak-ng gives no phone timing, and the TIMIT prep tolerates their absence.
 
-Each speaker is an espeak-ng voice variant of the same gender (formant set) with its own base
-pitch, speed and word gap; each utterance varies pitch and speed slightly around them, gets
-0.1-0.3 s of leading and trailing silence and a 2-LSB dither (so no frame is digital zero).
-Speakers are named after the TIMIT lists the recipe uses: about 20% from the core-test list
-(placed under TEST), 20% from the dev list (TEST), the rest under TRAIN with ids ``<g>x<ab>0``
-that no list contains; the TIMIT prep then sorts them into test/dev/train unchanged.
-Sentences follow TIMIT's design: two SA sentences read by everyone, SX sentences from a
-shared pool (each read by several speakers), and SI sentences unique to one speaker.
+Each speaker is a voice of its own: an espeak-ng variant file written for that speaker
+(OUT/espeak-ng-data, a copy of the system's data with the speakers' variants added), made
+from one of espeak-ng's variants of the speaker's gender with every formant frequency scaled
+by a per-speaker vocal-tract factor, plus the speaker's own base pitch, speed and word gap.
+Test speakers are planned first, so no two of them share a base variant while there are
+enough; speakers that do share one get pitches in different halves of the range. Each
+utterance varies pitch and speed slightly around the speaker's, gets 0.1-0.3 s of leading
+and trailing silence and a 2-LSB dither (so no frame is digital zero).
+Speakers are named after the TIMIT lists the recipe uses: test speakers from the core-test
+list, dev speakers from the dev list (both under TEST), training speakers under TRAIN with
+ids ``<g>x<ab>0`` that no list contains; the TIMIT prep then sorts them into test/dev/train
+unchanged. Sentences follow TIMIT's design: two SA sentences read by everyone, SX sentences
+from a shared pool (each read by several speakers), and SI sentences unique to one speaker;
+test speakers read more of them (``--test_num_sx``, ``--test_num_si``), so the test set has
+enough target trials to tell systems apart.
 
 Everything is a function of the options and ``--seed``: the same options give identical
 files whatever ``--nj``. OUT/corpus.json records the options and the speaker table; a rerun
@@ -27,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +52,7 @@ from cdsvae.errors import UserError
 from cdsvae.io import atomic_open, atomic_write_text
 
 SAMPLE_RATE = 16000
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TIMIT_CONF = Path(__file__).resolve().parent.parent.parent.parent / "timit" / "cdsvae1" / "conf"
 
 VARIANTS = {
@@ -55,6 +63,8 @@ VARIANTS = {
 }
 PITCH = {"m": (25, 60), "f": (40, 75)}
 SPEED = (140, 190)
+# Per-speaker scale of every formant frequency (a vocal-tract length), around the base variant's.
+FORMANT_SCALE = (0.90, 1.10)
 
 SA_SENTENCES = [
     "A quiet garden lay behind the old stone house near the river.",
@@ -118,6 +128,13 @@ class Speaker:
     pitch: int
     speed: int
     word_gap: int
+    formant_scale: float
+    role: str  # train, dev or test
+
+    @property
+    def voice(self) -> str:
+        """Name of this speaker's own espeak-ng variant file (see :func:`write_voices`)."""
+        return f"cdsvae_{self.spk}"
 
 
 @dataclass
@@ -130,6 +147,7 @@ class Task:
     speed: int
     word_gap: int
     seed: list[int]
+    data_path: str
 
 
 def read_list(path: Path) -> list[str]:
@@ -151,29 +169,32 @@ def alternate_genders(names: list[str], count: int) -> list[str]:
     return picked
 
 
-def plan_speakers(num_speakers: int, seed: int, conf_dir: Path) -> list[Speaker]:
-    """Names, folders and voices of every speaker, as a pure function of the count and seed."""
-    if num_speakers < 3:
-        raise UserError(f"--num_speakers {num_speakers}: need at least 3 (one each for train, dev and test)")
-    n_held = min(8, max(1, round(0.2 * num_speakers)))
+def plan_speakers(num_train: int, num_dev: int, num_test: int, seed: int, conf_dir: Path) -> list[Speaker]:
+    """Names, folders and voices of every speaker (test, then dev, then train), a pure function of the counts and seed."""
+    if num_train < 1 or num_dev < 1 or num_test < 1:
+        raise UserError(f"need at least one speaker in each of train, dev and test, got {num_train}, {num_dev}, "
+                        f"{num_test}")
     test_list = read_list(conf_dir / "test_spk.list")
     dev_list = read_list(conf_dir / "dev_spk.list")
-    plan: list[tuple[str, str, int]] = []
-    for name in alternate_genders(test_list, n_held):
-        plan.append((name, "TEST", test_list.index(name) // 3 % 8 + 1))
-    for i, name in enumerate(alternate_genders(dev_list, n_held)):
-        plan.append((name, "TEST", i % 8 + 1))
+    for count, names, what in ((num_test, test_list, "test"), (num_dev, dev_list, "dev")):
+        if count > len(names):
+            raise UserError(f"--num_{what}_speakers {count}: the TIMIT {what} list has only {len(names)} speakers")
+    plan: list[tuple[str, str, int, str]] = []
+    for name in alternate_genders(test_list, num_test):
+        plan.append((name, "TEST", test_list.index(name) // 3 % 8 + 1, "test"))
+    for i, name in enumerate(alternate_genders(dev_list, num_dev)):
+        plan.append((name, "TEST", i % 8 + 1, "dev"))
     taken = set(test_list) | set(dev_list)
-    for i in range(num_speakers - 2 * n_held):
+    for i in range(num_train):
         name = f"{'fm'[i % 2]}x{chr(97 + i // 26 % 26)}{chr(97 + i % 26)}0"
         assert name not in taken
-        plan.append((name, "TRAIN", i % 8 + 1))
+        plan.append((name, "TRAIN", i % 8 + 1, "train"))
 
     rng = np.random.default_rng([seed, 1])
     variant_order = {g: list(rng.permutation(v)) for g, v in VARIANTS.items()}
     speakers = []
     count = {"f": 0, "m": 0}
-    for name, part, dr in plan:
+    for name, part, dr, role in plan:
         g = name[0]
         variants = variant_order[g]
         k = count[g]
@@ -185,8 +206,73 @@ def plan_speakers(num_speakers: int, seed: int, conf_dir: Path) -> list[Speaker]
         half_lo = lo + (cycle % 2) * span
         pitch = int(round(half_lo + rng.uniform(0, span)))
         speakers.append(Speaker(name, g, part, dr, str(variants[k % len(variants)]), pitch,
-                                int(rng.integers(SPEED[0], SPEED[1] + 1)), int(rng.integers(0, 3))))
+                                int(rng.integers(SPEED[0], SPEED[1] + 1)), int(rng.integers(0, 3)),
+                                round(float(rng.uniform(*FORMANT_SCALE)), 3), role))
     return speakers
+
+
+def espeak_data_dir() -> Path:
+    """The system's espeak-ng-data directory, as ``espeak-ng --version`` reports it."""
+    proc = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"Data at:\s*(\S+)", proc.stdout)
+    if proc.returncode != 0 or not found or not Path(found.group(1)).is_dir():
+        raise UserError(f"cannot find espeak-ng's data directory from 'espeak-ng --version': {proc.stdout.strip()!r}")
+    return Path(found.group(1))
+
+
+def variant_text(base: str, speaker: Speaker) -> str:
+    """espeak-ng variant file of ``speaker``: the base variant with every formant frequency scaled."""
+    formants: dict[int, list[int]] = {}
+    kept = []
+    for line in base.splitlines():
+        words = line.split()
+        if words and words[0] == "formant" and len(words) >= 5:
+            formants[int(words[1])] = [int(w) for w in words[2:5]]
+        elif words and words[0] == "name":
+            kept.append(f"name {speaker.voice}")
+        else:
+            kept.append(line)
+    lines = [line for line in kept if line.strip()]
+    for k in range(9):
+        freq, height, width = formants.get(k, [100, 100, 100])
+        if 1 <= k <= 5:
+            freq = int(round(freq * speaker.formant_scale))
+        lines.append(f"formant {k} {freq} {height} {width}")
+    return "\n".join(lines) + "\n"
+
+
+def write_voices(out: Path, speakers: Sequence[Speaker]) -> Path:
+    """OUT/espeak/espeak-ng-data with English and one variant per speaker; returns the ``--path`` for espeak-ng.
+
+    Only what English synthesis reads is copied (phoneme data, the English dictionary and
+    language files): espeak-ng lists at most 349 voices, and the system's other languages and
+    variants would leave too little room for the speakers' own (a voice left off the list
+    silently falls back to the default one).
+    """
+    system = espeak_data_dir()
+    root = out / "espeak"
+    data = root / "espeak-ng-data"
+    if root.exists():
+        shutil.rmtree(root)
+    data.mkdir(parents=True)
+    for entry in system.iterdir():
+        if entry.is_file() and (not entry.name.endswith("_dict") or entry.name == "en_dict"):
+            shutil.copy2(entry, data / entry.name)
+    english = sorted((system / "lang").rglob("en*"))
+    if not english or not (data / "en_dict").is_file():
+        raise UserError(f"{system}: no English voice data (lang/**/en*, en_dict) found for espeak-ng")
+    for entry in english:
+        target = data / entry.relative_to(system)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(entry, target)
+    variants = data / "voices" / "!v"
+    variants.mkdir(parents=True)
+    for spk in speakers:
+        base = system / "voices" / "!v" / spk.variant
+        if not base.is_file():
+            raise UserError(f"espeak-ng variant {spk.variant} not found in {base.parent}")
+        atomic_write_text(variants / spk.voice, variant_text(base.read_text(encoding="utf-8", errors="replace"), spk))
+    return root
 
 
 def make_si_sentence(rng: np.random.Generator) -> str:
@@ -199,25 +285,33 @@ def make_si_sentence(rng: np.random.Generator) -> str:
     return template.format(**pick)
 
 
-def plan_tasks(out: Path, speakers: list[Speaker], args: argparse.Namespace) -> list[Task]:
-    """Every utterance to synthesise; SX sentences are dealt cyclically from a seeded order of the pool."""
+def plan_tasks(out: Path, speakers: list[Speaker], args: argparse.Namespace, data_path: Path) -> list[Task]:
+    """Every utterance to synthesise; SX sentences are dealt cyclically from a seeded order of the pool.
+
+    Test speakers read ``args.test_num_sx`` SX and ``args.test_num_si`` SI sentences, the
+    others ``args.num_sx`` and ``args.num_si``.
+    """
     if not 0 <= args.num_sa <= len(SA_SENTENCES):
         raise UserError(f"--num_sa {args.num_sa}: must be between 0 and {len(SA_SENTENCES)}")
     if not 1 <= args.sx_pool <= len(SX_POOL):
         raise UserError(f"--sx_pool {args.sx_pool}: must be between 1 and {len(SX_POOL)}")
-    if args.num_sx > args.sx_pool:
-        raise UserError(f"--num_sx {args.num_sx} is larger than --sx_pool {args.sx_pool}")
+    for opt in ("num_sx", "test_num_sx"):
+        if getattr(args, opt) > args.sx_pool:
+            raise UserError(f"--{opt} {getattr(args, opt)} is larger than --sx_pool {args.sx_pool}")
     rng = np.random.default_rng([args.seed, 2])
     pool_order = list(rng.permutation(args.sx_pool))
     used_si: set[str] = set(SA_SENTENCES) | set(SX_POOL)
     tasks = []
     si_number = 453
+    dealt = 0
     for s_idx, spk in enumerate(speakers):
+        num_sx, num_si = (args.test_num_sx, args.test_num_si) if spk.role == "test" else (args.num_sx, args.num_si)
         sentences = [(f"SA{i + 1}", SA_SENTENCES[i]) for i in range(args.num_sa)]
-        for j in range(args.num_sx):
-            k = int(pool_order[(s_idx * args.num_sx + j) % args.sx_pool])
+        for j in range(num_sx):
+            k = int(pool_order[(dealt + j) % args.sx_pool])
             sentences.append((f"SX{k + 3}", SX_POOL[k]))
-        for _ in range(args.num_si):
+        dealt += num_sx
+        for _ in range(num_si):
             text = make_si_sentence(rng)
             while text in used_si:
                 text = make_si_sentence(rng)
@@ -229,16 +323,17 @@ def plan_tasks(out: Path, speakers: list[Speaker], args: argparse.Namespace) -> 
             u_rng = np.random.default_rng([args.seed, 3, s_idx, u_idx])
             tasks.append(Task(
                 wav=str(folder / f"{name}.WAV"), txt=str(folder / f"{name}.TXT"), text=text,
-                variant=spk.variant,
+                variant=spk.voice,
                 pitch=int(np.clip(spk.pitch + u_rng.integers(-4, 5), 0, 99)),
                 speed=int(spk.speed + u_rng.integers(-10, 11)),
-                word_gap=spk.word_gap, seed=[args.seed, 4, s_idx, u_idx]))
+                word_gap=spk.word_gap, seed=[args.seed, 4, s_idx, u_idx], data_path=str(data_path)))
     return tasks
 
 
 def synthesise(task: Task) -> int:
     """Run espeak-ng for one utterance and write its SPHERE .WAV and .TXT; return the sample count."""
-    cmd = ["espeak-ng", "-v", f"en-us+{task.variant}", "-p", str(task.pitch), "-s", str(task.speed),
+    cmd = ["espeak-ng", f"--path={task.data_path}", "-v", f"en-us+{task.variant}", "-p", str(task.pitch),
+           "-s", str(task.speed),
            "-g", str(task.word_gap), "--stdout", "--stdin"]
     proc = subprocess.run(cmd, input=task.text.encode(), capture_output=True, check=False)
     if proc.returncode != 0 or len(proc.stdout) <= 44:
@@ -264,8 +359,10 @@ def synthesise(task: Task) -> int:
 
 
 def options_record(args: argparse.Namespace) -> dict:
-    return {"format_version": FORMAT_VERSION, "num_speakers": args.num_speakers, "num_sa": args.num_sa,
-            "num_sx": args.num_sx, "num_si": args.num_si, "sx_pool": args.sx_pool, "seed": args.seed}
+    return {"format_version": FORMAT_VERSION, "num_train_speakers": args.num_train_speakers,
+            "num_dev_speakers": args.num_dev_speakers, "num_test_speakers": args.num_test_speakers,
+            "num_sa": args.num_sa, "num_sx": args.num_sx, "num_si": args.num_si, "test_num_sx": args.test_num_sx,
+            "test_num_si": args.test_num_si, "sx_pool": args.sx_pool, "seed": args.seed}
 
 
 def prepare_output(out: Path, options: dict) -> bool:
@@ -282,7 +379,7 @@ def prepare_output(out: Path, options: dict) -> bool:
             previous = {}
         if previous.get("complete") and previous.get("options") == options:
             return True
-        for name in ("TRAIN", "TEST"):
+        for name in ("TRAIN", "TEST", "espeak"):
             shutil.rmtree(out / name, ignore_errors=True)
     elif out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out}: exists, is not empty and has no corpus.json; remove it or choose another directory")
@@ -292,11 +389,17 @@ def prepare_output(out: Path, options: dict) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="corpus root to write (TRAIN/, TEST/, corpus.json)")
-    parser.add_argument("--num_speakers", type=int, default=40,
-                        help="speakers; 20%% each (at most 8) go to test and dev")
+    parser.add_argument("--num_train_speakers", type=int, default=24, help="training speakers")
+    parser.add_argument("--num_dev_speakers", type=int, default=8, help="dev speakers (from the TIMIT dev list)")
+    parser.add_argument("--num_test_speakers", type=int, default=16,
+                        help="test speakers (from the TIMIT core-test list, at most 24)")
     parser.add_argument("--num_sa", type=int, default=2, help="SA sentences per speaker, read by everybody (0-2)")
-    parser.add_argument("--num_sx", type=int, default=5, help="SX sentences per speaker, from the shared pool")
-    parser.add_argument("--num_si", type=int, default=3, help="SI sentences per speaker, unique to that speaker")
+    parser.add_argument("--num_sx", type=int, default=5,
+                        help="SX sentences per training or dev speaker, from the shared pool")
+    parser.add_argument("--num_si", type=int, default=3,
+                        help="SI sentences per training or dev speaker, unique to that speaker")
+    parser.add_argument("--test_num_sx", type=int, default=10, help="SX sentences per test speaker")
+    parser.add_argument("--test_num_si", type=int, default=10, help="SI sentences per test speaker")
     parser.add_argument("--sx_pool", type=int, default=20, help=f"size of the shared SX pool (at most {len(SX_POOL)})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nj", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel processes")
@@ -311,10 +414,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out_dir)
     options = options_record(args)
     if prepare_output(out, options):
-        print(f"{out}: corpus up to date ({args.num_speakers} speakers, seed {args.seed})", file=sys.stderr)
+        print(f"{out}: corpus up to date ({args.num_train_speakers}/{args.num_dev_speakers}/{args.num_test_speakers} "
+              f"train/dev/test speakers, seed {args.seed})", file=sys.stderr)
         return 0
-    speakers = plan_speakers(args.num_speakers, args.seed, Path(args.timit_conf))
-    tasks = plan_tasks(out, speakers, args)
+    for opt in ("num_sx", "num_si", "test_num_sx", "test_num_si"):
+        if getattr(args, opt) < 0:
+            raise UserError(f"--{opt} {getattr(args, opt)}: must be at least 0")
+    speakers = plan_speakers(args.num_train_speakers, args.num_dev_speakers, args.num_test_speakers, args.seed,
+                             Path(args.timit_conf))
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = write_voices(out, speakers)
+    tasks = plan_tasks(out, speakers, args, data_path.resolve())
     record = {"options": options, "complete": False, "sample_rate": SAMPLE_RATE,
               "speakers": [asdict(s) for s in speakers]}
     atomic_write_text(out / "corpus.json", json.dumps(record, indent=1) + "\n")
