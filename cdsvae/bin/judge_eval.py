@@ -53,7 +53,7 @@ def format_summary(res: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from cdsvae.train import load_model  # the trainer package; imported late so --help works alone
+    from cdsvae.train import load_model_with_info  # the trainer package; imported late so --help works alone
 
     exp_dir = Path(args.exp_dir)
     if not exp_dir.is_dir():
@@ -70,11 +70,12 @@ def main(argv=None) -> int:
     df = {f.name: f.as_dict() for f in test.factors}
     if jf != df:
         raise UserError(f"{data}/factors.yaml: factors {sorted(df)} differ from the judge's {sorted(jf)}")
-    model, cfg = load_model(exp_dir, device=args.device)
+    model, cfg, checkpoint = load_model_with_info(exp_dir, device=args.device)
     model.eval()
     res = evaluate_swap_protocols(model, judge, test, n_draws=args.n_draws, batch_size=args.batch_size,
                                   seed=args.seed, balanced=not args.no_balanced, device=args.device, progress=True)
-    res.update({"exp_dir": str(exp_dir), "judge_dir": str(args.judge_dir), "data": str(data)})
+    res.update({"exp_dir": str(exp_dir), "judge_dir": str(args.judge_dir), "data": str(data),
+                "checkpoint": checkpoint})
     jt = Path(args.judge_dir) / "judge_test.json"
     if jt.is_file():
         res["judge_test"] = json.loads(jt.read_text())

@@ -118,6 +118,17 @@ def judge_table(results: Mapping[str, Mapping]) -> str:
             b = r.get("protocol_B", {})
             out.append(f"| {name} | " + " | ".join(_fmt(b.get(n, {}).get("acc"), 100) for n in sta) + " |")
         out.append("")
+    ckpts = [(name, r["checkpoint"]) for name, r in rows if r.get("checkpoint")]
+    if ckpts:
+        out.append("Checkpoints evaluated (the eval/train ratio is eval-mode over train-mode reconstruction error "
+                   "on a fixed batch; 1 means eval mode reproduces training)\n")
+        out.append("| model | checkpoint | step (epoch) | chosen because | eval/train recon ratio |")
+        out.append("|---|---|---:|---|---:|")
+        for name, c in ckpts:
+            ratio = c.get("eval_train_ratio")
+            out.append(f"| {name} | {c.get('file')} | {c.get('step')} ({c.get('epoch')}) | {c.get('why')} | "
+                       f"{'n/a' if ratio is None else f'{ratio:.3f}'} |")
+        out.append("")
     ref = [(name, r["reference"]) for name, r in rows if "reference" in r]
     if ref:
         names = list(ref[0][1]["real"])

@@ -224,8 +224,9 @@ class Trainer:
     ``criterion = (name, terms)`` chooses ``best.pt``: the validation sum of those logged terms
     (e.g. the negative ELBO, so that systems trained with different extra terms are chosen
     alike); without it, the validation loss. ``consistency_fn`` checks that the model in eval
-    mode reproduces training: at every validation it is given the same fixed validation
-    batch, its (eval, train) reconstruction errors are logged as ``eval_train_ratio``, and a
+    mode reproduces training: after every epoch (and at the end) it is given the same fixed
+    batch (of the validation set, else of the training set), its (eval, train) reconstruction
+    errors are logged with their ratio ``eval_train_ratio`` and stored in the checkpoint, and a
     ratio above ``EVAL_TRAIN_RATIO_LIMIT`` is warned about.
     """
 
@@ -405,14 +406,16 @@ class Trainer:
         try:
             while not self._finished():
                 complete = self._train_epoch()
-                valid = self.validate() if self.valid_set is not None else None
-                vloss = valid.get(self.criterion_name) if valid else None
+                valid = self.validate() if self.valid_set is not None else {}
+                vloss = valid.get(self.criterion_name)
+                if valid:
+                    log.info("validation at step %d (epoch %d%s): %s", self.step, self.epoch + 1,
+                             "" if complete else ", partial", " ".join(f"{k} {v:.4g}" for k, v in valid.items()))
+                if self.consistency_fn is not None:
+                    valid.update(self.consistency())
+                    self._check_consistency(valid)
                 if valid:
                     self._scalars("valid", valid)
-                    log.info("validation at step %d (epoch %d%s): %s", self.step, self.epoch + 1,
-                             "" if complete else ", partial",
-                             " ".join(f"{k} {v:.4g}" for k, v in valid.items() if k not in CONSISTENCY_KEYS))
-                    self._check_consistency(valid)
                 best = (vloss is not None and math.isfinite(vloss)
                         and (self.best_valid is None or vloss < self.best_valid))
                 if best:
@@ -577,19 +580,20 @@ class Trainer:
                 raise UserError(f"the selection criterion {self.criterion_name} needs the validation term(s) "
                                 f"{', '.join(missing)}, which the loss does not report")
             out[self.criterion_name] = sum(out[k] for k in self.criterion_terms)
-        if self.consistency_fn is not None:
-            out.update(self.consistency())
         return out
 
     def consistency(self) -> dict[str, float]:
-        """Eval- and train-mode reconstruction of one fixed validation batch, and their ratio.
+        """Eval- and train-mode reconstruction of one fixed batch, and their ratio.
 
-        The batch is the first ``batch_size`` items of the validation order, on every rank; the
-        consistency function must leave the model's parameters and buffers as they were.
+        The batch is the first ``batch_size`` items of the validation order, or of a fixed
+        order of the training set when there is no validation set; every rank computes it (no
+        collective), rank 0 logs it. The consistency function must leave the model's parameters
+        and buffers as they were.
         """
-        assert self.valid_set is not None and self.consistency_fn is not None
-        items = self._valid_order()[: self.batch_size].tolist()
-        batch = next(iter(self._loader(self.valid_set, batch_sampler=[items])))
+        assert self.consistency_fn is not None
+        dataset = self.valid_set if self.valid_set is not None else self.train_set
+        order = np.random.default_rng(VALID_SEED).permutation(len(dataset))
+        batch = next(iter(self._loader(dataset, batch_sampler=[order[: self.batch_size].tolist()])))
         batch = _to_device(batch, self.device)
         with torch.no_grad(), self._autocast():
             eval_err, train_err = self.consistency_fn(self.model, batch)
@@ -601,9 +605,10 @@ class Trainer:
         ratio = valid.get("eval_train_ratio")
         if ratio is None:
             return
-        log.info("eval/train ratio %.3f: reconstruction of a fixed validation batch in eval mode %.4g, in train "
-                 "mode %.4g", ratio, valid["recon_eval_mode"], valid["recon_train_mode"])
+        what = "validation" if self.valid_set is not None else "training"
+        log.info("eval/train ratio at step %d: %.3f (reconstruction of a fixed %s batch: eval mode %.4g, train "
+                 "mode %.4g)", self.step, ratio, what, valid["recon_eval_mode"], valid["recon_train_mode"])
         if not ratio <= EVAL_TRAIN_RATIO_LIMIT:
-            log.warning("eval mode reconstructs a fixed validation batch %.2f times worse than train mode (limit "
+            log.warning("eval mode reconstructs a fixed %s batch %.2f times worse than train mode (limit "
                         "%.2f): the batch-norm running statistics do not describe the trained model, so every "
-                        "number measured in eval mode is suspect", ratio, EVAL_TRAIN_RATIO_LIMIT)
+                        "number measured in eval mode is suspect", what, ratio, EVAL_TRAIN_RATIO_LIMIT)

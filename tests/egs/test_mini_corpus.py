@@ -136,7 +136,8 @@ def test_speaker_plan_for_the_default_sizes():
     # and no two test speakers share a base variant.
     assert len({(s.variant, s.pitch) for s in speakers}) == 48
     test_variants = [s.variant for s in speakers if s.role == "test"]
-    assert len(set(test_variants)) == 16
+    assert len(set(test_variants)) == 16 and len({corpus.variant_family(v) for v in test_variants}) == 16
+    assert corpus.families_first(["klatt", "m1", "klatt2", "m2", "croak"]) == ["klatt", "m1", "croak", "klatt2", "m2"]
     assert all(s.variant in corpus.VARIANTS[s.gender] for s in speakers)
     assert all(corpus.FORMANT_SCALE[0] <= s.formant_scale <= corpus.FORMANT_SCALE[1] for s in speakers)
     assert len({s.formant_scale for s in speakers}) > 40

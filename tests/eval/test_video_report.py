@@ -80,6 +80,12 @@ def test_judge_table():
     assert "| cdsvae | 95.00 ± 1.00 | 8.100 ± 0.010 |" in md
     assert "| dsvae | 70.00 ± 1.00 | 6.000 ± 0.010 |" in md
     assert "ln 9 = 2.197" in md and "| skin |" in md and "| cdsvae | recon | 97.00 | 99.00 |" in md
+    assert "Checkpoints evaluated" not in md
+    with_ckpt = result(0.95, 8.1)
+    with_ckpt["checkpoint"] = {"file": "checkpoints/step000000090.pt", "step": 90, "epoch": 30,
+                               "why": "newest step checkpoint", "eval_train_ratio": 1.0042}
+    md = judge_table({"cdsvae": with_ckpt})
+    assert "| cdsvae | checkpoints/step000000090.pt | 90 (30) | newest step checkpoint | 1.004 |" in md
 
 
 def test_video_report_cli(tmp_path, monkeypatch):

@@ -274,5 +274,13 @@ def test_eval_train_ratio_is_logged_and_warned_about(tmp_path, caplog):
     best = ckpt.load_checkpoint(tmp_path / "exp" / "checkpoints" / ckpt.BEST)
     assert best["valid"]["eval_train_ratio"] == pytest.approx(1.5)
     log = (tmp_path / "exp" / "train.log").read_text()
-    assert log.count("eval/train ratio 1.500") == 2
+    assert log.count(": 1.500 (reconstruction of a fixed validation batch") == 2
     assert "WARNING eval mode reconstructs a fixed validation batch 1.50 times worse" in log
+    # without a validation set the check runs on a fixed training batch, and still reaches the checkpoint
+    seed_everything(0)
+    tr = Trainer(ToyModel(), toy_loss, _data(32), None, toy_config(epochs=1, batch_size=4), tmp_path / "novalid",
+                 consistency_fn=consistency)
+    tr.fit()
+    _, state = ckpt.load_latest(tmp_path / "novalid" / "checkpoints")
+    assert state["valid"]["eval_train_ratio"] == pytest.approx(1.5) and state["best_valid"] is None
+    assert "a fixed training batch 1.50 times worse" in (tmp_path / "novalid" / "train.log").read_text()

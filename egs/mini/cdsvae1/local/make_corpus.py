@@ -10,8 +10,9 @@ Each speaker is a voice of its own: an espeak-ng variant file written for that s
 (OUT/espeak-ng-data, a copy of the system's data with the speakers' variants added), made
 from one of espeak-ng's variants of the speaker's gender with every formant frequency scaled
 by a per-speaker vocal-tract factor, plus the speaker's own base pitch, speed and word gap.
-Test speakers are planned first, so no two of them share a base variant while there are
-enough; speakers that do share one get pitches in different halves of the range. Each
+Test speakers are planned first, so no two of them share a base variant, nor a family of
+variants (klatt/klatt2/klatt3), while there are enough, and those of one gender are spread evenly over the pitch range and the formant
+scales; other speakers that share a variant get pitches in different halves of the range. Each
 utterance varies pitch and speed slightly around the speaker's, gets 0.1-0.3 s of leading
 and trailing silence and a 2-LSB dither (so no frame is digital zero).
 Speakers are named after the TIMIT lists the recipe uses: test speakers from the core-test
@@ -191,7 +192,14 @@ def plan_speakers(num_train: int, num_dev: int, num_test: int, seed: int, conf_d
         plan.append((name, "TRAIN", i % 8 + 1, "train"))
 
     rng = np.random.default_rng([seed, 1])
-    variant_order = {g: list(rng.permutation(v)) for g, v in VARIANTS.items()}
+    variant_order = {g: families_first(list(rng.permutation(v))) for g, v in VARIANTS.items()}
+    # Test speakers of one gender spread evenly over the pitch range and over the formant scales
+    # (each range cut into as many strata as speakers, one draw per stratum, strata shuffled
+    # independently), so no two of them share a pitch or a vocal-tract length by chance.
+    spread = {}
+    for g in ("f", "m"):
+        n = sum(1 for name, _, _, role in plan if role == "test" and name[0] == g)
+        spread[g] = iter(zip(_strata(rng, n, *PITCH[g]), _strata(rng, n, *FORMANT_SCALE)))
     speakers = []
     count = {"f": 0, "m": 0}
     for name, part, dr, role in plan:
@@ -199,16 +207,48 @@ def plan_speakers(num_train: int, num_dev: int, num_test: int, seed: int, conf_d
         variants = variant_order[g]
         k = count[g]
         count[g] += 1
-        # Speakers sharing a variant (k and k + len) get pitches in different halves of the range.
-        lo, hi = PITCH[g]
-        cycle = k // len(variants)
-        span = (hi - lo) / 2
-        half_lo = lo + (cycle % 2) * span
-        pitch = int(round(half_lo + rng.uniform(0, span)))
+        if role == "test":
+            pitch_f, scale = next(spread[g])
+            pitch = int(round(pitch_f))
+        else:
+            # Speakers sharing a variant (k and k + len) get pitches in different halves of the range.
+            lo, hi = PITCH[g]
+            cycle = k // len(variants)
+            span = (hi - lo) / 2
+            half_lo = lo + (cycle % 2) * span
+            pitch = int(round(half_lo + rng.uniform(0, span)))
+            scale = float(rng.uniform(*FORMANT_SCALE))
         speakers.append(Speaker(name, g, part, dr, str(variants[k % len(variants)]), pitch,
                                 int(rng.integers(SPEED[0], SPEED[1] + 1)), int(rng.integers(0, 3)),
-                                round(float(rng.uniform(*FORMANT_SCALE)), 3), role))
+                                round(scale, 3), role))
     return speakers
+
+
+def _strata(rng: np.random.Generator, n: int, lo: float, hi: float) -> list[float]:
+    """n values in [lo, hi], one uniform draw in each of n equal strata, in shuffled order."""
+    if n == 0:
+        return []
+    width = (hi - lo) / n
+    return [lo + width * (int(k) + float(rng.uniform())) for k in rng.permutation(n)]
+
+
+def variant_family(name: str) -> str:
+    """klatt, klatt2 and klatt3 (or f1..f5, steph..steph3) are versions of one voice: one family."""
+    return name.rstrip("0123456789").lower()
+
+
+def families_first(variants: list[str]) -> list[str]:
+    """The same variants, one of each family first (in the given order), then the rest.
+
+    Speakers take variants in this order, test speakers first, so test speakers sound as
+    different as the variants allow: similar versions of one voice go to other sets.
+    """
+    seen: set[str] = set()
+    first, rest = [], []
+    for v in variants:
+        (rest if variant_family(v) in seen else first).append(v)
+        seen.add(variant_family(v))
+    return first + rest
 
 
 def espeak_data_dir() -> Path:
