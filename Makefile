@@ -10,7 +10,7 @@ env:
 	@tools/install.sh
 
 demo: env
-	cd egs/mini/cdsvae1 && ./run.sh && cat RESULTS.md
+	cd egs/mini/cdsvae1 && ./run.sh && cat exp/RESULTS.md
 
 test: env
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -p no:cacheprovider tests

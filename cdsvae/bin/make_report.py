@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--feats", type=Path, default=None, help="feature dir for the demo (default: the one the embeddings came from)"
     )
+    parser.add_argument("--command", default=None,
+                        help="the command that made the experiments, recorded in the comparison (e.g. for a "
+                             "recipe's reference RESULTS.md)")
     args = parser.parse_args(argv)
     for d in args.expdirs:
         if not d.is_dir():
@@ -37,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from cdsvae.eval.report import results_table, write_recipe_report
 
-    results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo, args.feats)
+    results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo, args.feats,
+                                  command=args.command)
     print(results_table(results), end="")
     print(f"wrote {args.out}")
     return 0

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="combined RESULTS.md for all experiment dirs")
     p.add_argument("--title", default="Results")
+    p.add_argument("--command", default=None, help="the command that made the experiments, recorded in --out")
     return p
 
 
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     if args.out:
         if not results:
             raise UserError("no judge_results.json in any experiment dir; run the scoring stage first")
-        write_results_md(args.out, results, args.title)
+        write_results_md(args.out, results, args.title, command=args.command)
         print(f"video_report: wrote {args.out}")
     return 0
 

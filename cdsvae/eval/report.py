@@ -513,10 +513,14 @@ def write_experiment_report(
     return result, path
 
 
-def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: str = "test") -> str:
+def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: str = "test",
+                    command: str | None = None) -> str:
     """The comparison: mean ± std over seeds and C-DSVAE - DSVAE differences when there are seeds,
     then every experiment, the checkpoints used, and links to each experiment's own report."""
-    lines = ["# Results", "", environment_header(), f"## Speaker verification ({test_set} set)", ""]
+    lines = ["# Results", "", environment_header()]
+    if command:
+        lines += ["## Command", "", "    " + command, ""]
+    lines += [f"## Speaker verification ({test_set} set)", ""]
     lines.append(
         f"EER of cosine scoring over all pairs of {test_set} utterances; gap = EER z - EER s (higher is better)."
     )
@@ -552,6 +556,7 @@ def write_recipe_report(
     plots: bool = True,
     demo: bool = True,
     demo_feats: str | os.PathLike | None = None,
+    command: str | None = None,
 ) -> list[ExperimentResult]:
     """Per-experiment reports ``<exp>/<name of out>``, then one table comparing them at ``out``.
 
@@ -562,7 +567,7 @@ def write_recipe_report(
         raise UserError("no experiment directories given")
     out = Path(out)
     results = [write_experiment_report(d, test_set, plots, demo, demo_feats, out.name)[0] for d in expdirs]
-    atomic_write_text(out, recipe_markdown(results, out, test_set))
+    atomic_write_text(out, recipe_markdown(results, out, test_set, command))
     return results
 
 

@@ -142,7 +142,9 @@ def judge_table(results: Mapping[str, Mapping]) -> str:
     return "\n".join(out)
 
 
-def write_results_md(path: str | os.PathLike, results: Mapping[str, Mapping], title: str = "Results") -> Path:
-    text = f"# {title}\n\n{environment_header()}\n## Judge metrics (test set)\n\n{judge_table(results)}"
+def write_results_md(path: str | os.PathLike, results: Mapping[str, Mapping], title: str = "Results",
+                     command: str | None = None) -> Path:
+    cmd = f"## Command\n\n    {command}\n\n" if command else ""
+    text = f"# {title}\n\n{environment_header()}\n{cmd}## Judge metrics (test set)\n\n{judge_table(results)}"
     atomic_write_text(path, text)
     return Path(path)

@@ -66,7 +66,7 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
     assert "Successfully finished." in log
     # C-DSVAE and DSVAE side by side, one experiment per seed, each with finite EERs in [0, 100]
     # for s and z, raw and mean-normalised; the report adds mean ± std and the paired difference.
-    results = (rdir / "RESULTS.md").read_text()
+    results = (rdir / "exp" / "RESULTS.md").read_text()
     assert "C-DSVAE" in results and "DSVAE" in results
     assert "Mean ± std over seeds" in results and "| cdsvae - dsvae | EER s (%) | 2 |" in results
     rows = table_rows(results)
@@ -119,7 +119,7 @@ def test_sprites_video_recipe_end_to_end(tmp_path):
     for tag in ("cdsvae_cpu", "dsvae_cpu"):
         res = json.loads((rdir / "exp" / tag / "judge_results.json").read_text())
         assert res, tag
-    results = (rdir / "RESULTS.md").read_text()
+    results = (rdir / "exp" / "RESULTS.md").read_text()
     assert "C-DSVAE" in results and "DSVAE" in results
     assert list((rdir / "exp").glob("**/*.png")), "no swap grids"
 

@@ -264,13 +264,15 @@ def test_judge_eval_cli(trained_judge, data_dirs, tmp_path, monkeypatch):
     save_judge(tmp_path / "judge", judge, {"test_dir": str(data_dirs / "test")})
     exp = tmp_path / "exp"
     exp.mkdir()
-    monkeypatch.setattr(cdsvae.train, "load_model", lambda d, device="cpu": (OracleModel(), {}))
+    info = {"file": "checkpoints/best.pt", "step": 7, "eval_train_ratio": 1.01}
+    monkeypatch.setattr(cdsvae.train, "load_model_with_info", lambda d, device="cpu": (OracleModel(), {}, info))
     code = run_cli(cli, ["--exp_dir", str(exp), "--judge_dir", str(tmp_path / "judge"), "--n_draws", "2",
                          "--batch_size", "8", "--device", "cpu"])
     assert code == 0
     res = json.loads((exp / "judge_results.json").read_text())
     assert res["n_draws"] == 2 and res["protocol_A"]["direction"]["acc"]["mean"] >= 0.95
     assert set(res["protocol_B"]) == {"colour"}
+    assert res["checkpoint"] == info  # which weights were judged, for the report
     assert run_cli(cli, ["--exp_dir", str(tmp_path / "nope"), "--judge_dir", str(tmp_path / "judge")]) == 1
 
 

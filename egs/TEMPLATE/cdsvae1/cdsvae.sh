@@ -46,7 +46,7 @@ Stages (the numbers are the same in every recipe):
      <train_set> -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/
   6  scoring: speech: trials, cosine scores (raw and after subtracting the mean of <train_set>),
      EER/minDCF -> ${expdir}/<tag>/score_<set>/; video: judge metrics
-  7  report: ${expdir}/<tag>/RESULTS.md, plots, and RESULTS.md comparing the experiments
+  7  report: ${expdir}/<tag>/RESULTS.md, plots, and ${expdir}/RESULTS.md comparing the experiments
 
 Options:
   --stage N             first stage to run (default: ${stage})
@@ -391,19 +391,19 @@ stage_7() {
     for tag in $(experiment_tags); do
         exps+=("${expdir}/${tag}")
     done
-    log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and RESULTS.md"
+    log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and ${expdir}/RESULTS.md"
     if [ "${modality}" = video ]; then
         require_tool cdsvae.bin.video_report
-        python -m cdsvae.bin.video_report --data "data/${test_sets%% *}" --out RESULTS.md "${exps[@]}"
+        python -m cdsvae.bin.video_report --data "data/${test_sets%% *}" --out "${expdir}/RESULTS.md" "${exps[@]}"
     else
         require_tool cdsvae.bin.make_report
         for dset in ${test_sets}; do
-            out=RESULTS.md
-            [ "${dset}" = "${test_sets%% *}" ] || out=RESULTS_${dset}.md
+            out=${expdir}/RESULTS.md
+            [ "${dset}" = "${test_sets%% *}" ] || out=${expdir}/RESULTS_${dset}.md
             python -m cdsvae.bin.make_report --expdirs "${exps[@]}" --set "${dset}" --out "${out}"
         done
     fi
-    log "Results: ${PWD}/RESULTS.md"
+    log "Results: ${expdir}/RESULTS.md (a committed RESULTS.md in ${PWD}, if any, is the recipe's reference run)"
 }
 
 for ((n = stage; n <= stop_stage; n++)); do
