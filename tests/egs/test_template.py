@@ -109,6 +109,8 @@ def test_help_lists_the_seven_stages_and_options():
     (["--stage", "two"], "--stage expects a non-negative integer"),
     (["--modality", "text"], "--modality must be speech or video"),
     (["--num_nodes", "2"], "--num_nodes 2 needs --ngpu >= 1"),
+    (["--seeds", "1 two"], "--seeds expects non-negative integers, got 'two'"),
+    (["--norm_max_utts", "0"], "--norm_max_utts must be at least 1"),
 ])
 def test_bad_stage_options_fail_clearly(args, message):
     r = run(TEMPLATE, *args, *SETS)
@@ -185,6 +187,20 @@ def test_training_on_cpu_runs_plain_python_per_config(recipe, fake_tools):
         log = (recipe / "exp" / tag / "log" / "launch.log").read_text()
         assert log.startswith("# python -m cdsvae.bin.train --config")
         assert "# Ended (code 0)" in log
+
+
+def test_seeds_train_every_config_once_per_seed(recipe, fake_tools):
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--seeds", "3 1",
+            "--train_args", "--optim.lr 0.5", extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 0, r.stderr
+    for name, conf in (("cdsvae", "conf/train.yaml"), ("dsvae", "conf/train_dsvae.yaml")):
+        for seed in (3, 1):
+            tag = f"{name}_seed{seed}"
+            launched = (recipe / "exp" / tag / "launched.none").read_text().splitlines()
+            assert launched[0] == f"--config {conf} --outdir exp/{tag} --train.seed {seed} --optim.lr 0.5"
+    assert sorted(p.name for p in (recipe / "exp").iterdir()) == [
+        "cdsvae_seed1", "cdsvae_seed3", "dsvae_seed1", "dsvae_seed3"]
+    assert "exp/{cdsvae_seed3,cdsvae_seed1,dsvae_seed3,dsvae_seed1}" in r.stderr
 
 
 def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools):
