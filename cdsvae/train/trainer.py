@@ -348,6 +348,11 @@ class Trainer:
         self.epoch, self.step = int(prog["epoch"]), int(prog["step"])
         self.samples_in_epoch = int(prog["samples_in_epoch"])
         self.best_valid = state.get("best_valid")
+        if state.get("criterion", "loss") != self.criterion_name and self.best_valid is not None:
+            log.warning("%s chose its best checkpoint on validation %s, this run chooses on %s: the best "
+                        "checkpoint is chosen afresh from the next validation on", path,
+                        state.get("criterion", "loss"), self.criterion_name)
+            self.best_valid = None
         if self.samples_in_epoch % self.ctx.world_size:
             # Another world size than the run that wrote it: the position is rounded down.
             self.samples_in_epoch -= self.samples_in_epoch % self.ctx.world_size

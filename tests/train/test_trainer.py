@@ -284,3 +284,16 @@ def test_eval_train_ratio_is_logged_and_warned_about(tmp_path, caplog):
     _, state = ckpt.load_latest(tmp_path / "novalid" / "checkpoints")
     assert state["valid"]["eval_train_ratio"] == pytest.approx(1.5) and state["best_valid"] is None
     assert "a fixed training batch 1.50 times worse" in (tmp_path / "novalid" / "train.log").read_text()
+
+
+def test_resuming_a_run_chosen_on_another_criterion_starts_the_choice_afresh(tmp_path):
+    out = tmp_path / "exp"
+    _trainer(out, epochs=1).fit()  # best.pt on the validation loss
+    seed_everything(0)
+    tr = Trainer(ToyModel(), toy_loss, _data(32), _data(8, split="valid"), toy_config(epochs=2), out,
+                 criterion=("recon_only", ("recon",)))
+    tr.fit()
+    log = (out / "train.log").read_text()
+    assert "chose its best checkpoint on validation loss, this run chooses on recon_only" in log
+    best = ckpt.load_checkpoint(out / "checkpoints" / ckpt.BEST)
+    assert best["criterion"] == "recon_only" and best["progress"]["epoch"] == 2
