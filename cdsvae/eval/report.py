@@ -313,19 +313,20 @@ def paired_p_value(diffs: Sequence[float]) -> float:
 
 def checkpoint_table(results: Iterable[ExperimentResult]) -> str:
     """Which weights each experiment was evaluated with, and why."""
-    lines = ["| tag | checkpoint | step (epoch) | chosen because | criterion on dev | eval/train recon ratio |\n",
-             "|---|---|---:|---|---:|---:|\n"]
+    lines = ["| tag | checkpoint | step (epoch) | chosen because | criterion on dev "
+             "| eval/train recon ratio, dev batch | eval/train recon ratio, training batch |\n",
+             "|---|---|---:|---|---:|---:|---:|\n"]
     for r in _ordered(results):
         c = r.checkpoint or {}
         if not c:
-            lines.append(f"| {r.tag} | not recorded | | | | |\n")
+            lines.append(f"| {r.tag} | not recorded | | | | | |\n")
             continue
         value = c.get("criterion_value")
-        ratio = c.get("eval_train_ratio")
+        ratios = [c.get("eval_train_ratio"), c.get("eval_train_ratio_train")]
         lines.append(
             f"| {r.tag} | {c.get('file')} | {c.get('step')} ({c.get('epoch')}) | {c.get('why')} "
             f"| {c.get('criterion')} {'n/a' if value is None else f'{value:.1f}'} "
-            f"| {'n/a' if ratio is None else f'{ratio:.3f}'} |\n")
+            + "".join(f"| {'n/a' if x is None else f'{x:.3f}'} " for x in ratios) + "|\n")
     return "".join(lines)
 
 
@@ -539,8 +540,11 @@ def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: st
     lines += _scoring_sections(results, results_table)
     lines += ["### Checkpoints", "",
               "Every system is evaluated with the checkpoint of lowest validation negative ELBO (recon + KL terms) "
-              "on the dev set; the eval/train ratio is that checkpoint's eval-mode over train-mode reconstruction "
-              "error on a fixed dev batch (1 means eval mode reproduces training).", "",
+              "on the dev set. The eval/train ratios are that checkpoint's eval-mode over train-mode reconstruction "
+              "error on a fixed batch: near 1 on the training batch means the batch-norm running statistics "
+              "describe the trained model; on the dev batch it can fall below 1, because a batch of other speakers "
+              "normalised with its own statistics is shifted away from what the model learnt. Above 1.25 the "
+              "trainer warns.", "",
               checkpoint_table(results)]
     lines += ["Per experiment (figures, listening demo):", ""]
     for r in sorted(results, key=lambda r: r.tag):

@@ -304,7 +304,7 @@ def checkpoint_summary(path: Path, state: Mapping[str, Any], why: str) -> dict[s
     return {"file": f"{path.parent.name}/{path.name}", "step": progress.get("step"),
             "epoch": progress.get("epoch"), "why": why, "criterion": criterion,
             "criterion_value": valid.get(criterion), "eval_train_ratio": valid.get("eval_train_ratio"),
-            "valid": valid}
+            "eval_train_ratio_train": valid.get("eval_train_ratio_train"), "valid": valid}
 
 
 def load_model_with_info(exp_dir: str | os.PathLike,

@@ -74,7 +74,6 @@ LossFn = Callable[[nn.Module, Mapping[str, Any], torch.Generator], tuple[torch.T
 ConsistencyFn = Callable[[nn.Module, Mapping[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 # Eval-mode reconstruction more than this many times the train-mode one is warned about.
 EVAL_TRAIN_RATIO_LIMIT = 1.25
-CONSISTENCY_KEYS = ("recon_eval_mode", "recon_train_mode", "eval_train_ratio")
 # Validation order and augmentation draws do not depend on train.seed, so every system and
 # every seed is validated (and its checkpoint chosen) on the same batches.
 VALID_SEED = 20211206
@@ -224,9 +223,10 @@ class Trainer:
     ``criterion = (name, terms)`` chooses ``best.pt``: the validation sum of those logged terms
     (e.g. the negative ELBO, so that systems trained with different extra terms are chosen
     alike); without it, the validation loss. ``consistency_fn`` checks that the model in eval
-    mode reproduces training: after every epoch (and at the end) it is given the same fixed
-    batch (of the validation set, else of the training set), its (eval, train) reconstruction
-    errors are logged with their ratio ``eval_train_ratio`` and stored in the checkpoint, and a
+    mode reproduces training: after every epoch it is given the same fixed batches (of the
+    validation set when there is one, and of the training set), their (eval, train)
+    reconstruction errors are logged with their ratios (``eval_train_ratio``,
+    ``eval_train_ratio_train``; see :meth:`consistency`) and stored in the checkpoint, and a
     ratio above ``EVAL_TRAIN_RATIO_LIMIT`` is warned about.
     """
 
@@ -587,33 +587,56 @@ class Trainer:
             out[self.criterion_name] = sum(out[k] for k in self.criterion_terms)
         return out
 
-    def consistency(self) -> dict[str, float]:
-        """Eval- and train-mode reconstruction of one fixed batch, and their ratio.
+    def _consistency_sources(self) -> list[tuple[str, str, Dataset]]:
+        """(key suffix, name, dataset) of the fixed batches checked: validation first when there is one."""
+        sources = []
+        if self.valid_set is not None:
+            sources.append(("", "validation", self.valid_set))
+        sources.append(("_train" if sources else "", "training", self.train_set))
+        return sources
 
-        The batch is the first ``batch_size`` items of the validation order, or of a fixed
-        order of the training set when there is no validation set; every rank computes it (no
-        collective), rank 0 logs it. The consistency function must leave the model's parameters
-        and buffers as they were.
+    def consistency(self) -> dict[str, float]:
+        """Eval- and train-mode reconstruction of fixed batches, and their ratios.
+
+        Each batch is the first ``batch_size`` items of a fixed order of the validation set
+        (keys ``recon_eval_mode``, ``recon_train_mode``, ``eval_train_ratio``) and of the
+        training set (the same keys with ``_train``; without a validation set, the training
+        batch takes the plain keys). On training data a ratio near 1 says the running
+        statistics describe the data the model was trained on; on validation data it may also
+        fall below 1, because a batch of other speakers normalised with its own statistics is
+        shifted away from what the model learnt. Every rank computes it (no collective), on a
+        forked RNG so the check never changes training; the consistency function must leave
+        parameters and buffers as they were.
         """
         assert self.consistency_fn is not None
-        dataset = self.valid_set if self.valid_set is not None else self.train_set
-        order = np.random.default_rng(VALID_SEED).permutation(len(dataset))
-        batch = next(iter(self._loader(dataset, batch_sampler=[order[: self.batch_size].tolist()])))
-        batch = _to_device(batch, self.device)
-        with torch.no_grad(), self._autocast():
-            eval_err, train_err = self.consistency_fn(self.model, batch)
-        eval_err, train_err = float(eval_err), float(train_err)
-        ratio = eval_err / train_err if train_err > 0 else math.inf
-        return {"recon_eval_mode": eval_err, "recon_train_mode": train_err, "eval_train_ratio": ratio}
+        out: dict[str, float] = {}
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for suffix, _, dataset in self._consistency_sources():
+                order = np.random.default_rng(VALID_SEED).permutation(len(dataset))
+                loader = self._loader(dataset, batch_sampler=[order[: self.batch_size].tolist()])
+                batch = _to_device(next(iter(loader)), self.device)
+                with torch.no_grad(), self._autocast():
+                    eval_err, train_err = self.consistency_fn(self.model, batch)
+                eval_err, train_err = float(eval_err), float(train_err)
+                out[f"recon_eval_mode{suffix}"] = eval_err
+                out[f"recon_train_mode{suffix}"] = train_err
+                out[f"eval_train_ratio{suffix}"] = eval_err / train_err if train_err > 0 else math.inf
+        return out
 
     def _check_consistency(self, valid: Mapping[str, float]) -> None:
-        ratio = valid.get("eval_train_ratio")
-        if ratio is None:
-            return
-        what = "validation" if self.valid_set is not None else "training"
-        log.info("eval/train ratio at step %d: %.3f (reconstruction of a fixed %s batch: eval mode %.4g, train "
-                 "mode %.4g)", self.step, ratio, what, valid["recon_eval_mode"], valid["recon_train_mode"])
-        if not ratio <= EVAL_TRAIN_RATIO_LIMIT:
-            log.warning("eval mode reconstructs a fixed %s batch %.2f times worse than train mode (limit "
-                        "%.2f): the batch-norm running statistics do not describe the trained model, so every "
-                        "number measured in eval mode is suspect", what, ratio, EVAL_TRAIN_RATIO_LIMIT)
+        parts, bad = [], []
+        for suffix, name, _ in self._consistency_sources():
+            ratio = valid.get(f"eval_train_ratio{suffix}")
+            if ratio is None:
+                continue
+            parts.append(f"{ratio:.3f} on a fixed {name} batch (reconstruction in eval mode "
+                         f"{valid[f'recon_eval_mode{suffix}']:.4g}, in train mode {valid[f'recon_train_mode{suffix}']:.4g})")
+            if not ratio <= EVAL_TRAIN_RATIO_LIMIT:
+                bad.append(f"{name} batch {ratio:.2f} times")
+        if parts:
+            log.info("eval/train ratio at step %d: %s", self.step, "; ".join(parts))
+        if bad:
+            log.warning("eval mode reconstructs a fixed %s worse than train mode (limit %.2f): the batch-norm "
+                        "running statistics do not describe the trained model, so every number measured in eval "
+                        "mode is suspect", " and ".join(bad), EVAL_TRAIN_RATIO_LIMIT)

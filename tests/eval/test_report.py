@@ -277,7 +277,8 @@ def _seeded(root, tag, weights, seed, eer_s, eer_z, mean_norm=None):
     (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
     (exp / "emb_test" / "meta.json").write_text(json.dumps({"checkpoint": {
         "file": "checkpoints/best.pt", "step": 40 + seed, "epoch": 2, "why": "lowest validation neg_elbo",
-        "criterion": "neg_elbo", "criterion_value": 123.456, "eval_train_ratio": 1.0123}}))
+        "criterion": "neg_elbo", "criterion_value": 123.456, "eval_train_ratio": 1.0123,
+        "eval_train_ratio_train": 0.998}}))
     return exp
 
 
@@ -304,8 +305,8 @@ def test_seed_summary_and_paired_difference_known_answers(tmp_path):
     assert "| C-DSVAE | cdsvae | 3 (1,2,3) | 3.00 ± 1.00 | 35.00 ± 0.00 |" in " ".join(rows)
     assert text.index("Scoring: cosine.") < text.index("Scoring: cosine after subtracting the training-set mean")
     # which checkpoint each experiment used, and why
-    assert "| cdsvae_seed2 | checkpoints/best.pt | 42 (2) | lowest validation neg_elbo | neg_elbo 123.5 | 1.012 |" \
-           in rows
+    assert "| cdsvae_seed2 | checkpoints/best.pt | 42 (2) | lowest validation neg_elbo | neg_elbo 123.5 | 1.012 " \
+           "| 0.998 |" in rows
     per_exp = (tmp_path / "cdsvae_seed1" / "RESULTS.md").read_text()
     assert "## Checkpoint" in per_exp and "| cdsvae_seed1 | checkpoints/best.pt | 41 (2) |" in per_exp
 

@@ -266,24 +266,46 @@ def test_eval_train_ratio_is_logged_and_warned_about(tmp_path, caplog):
         seen.append(batch["x"].clone())
         return torch.tensor(3.0), torch.tensor(2.0)
 
+    valid = _data(8, split="valid")
     seed_everything(0)
-    tr = Trainer(ToyModel(), toy_loss, _data(32), _data(8, split="valid"), toy_config(epochs=2, batch_size=4),
+    tr = Trainer(ToyModel(), toy_loss, _data(32), valid, toy_config(epochs=2, batch_size=4),
                  tmp_path / "exp", consistency_fn=consistency)
     tr.fit()
-    assert len(seen) == 2 and torch.equal(seen[0], seen[1]) and seen[0].shape[0] == 4  # one fixed batch
+    # per epoch one fixed validation batch, then one fixed training batch; the same every epoch
+    assert len(seen) == 4 and all(x.shape[0] == 4 for x in seen)
+    assert torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3]) and not torch.equal(seen[0], seen[1])
+    assert any(torch.equal(seen[0][0], valid[i]["x"]) for i in range(len(valid)))
     best = ckpt.load_checkpoint(tmp_path / "exp" / "checkpoints" / ckpt.BEST)
     assert best["valid"]["eval_train_ratio"] == pytest.approx(1.5)
+    assert best["valid"]["eval_train_ratio_train"] == pytest.approx(1.5)
     log = (tmp_path / "exp" / "train.log").read_text()
-    assert log.count(": 1.500 (reconstruction of a fixed validation batch") == 2
-    assert "WARNING eval mode reconstructs a fixed validation batch 1.50 times worse" in log
-    # without a validation set the check runs on a fixed training batch, and still reaches the checkpoint
+    assert log.count(": 1.500 on a fixed validation batch (reconstruction in eval mode 3, in train mode 2); "
+                     "1.500 on a fixed training batch") == 2
+    assert ("WARNING eval mode reconstructs a fixed validation batch 1.50 times and training batch 1.50 times "
+            "worse than train mode") in log
+    # without a validation set the check runs on the training batch only, and still reaches the checkpoint
     seed_everything(0)
     tr = Trainer(ToyModel(), toy_loss, _data(32), None, toy_config(epochs=1, batch_size=4), tmp_path / "novalid",
                  consistency_fn=consistency)
     tr.fit()
     _, state = ckpt.load_latest(tmp_path / "novalid" / "checkpoints")
     assert state["valid"]["eval_train_ratio"] == pytest.approx(1.5) and state["best_valid"] is None
+    assert "eval_train_ratio_train" not in state["valid"]
     assert "a fixed training batch 1.50 times worse" in (tmp_path / "novalid" / "train.log").read_text()
+
+
+def test_the_eval_train_check_does_not_change_training(tmp_path):
+    seed_everything(0)
+    plain = Trainer(ToyModel(), lambda m, b, g: toy_loss(m, b, g, noisy=True), _data(32), _data(8, split="valid"),
+                    toy_config(epochs=2), tmp_path / "a")
+    plain.fit()
+    seed_everything(0)
+    checked = Trainer(ToyModel(), lambda m, b, g: toy_loss(m, b, g, noisy=True), _data(32), _data(8, split="valid"),
+                      toy_config(epochs=2), tmp_path / "b",
+                      consistency_fn=lambda m, b: (torch.rand(()) + 1, torch.tensor(1.0)))
+    checked.fit()
+    for k, v in _final_params(tmp_path / "a").items():
+        assert torch.equal(v, _final_params(tmp_path / "b")[k]), k
 
 
 def test_resuming_a_run_chosen_on_another_criterion_starts_the_choice_afresh(tmp_path):
