@@ -132,9 +132,11 @@ def test_speaker_plan_for_the_default_sizes():
     assert all(s.part == "TRAIN" and s.role == "train" for s in speakers if s.spk not in test_list | dev_list)
     assert sum(s.gender == "f" for s in speakers) == 24
     assert all(s.spk[0] == s.gender and 1 <= s.dr <= 8 for s in speakers)
-    # Every speaker is a distinct voice; a variant shared by two speakers comes with distinct pitches,
-    # and no two test speakers share a base variant.
-    assert len({(s.variant, s.pitch) for s in speakers}) == 48
+    # Every speaker is a distinct voice, and no two test speakers share a base variant or its family;
+    # training and dev speakers that share a variant get pitches in different halves of the range.
+    assert len({(s.variant, s.pitch, s.formant_scale) for s in speakers}) == 48
+    others = [s for s in speakers if s.role != "test"]
+    assert len({(s.variant, s.pitch) for s in others}) == len(others)
     test_variants = [s.variant for s in speakers if s.role == "test"]
     assert len(set(test_variants)) == 16 and len({corpus.variant_family(v) for v in test_variants}) == 16
     assert corpus.families_first(["klatt", "m1", "klatt2", "m2", "croak"]) == ["klatt", "m1", "croak", "klatt2", "m2"]
