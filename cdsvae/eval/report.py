@@ -64,7 +64,7 @@ class ExperimentResult:
     @property
     def gap(self) -> float:
         """EER(z) - EER(s) as a fraction: large when s carries the speaker and z does not."""
-        return self.eer_z - self.eer_s
+        return self.scores().gap
 
     @property
     def n_trials(self) -> int:

@@ -47,12 +47,16 @@ def cosine_scores(
     return scores
 
 
-def load_embedding_matrix(scp: str | os.PathLike, utts: list[str]) -> np.ndarray:
-    """Rows of the embeddings in ``scp`` in the order of ``utts``; a missing one is an error."""
+def load_embedding_matrix(scp: str | os.PathLike, utts: list[str] | None = None) -> np.ndarray:
+    """Rows of the embeddings in ``scp`` in the order of ``utts`` (default: the scp's order); a missing one is an error."""
     scp = Path(scp)
     if not scp.is_file():
         raise UserError(f"{scp}: embedding scp not found")
     table = kaldiio.load_scp(str(scp))
+    if utts is None:
+        utts = list(table)
+        if not utts:
+            raise UserError(f"{scp}: no embeddings")
     missing = [u for u in utts if u not in table]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -70,13 +74,8 @@ def load_embedding_matrix(scp: str | os.PathLike, utts: list[str]) -> np.ndarray
 
 def mean_embedding(scp: str | os.PathLike) -> tuple[np.ndarray, int]:
     """(mean vector, count) of every embedding in ``scp``: what mean-normalised scoring subtracts."""
-    scp = Path(scp)
-    if not scp.is_file():
-        raise UserError(f"{scp}: embedding scp not found")
-    utts = list(kaldiio.load_scp(str(scp)).keys())
-    if not utts:
-        raise UserError(f"{scp}: no embeddings")
-    return load_embedding_matrix(scp, utts).mean(axis=0), len(utts)
+    matrix = load_embedding_matrix(scp)
+    return matrix.mean(axis=0), matrix.shape[0]
 
 
 def score_trials(scp: str | os.PathLike, trials: SpeakerVerificationTrials,

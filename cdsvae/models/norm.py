@@ -133,10 +133,9 @@ class _NormLeakyReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, invstd, slope):
-        shape = [1, -1] + [1] * (x.dim() - 2)
         scale = (weight * invstd).to(x.dtype)
         shift = (bias - mean * invstd * weight).to(x.dtype)
-        out = torch.addcmul(shift.view(shape), x, scale.view(shape))
+        out = torch.addcmul(_channel_view(shift, x), x, _channel_view(scale, x))
         out = nn.functional.leaky_relu_(out, slope)
         ctx.save_for_backward(out, weight, bias, invstd)
         ctx.slope = slope
@@ -147,8 +146,7 @@ class _NormLeakyReLU(torch.autograd.Function):
         # ordered so that at most two activation-sized temporaries exist at once
         out, weight, bias, invstd = ctx.saved_tensors
         need_x, need_w, need_b, need_mean, need_invstd = ctx.needs_input_grad[:5]
-        shape = [1, -1] + [1] * (out.dim() - 2)
-        dims = [0] + list(range(2, out.dim()))
+        dims = _reduce_dims(out)
         grad_pre = torch.ops.aten.leaky_relu_backward(grad_out, out, ctx.slope, True)
         grad_weight = grad_bias = grad_mean = grad_invstd = None
         if need_w or need_b or need_mean or need_invstd:
@@ -167,7 +165,7 @@ class _NormLeakyReLU(torch.autograd.Function):
                 if need_invstd:
                     # d/d invstd of weight * (x - mean) * invstd is weight * x_hat / invstd
                     grad_invstd = sum_grad_xhat * weight / invstd
-        grad_x = grad_pre.mul_((weight * invstd).to(out.dtype).view(shape)) if need_x else None
+        grad_x = grad_pre.mul_(_channel_view((weight * invstd).to(out.dtype), out)) if need_x else None
         return grad_x, grad_weight, grad_bias, grad_mean, grad_invstd, None
 
 

@@ -525,14 +525,18 @@ class Trainer:
             bar.close()
         return True
 
-    def _valid_order(self) -> np.ndarray:
-        """The validation items in a fixed shuffled order (the same for every system and seed).
+    @staticmethod
+    def _fixed_order(dataset: Dataset) -> np.ndarray:
+        """A fixed shuffled order of ``dataset`` (the same for every system and seed).
 
-        Batches then mix utterances and speakers, as training batches do, instead of holding
-        the consecutive segments of one or two utterances.
+        Validation batches then mix utterances and speakers, as training batches do, instead
+        of holding the consecutive segments of one or two utterances.
         """
+        return np.random.default_rng(VALID_SEED).permutation(len(dataset))
+
+    def _valid_order(self) -> np.ndarray:
         assert self.valid_set is not None
-        return np.random.default_rng(VALID_SEED).permutation(len(self.valid_set))
+        return self._fixed_order(self.valid_set)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -613,8 +617,8 @@ class Trainer:
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             for suffix, _, dataset in self._consistency_sources():
-                order = np.random.default_rng(VALID_SEED).permutation(len(dataset))
-                loader = self._loader(dataset, batch_sampler=[order[: self.batch_size].tolist()])
+                items = self._fixed_order(dataset)[: self.batch_size].tolist()
+                loader = self._loader(dataset, batch_sampler=[items])
                 batch = _to_device(next(iter(loader)), self.device)
                 with torch.no_grad(), self._autocast():
                     eval_err, train_err = self.consistency_fn(self.model, batch)

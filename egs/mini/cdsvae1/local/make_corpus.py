@@ -7,12 +7,13 @@ Tree written (the LDC TIMIT layout, upper-case names):
 .PHN/.WRD files: espeak-ng gives no phone timing, and the TIMIT prep tolerates their absence.
 
 Each speaker is a voice of its own: an espeak-ng variant file written for that speaker
-(OUT/espeak-ng-data, a copy of the system's data with the speakers' variants added), made
-from one of espeak-ng's variants of the speaker's gender with every formant frequency scaled
-by a per-speaker vocal-tract factor, plus the speaker's own base pitch, speed and word gap.
-Test speakers are planned first, so no two of them share a base variant, nor a family of
-variants (klatt/klatt2/klatt3), while there are enough, and those of one gender are spread evenly over the pitch range and the formant
-scales; other speakers that share a variant get pitches in different halves of the range. Each
+(in OUT/espeak/espeak-ng-data, which holds the system's English data and these variants),
+made from one of espeak-ng's variants of the speaker's gender with every formant frequency
+scaled by a per-speaker vocal-tract factor, plus the speaker's own base pitch, speed and
+word gap. Test speakers are planned first, so no two of them share a base variant, nor a
+family of variants (klatt/klatt2/klatt3), while there are enough, and those of one gender
+are spread evenly over the pitch range and the formant scales; other speakers that share a
+variant get pitches in different halves of the range. Each
 utterance varies pitch and speed slightly around the speaker's, gets 0.1-0.3 s of leading
 and trailing silence and a 2-LSB dither (so no frame is digital zero).
 Speakers are named after the TIMIT lists the recipe uses: test speakers from the core-test
