@@ -43,12 +43,23 @@ def kl_normal(mean_q, logvar_q, mean_p=None, logvar_p=None):
     return 0.5 * kl.sum()
 
 
-def nt_xent(a, b, tau=0.5):
+def nt_xent(a, b, tau=0.5, tau_plus=0.0, drop_nearest=0):
     """SimCLR's NT-Xent over the 2B rows of cat(a, b), a and b of shape (B, D).
 
     Cosine similarity / tau; row i's positive is its paired row (i + B or i - B); the
     denominator runs over every row but i itself. Returns the mean over the 2B rows.
     Needs B >= 2: with a single pair the loss is identically 0 and teaches nothing.
+
+    Two label-free remedies for negatives that are really positives (another utterance of
+    the anchor's speaker), both off by default:
+
+    ``tau_plus`` > 0: the debiased loss of Chuang et al. (NeurIPS 2020). ``tau_plus`` is the
+    prior probability that a negative shares the anchor's class (about 1 / number of speakers);
+    the sum over the N = 2B - 2 negatives is replaced by
+    max((sum_neg - N tau_plus e_pos) / (1 - tau_plus), N e^(-1/tau)).
+
+    ``drop_nearest`` = k > 0: false-negative cancellation by similarity. Each row's k negatives
+    most similar to it are left out of its denominator (needs k <= 2B - 3).
     """
     if a.dim() != 2 or a.shape != b.shape:
         raise ValueError(
@@ -56,12 +67,35 @@ def nt_xent(a, b, tau=0.5):
     n = a.shape[0]
     if n < 2:
         raise ValueError(f"nt_xent needs a batch of at least 2 pairs, got {n}")
+    if not 0.0 <= tau_plus < 1.0:
+        raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}")
+    num_neg = 2 * n - 2
+    if drop_nearest < 0 or (drop_nearest > 0 and drop_nearest > num_neg - 1):
+        raise ValueError(f"drop_nearest must be in [0, {num_neg - 1}] for a batch of {n} pairs, got {drop_nearest}")
     h = F.normalize(torch.cat([a, b]), dim=1)
     sim = (h @ h.t()) / tau
-    self_mask = torch.eye(2 * n, dtype=torch.bool, device=sim.device)
-    sim = sim.masked_fill(self_mask, float("-inf"))
     idx = torch.arange(n, device=sim.device)
-    return F.cross_entropy(sim, torch.cat([idx + n, idx]))
+    pos_col = torch.cat([idx + n, idx])
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=sim.device)
+    if tau_plus == 0.0 and drop_nearest == 0:
+        return F.cross_entropy(sim.masked_fill(self_mask, float("-inf")), pos_col)
+    rows = torch.arange(2 * n, device=sim.device)
+    pos_mask = torch.zeros_like(self_mask)
+    pos_mask[rows, pos_col] = True
+    neg_mask = ~(self_mask | pos_mask)
+    if drop_nearest > 0:
+        nearest = sim.detach().masked_fill(~neg_mask, float("-inf")).topk(drop_nearest, dim=1).indices
+        neg_mask = neg_mask.clone()
+        neg_mask[rows[:, None], nearest] = False
+        num_neg -= drop_nearest
+    # Shifted by the largest possible logit 1/tau so that no exponential overflows.
+    shift = 1.0 / tau
+    pos = sim[rows, pos_col] - shift
+    neg_exp = torch.exp(sim - shift).masked_fill(~neg_mask, 0.0).sum(dim=1)
+    if tau_plus > 0.0:
+        neg_exp = (neg_exp - num_neg * tau_plus * torch.exp(pos)) / (1.0 - tau_plus)
+        neg_exp = torch.clamp(neg_exp, min=num_neg * math.exp(-1.0 / tau - shift))
+    return (torch.logaddexp(pos, torch.log(neg_exp)) - pos).mean()
 
 
 def gaussian_log_density_matrix(v, mean, logvar):
@@ -137,6 +171,9 @@ class LossWeights:
     mi_sz: float = 1.0
     mi_estimator: str = "contrastive"
     tau: float = 0.5
+    # Label-free remedies for same-speaker negatives in con_s (see nt_xent); 0 = off.
+    con_s_tau_plus: float = 0.0
+    con_s_drop_nearest: int = 0
 
     def __post_init__(self):
         for name in TERMS:
@@ -147,6 +184,12 @@ class LossWeights:
             raise UserError(f"mi_estimator must be contrastive or mws, got {self.mi_estimator!r}")
         if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not self.tau > 0:
             raise UserError(f"tau must be a positive number, got {self.tau!r}")
+        tp = self.con_s_tau_plus
+        if isinstance(tp, bool) or not isinstance(tp, (int, float)) or not 0 <= tp < 1:
+            raise UserError(f"con_s_tau_plus must be a number in [0, 1), got {tp!r}")
+        k = self.con_s_drop_nearest
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise UserError(f"con_s_drop_nearest must be an integer >= 0, got {k!r}")
 
 
 def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content_index=None):
@@ -190,7 +233,11 @@ def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content
         "kl_z": kl_normal(out.z_mean, out.z_logvar, out.z_prior_mean, out.z_prior_logvar) / batch,
     }
     if use_content:
-        terms["con_s"] = nt_xent(out.s_mean, out.s_mean_content, weights.tau)
+        if weights.con_s_drop_nearest > 2 * batch - 3:
+            raise UserError(f"loss.con_s_drop_nearest {weights.con_s_drop_nearest} leaves no negative in a batch "
+                            f"of {batch} (at most {2 * batch - 3})")
+        terms["con_s"] = nt_xent(out.s_mean, out.s_mean_content, weights.tau, weights.con_s_tau_plus,
+                                 weights.con_s_drop_nearest)
     if use_motion:
         terms["con_z"] = nt_xent(out.z_mean.flatten(1), out.z_mean_motion.flatten(1), weights.tau)
     if not contrastive:

@@ -29,7 +29,14 @@ and are ignored here):
     failing; load all features into memory.
 
 Items: ``{"x": (T, F) float32, "x_motion": (T, F) float32 (when copies are configured),
-"utt": id, "spk": speaker index (sorted speaker ids of the split), "start": first frame}``.
+"utt": id, "spk": speaker index (sorted speaker ids of the split), "start": first frame}``,
+plus ``"x_content"`` (T, F), another segment of the same utterance, with ``content_segment``
+(the ``segment`` content view): in training a random one that does not overlap x where the
+utterance is long enough (two segments), in the other splits the next segment of the
+utterance (cyclically; x itself when the utterance has only one).
+
+``item_groups()`` gives the utterance index of every item, which the trainer uses to keep
+two segments of one utterance out of the same batch (``train.unique_utts_per_batch``).
 """
 
 from __future__ import annotations
@@ -154,6 +161,16 @@ def _motion_dirs(spec: Any) -> list[Path]:
     raise UserError(f"motion_feats: expected a dir, a list of dirs or a mapping split -> dirs, got {spec!r}")
 
 
+def _other_start(rng: np.random.Generator, num_frames: int, seg: int, start: int) -> int:
+    """A random first frame of a segment that does not overlap [start, start + seg), if one fits."""
+    before = max(0, start - seg + 1)  # starts 0 .. start - seg
+    after = max(0, num_frames - seg - (start + seg) + 1)  # starts start + seg .. num_frames - seg
+    if before + after == 0:
+        return int(rng.integers(0, num_frames - seg + 1))
+    k = int(rng.integers(0, before + after))
+    return k if k < before else start + seg + (k - before)
+
+
 def _mix(*values: int | str) -> int:
     text = "\x00".join(str(v) for v in values).encode("utf-8")
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
@@ -165,7 +182,7 @@ class SpeechSegmentDataset(Dataset):
     def __init__(self, feats_dir: str | os.PathLike, segment_frames: int = 20, train: bool = False,
                  segments_per_utt: int = 1, motion_dirs: Sequence[str | os.PathLike] = (),
                  cmvn: str | os.PathLike | None = None, seed: int = 0, skip_bad: bool = False,
-                 in_memory: bool = False):
+                 in_memory: bool = False, content_segment: bool = False):
         if int(segment_frames) < 1:
             raise UserError(f"segment_frames must be >= 1, got {segment_frames}")
         if int(segments_per_utt) < 1:
@@ -173,6 +190,7 @@ class SpeechSegmentDataset(Dataset):
         self.segment_frames = int(segment_frames)
         self.segments_per_utt = int(segments_per_utt)
         self.train = bool(train)
+        self.content_segment = bool(content_segment)
         self.seed = int(seed)
         self.epoch = 0
         self.feats = FeatureSet(feats_dir, in_memory)
@@ -215,6 +233,7 @@ class SpeechSegmentDataset(Dataset):
             counts = np.array([self.feats.num_frames[u] // self.segment_frames for u in utts])
             self._seg_utt = np.repeat(np.arange(len(utts)), counts)
             self._seg_start = np.concatenate([np.arange(c) * self.segment_frames for c in counts])
+            self._seg_count = counts
 
         if self.cmvn is not None:
             dim = self.feats.load(utts[0]).shape[1]
@@ -235,21 +254,40 @@ class SpeechSegmentDataset(Dataset):
             return len(self.utts) * self.segments_per_utt
         return int(self._seg_utt.size)
 
+    def item_groups(self) -> np.ndarray:
+        """The utterance index of every item (int64, one per item)."""
+        if self.train:
+            return np.repeat(np.arange(len(self.utts), dtype=np.int64), self.segments_per_utt)
+        return self._seg_utt.astype(np.int64)
+
     def locate(self, index: int) -> tuple[int, int, int]:
         """(utterance index, first frame, motion copy) of item ``index``."""
+        u, start, copy, _ = self._locate(index)
+        return u, start, copy
+
+    def content_start(self, index: int) -> int:
+        """First frame of item ``index``'s content segment (see the module docstring)."""
+        return self._locate(index)[3]
+
+    def _locate(self, index: int) -> tuple[int, int, int, int]:
         if not 0 <= index < len(self):
             raise IndexError(index)
+        seg = self.segment_frames
         if self.train:
             u = index // self.segments_per_utt
             rng = np.random.default_rng(_mix(self.seed, self.epoch, index))
             n = self.feats.num_frames[self.utts[u]]
-            start = int(rng.integers(0, n - self.segment_frames + 1))
+            start = int(rng.integers(0, n - seg + 1))
             copy = int(rng.integers(0, len(self.motion))) if self.motion else -1
-            return u, start, copy
+            # drawn after x's own draws, so x and its motion view do not depend on content_segment
+            other = _other_start(rng, n, seg, start) if self.content_segment else start
+            return u, start, copy, other
         u = int(self._seg_utt[index])
         start = int(self._seg_start[index])
         copy = index % len(self.motion) if self.motion else -1
-        return u, start, copy
+        count = int(self._seg_count[u])
+        other = ((start // seg + 1) % count) * seg
+        return u, start, copy, other
 
     def _segment(self, fs: FeatureSet, utt: str, start: int) -> torch.Tensor:
         mat = fs.load(utt)
@@ -262,11 +300,13 @@ class SpeechSegmentDataset(Dataset):
         return torch.from_numpy(np.array(seg, dtype=np.float32))  # a writable copy of just the segment
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        u, start, copy = self.locate(int(index))
+        u, start, copy, other = self._locate(int(index))
         utt = self.utts[u]
         item = {"x": self._segment(self.feats, utt, start), "utt": utt, "spk": int(self.spk[u]), "start": start}
         if copy >= 0:
             item["x_motion"] = self._segment(self.motion[copy], utt, start)
+        if self.content_segment:
+            item["x_content"] = self._segment(self.feats, utt, other)
         return item
 
 
@@ -277,8 +317,12 @@ def _split_value(data_cfg: Mapping[str, Any], split: str) -> Any:
     raise UserError(f"data: no feature dir for split '{split}': set data.{split}_feats")
 
 
-def build_speech_dataset(data_cfg: Mapping[str, Any], split: str) -> SpeechSegmentDataset:
-    """The dataset of ``split`` from a recipe's ``data`` config section (keys in the module docstring)."""
+def build_speech_dataset(data_cfg: Mapping[str, Any], split: str,
+                         content_segment: bool = False) -> SpeechSegmentDataset:
+    """The dataset of ``split`` from a recipe's ``data`` config section (keys in the module docstring).
+
+    ``content_segment`` adds each item's content segment (``x_content``).
+    """
     unknown = sorted(k for k in data_cfg if k not in SPEECH_DATA_DEFAULTS and k not in _TRAINER_KEYS
                      and not k.endswith("_feats"))
     if unknown:
@@ -302,6 +346,7 @@ def build_speech_dataset(data_cfg: Mapping[str, Any], split: str) -> SpeechSegme
         seed=cfg["seed"],
         skip_bad=bool(cfg["skip_bad"]),
         in_memory=bool(cfg["in_memory"]),
+        content_segment=content_segment,
     )
 
 

@@ -1,6 +1,7 @@
 """The C-DSVAE training task: config schema, datasets, the per-step loss, and ``load_model``.
 
-Per step: the content view is the batch with each sequence's frames shuffled (or reversed);
+Per step: the content view is the batch with each sequence's frames shuffled (or reversed),
+or, with ``augment.content_view: segment`` (speech), another segment of the same utterance;
 the motion view is ``batch["x_motion"]`` when the dataset provides one (speech: voice-converted
 copies), else made on the fly for image sequences; then :func:`cdsvae.objectives.cdsvae_loss`. Model,
 objective, augmentation and data modules are imported only when used, so the trainer itself
@@ -29,6 +30,7 @@ from cdsvae.train.trainer import (OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_
 log = logging.getLogger("cdsvae.train")
 
 DATA_TYPES = ("speech", "video", "synthetic")
+CONTENT_VIEWS = ("shuffle", "reverse", "segment")
 CONFIG_FILE = "config.yaml"
 
 
@@ -59,6 +61,8 @@ def _trainer_sections() -> Schema:
             "device": Field(t["device"], "str", choices=("auto", "cpu", "cuda")),
             "find_unused_parameters": Field(t["find_unused_parameters"], "bool"),
             "tensorboard": Field(t["tensorboard"], "bool"),
+            # null: on when a contrastive term is on (resolved by check_config)
+            "unique_utts_per_batch": Field(t["unique_utts_per_batch"], "bool", optional=True),
         }),
     }
 
@@ -75,7 +79,9 @@ def config_schema() -> Schema:
         "loss": Section(loss_fields),
         **_trainer_sections(),
         "augment": Section({
-            "content_view": Field("shuffle", "str", choices=("shuffle", "reverse")),
+            # shuffle | reverse: x's frames reordered (the paper); segment: another segment of the
+            # same utterance (speech), the positive of self-supervised speaker-embedding recipes
+            "content_view": Field("shuffle", "str", choices=CONTENT_VIEWS),
             # Overrides of cdsvae.augment.video.MotionViewConfig, e.g. {hue: 0.0}; video only.
             "motion_view": Field({}, "any"),
         }),
@@ -100,17 +106,34 @@ def check_config(cfg: Mapping[str, Any], source: str = "config") -> dict[str, An
         raise UserError(f"{source}: {e}") from None
     if cfg["augment"]["motion_view"] is not None and not isinstance(cfg["augment"]["motion_view"], Mapping):
         raise UserError(f"{source}: 'augment.motion_view' must be a mapping of motion-view options")
+    if cfg["augment"]["content_view"] == "segment" and cfg["data"]["type"] != "speech":
+        raise UserError(f"{source}: 'augment.content_view: segment' needs several segments per sequence "
+                        f"(data.type speech), got data.type {cfg['data']['type']}; use shuffle or reverse")
+    if cfg["train"]["unique_utts_per_batch"] is None:
+        cfg["train"]["unique_utts_per_batch"] = uses_contrastive(cfg["loss"])
     return cfg
 
 
-def build_dataset(data_cfg: Mapping[str, Any], split: str):
+def uses_contrastive(loss_cfg: Mapping[str, Any]) -> bool:
+    """Whether a contrastive term (con_s or con_z on views) is on."""
+    return loss_cfg.get("mi_estimator", "contrastive") == "contrastive" and (
+        float(loss_cfg.get("con_s", 0)) > 0 or float(loss_cfg.get("con_z", 0)) > 0)
+
+
+def content_segments(cfg: Mapping[str, Any]) -> bool:
+    """Whether the datasets must give each item a content segment (``x_content``)."""
+    return (cfg["augment"]["content_view"] == "segment" and cfg["loss"]["mi_estimator"] == "contrastive"
+            and cfg["loss"]["con_s"] > 0)
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str, content_segment: bool = False):
     kind = data_cfg["type"]
     if kind == "synthetic":
         from cdsvae.data.synthetic import build_synthetic_dataset
         return build_synthetic_dataset(data_cfg, split)
     if kind == "speech":
         from cdsvae.data.speech import build_speech_dataset
-        return build_speech_dataset(dict(data_cfg), split)
+        return build_speech_dataset(dict(data_cfg), split, content_segment=content_segment)
     if kind == "video":
         from cdsvae.data.video import build_video_dataset
         return build_video_dataset(dict(data_cfg), split)
@@ -140,14 +163,22 @@ def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
     motion_opts = dict(cfg["augment"]["motion_view"] or {})
     needs_motion = weights.mi_estimator == "contrastive" and weights.con_z > 0
     needs_content = weights.mi_estimator == "contrastive" and weights.con_s > 0
+    segment_view = mode == "segment"
 
     without_motion = dataclasses.replace(weights, con_z=0.0)
     warned = []
 
     def loss_fn(model: nn.Module, batch: Mapping[str, Any], generator: torch.Generator):
         x = batch["x"]
-        # The content view as a frame order: the model reuses x's frame embeddings for it.
-        order = content_order(x.shape[0], x.shape[1], generator, mode, device=x.device) if needs_content else None
+        order = x_content = None
+        if needs_content and segment_view:
+            x_content = batch.get("x_content")
+            if x_content is None:
+                raise UserError("augment.content_view segment: the batch has no 'x_content' (another segment of the "
+                                "same utterance); it needs speech data built with content segments")
+        elif needs_content:
+            # The content view as a frame order: the model reuses x's frame embeddings for it.
+            order = content_order(x.shape[0], x.shape[1], generator, mode, device=x.device)
         x_motion = batch.get("x_motion")
         w = weights
         if x_motion is None and needs_motion:
@@ -166,7 +197,7 @@ def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
                     log.warning("no motion views in the validation data: con_z is left out of the validation loss")
                     warned.append(True)
                 w = without_motion
-        loss, terms = cdsvae_loss(model, x, None, x_motion, w, dataset_size, content_index=order)
+        loss, terms = cdsvae_loss(model, x, x_content, x_motion, w, dataset_size, content_index=order)
         terms = {k: v for k, v in terms.items() if k != "loss"}
         return loss, terms
 
@@ -236,9 +267,10 @@ def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistCo
         _check_existing_run(outdir, cfg)
         dump_config(cfg, outdir / CONFIG_FILE)
     seed_everything(t["seed"])  # same initial parameters on every rank
-    train_set = build_dataset(cfg["data"], cfg["data"]["train_split"])
+    segments = content_segments(cfg)
+    train_set = build_dataset(cfg["data"], cfg["data"]["train_split"], segments)
     valid_split = cfg["data"]["valid_split"]
-    valid_set = build_dataset(cfg["data"], valid_split) if valid_split else None
+    valid_set = build_dataset(cfg["data"], valid_split, segments) if valid_split else None
     if len(train_set) == 0:
         raise UserError(f"data split '{cfg['data']['train_split']}' is empty")
     if valid_set is not None and len(valid_set) == 0:

@@ -36,6 +36,9 @@ Semantics worth knowing:
 - Every process draws the same permutation per epoch (DistributedSampler, ``set_epoch``) and
   takes every N-th index; one global step consumes a contiguous block of ``N*B`` indices of that
   permutation, which is why the position within an epoch can be stored as a sample count.
+- With ``train.unique_utts_per_batch`` true and a training set that has an ``item_groups()`` method (the
+  utterance of each speech segment), the permutation is replaced by one in which no global
+  batch holds two items of a group (:mod:`cdsvae.train.sampler`); it is cut the same way.
 - Checkpoints (``DIR/checkpoints/stepNNNNNNNNN.pt``, keep the last ``keep_last``, plus
   ``best.pt`` by the validation criterion) hold the model, optimiser, scheduler, epoch/step, position in
   the epoch, and every rank's RNG states, so a killed run restarted with the same command ends
@@ -82,6 +85,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 100, "batch_size": 128, "num_workers": 0, "seed": 1, "deterministic": False,
     "amp": "none", "compile": False, "log_every": 50, "ckpt_every_steps": 0, "keep_last": 3,
     "max_steps": None, "device": "auto", "find_unused_parameters": False, "tensorboard": True,
+    "unique_utts_per_batch": None,
 }
 OPTIM_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "grad_clip": None,
@@ -267,7 +271,7 @@ class Trainer:
         o = self.oopt
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o["lr"], betas=tuple(o["betas"]),
                                           eps=o["eps"], weight_decay=o["weight_decay"])
-        self.sampler = ResumableDistributedSampler(train_set, self.ctx.world_size, self.ctx.rank, seed=self.seed)
+        self.sampler = self._make_sampler(train_set, bool(t["unique_utts_per_batch"]))
         self.steps_per_epoch = self.sampler.num_samples // self.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(f"the training set has {len(train_set)} sequences, fewer than one batch per process "
@@ -292,6 +296,20 @@ class Trainer:
         self.last_ckpt: Path | None = None
         self.writer = None
         self.history: list[dict[str, float]] = []  # what was logged, for benchmarks and tests
+
+    def _make_sampler(self, train_set: Dataset, unique_groups: bool):
+        groups = getattr(train_set, "item_groups", None) if unique_groups else None
+        if groups is None:
+            return ResumableDistributedSampler(train_set, self.ctx.world_size, self.ctx.rank, seed=self.seed)
+        from cdsvae.train.sampler import UniqueGroupSampler
+        try:
+            sampler = UniqueGroupSampler(groups(), self.batch_size, self.ctx.world_size, self.ctx.rank, self.seed)
+        except ValueError as e:
+            raise UserError(f"train.unique_utts_per_batch: {e}; lower train.batch_size or set "
+                            f"train.unique_utts_per_batch false") from None
+        log.info("training batches hold at most one segment per utterance (%d utterances, global batch %d)",
+                 np.unique(sampler.groups).size, self.global_batch)
+        return sampler
 
     def _state(self, valid: Mapping[str, float] | None) -> dict[str, Any]:
         return {

@@ -312,11 +312,26 @@ stage_3() {
     mark_done "${out}" "${fp}"
 }
 
+# Speech: the data paths of this run's sets, so a config never trains on another set than
+# --train_set/--dev_set say (the configs' own paths are overridden; --train_args come after).
+data_args() {
+    [ "${modality}" = speech ] || return 0
+    local train=${dumpdir}/${train_set}
+    echo "--data.train_split train --data.train_feats ${train} --data.cmvn ${train}/cmvn.npz" \
+        "--data.motion_feats ${train}_vc"
+    if [ -n "${dev_set}" ]; then
+        echo "--data.valid_split dev --data.dev_feats ${dumpdir}/${dev_set}"
+    else
+        echo "--data.valid_split null"
+    fi
+}
+
 stage_4() {
     log "Stage 4: training: ${dumpdir}/ -> ${expdir}/{$(experiment_tags | paste -sd,)} (ngpu=${ngpu}, num_nodes=${num_nodes})"
     require_tool cdsvae.bin.train
-    local launcher config tag seed cmd logfile seed_args
+    local launcher config tag seed cmd logfile seed_args data
     launcher=$(train_launcher)
+    data=$(data_args | paste -sd' ')
     while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
         seed_args=""
@@ -328,10 +343,10 @@ stage_4() {
             cmd=utils/run_local.sh
             logfile=${expdir}/${tag}/log/launch.$(hostname).log
         fi
-        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${seed_args} ${train_args} (log: ${logfile})"
+        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${data} ${seed_args} ${train_args} (log: ${logfile})"
         # shellcheck disable=SC2086
         ${cmd} --gpu "${ngpu}" "${logfile}" \
-            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${seed_args} ${train_args} </dev/null
+            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args} </dev/null
     done < <(experiments)
 }
 
