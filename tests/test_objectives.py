@@ -78,6 +78,58 @@ def test_nt_xent_known_answer_and_scale_invariance():
     assert nt_xent(3 * a, 0.5 * a, tau).item() == pytest.approx(expected, rel=1e-6)
 
 
+def _remedied_loop(a, b, tau, tau_plus, drop):
+    """Brute force of the debiased / nearest-dropping NT-Xent, one anchor at a time (Chuang et al., eq. 5)."""
+    rows = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    n = a.shape[0]
+    total = 0.0
+    for i in range(2 * n):
+        pos = i + n if i < n else i - n
+        negs = sorted((float(rows[i] @ rows[k]) / tau for k in range(2 * n) if k not in (i, pos)), reverse=True)
+        negs = negs[drop:]
+        e_pos = math.exp(float(rows[i] @ rows[pos]) / tau)
+        ng = sum(math.exp(v) for v in negs)
+        if tau_plus > 0:
+            ng = max((ng - len(negs) * tau_plus * e_pos) / (1 - tau_plus), len(negs) * math.exp(-1 / tau))
+        total += -math.log(e_pos / (e_pos + ng))
+    return total / (2 * n)
+
+
+@pytest.mark.parametrize("n,tau,tau_plus,drop", [(5, 0.5, 0.0, 0), (5, 0.5, 0.1, 0), (6, 0.5, 0.0, 3),
+                                                  (6, 0.2, 0.25, 2), (4, 0.5, 0.9, 0), (3, 0.5, 0.0, 3)])
+def test_nt_xent_remedies_match_loop(n, tau, tau_plus, drop):
+    g = _gen(n + drop)
+    a, b = torch.randn(n, 6, generator=g, dtype=torch.float64), torch.randn(n, 6, generator=g, dtype=torch.float64)
+    assert nt_xent(a, b, tau, tau_plus, drop).item() == pytest.approx(_remedied_loop(a, b, tau, tau_plus, drop),
+                                                                      rel=1e-10)
+
+
+def test_nt_xent_remedies_known_answers_and_limits():
+    n, tau = 3, 0.5
+    a = torch.eye(n, dtype=torch.float64)
+    # orthogonal negatives (e^0 = 1 each, 4 of them), positive e^(1/tau): the debiased sum is
+    # (4 - 4 tau_plus e^2) / (1 - tau_plus), clamped below at 4 e^(-2)
+    tp = 0.05
+    ng = max((4 - 4 * tp * math.exp(2)) / (1 - tp), 4 * math.exp(-2))
+    assert nt_xent(a, a, tau, tp).item() == pytest.approx(-2 + math.log(math.exp(2) + ng), rel=1e-12)
+    ng = 4 * math.exp(-2)  # tau_plus 0.5: the clamp
+    assert nt_xent(a, a, tau, 0.5).item() == pytest.approx(-2 + math.log(math.exp(2) + ng), rel=1e-12)
+    # dropping 3 of the 4 negatives leaves one
+    assert nt_xent(a, a, tau, 0.0, 3).item() == pytest.approx(-2 + math.log(math.exp(2) + 1), rel=1e-12)
+    # a tiny temperature does not overflow
+    g = _gen(0)
+    x, y = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
+    assert torch.isfinite(nt_xent(x, y, 0.005, 0.1, 2))
+    # gradients flow through every remedy
+    x.requires_grad_(True)
+    nt_xent(x, y, 0.5, 0.1, 2).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="tau_plus"):
+        nt_xent(x, y, 0.5, 1.0)
+    with pytest.raises(ValueError, match="drop_nearest"):
+        nt_xent(x, y, 0.5, 0.0, 14)
+
+
 def test_nt_xent_rejects_single_pair():
     with pytest.raises(ValueError, match="at least 2"):
         nt_xent(torch.randn(1, 4), torch.randn(1, 4))

@@ -157,3 +157,36 @@ def test_config_errors(dirs):
     with pytest.raises(UserError, match="feature dir not found"):
         build_speech_dataset(cfg(dirs, train_feats=str(dirs / "nope")), "train")
     assert SPEECH_DATA_DEFAULTS["segment_frames"] == 20
+
+
+def test_content_segment_is_another_part_of_the_same_utterance(dirs):
+    plain = build_speech_dataset(cfg(dirs, motion_feats=str(dirs / "vc"), segments_per_utt=8, seed=3), "train")
+    ds = build_speech_dataset(cfg(dirs, motion_feats=str(dirs / "vc"), segments_per_utt=8, seed=3), "train",
+                              content_segment=True)
+    ds.set_epoch(2)
+    plain.set_epoch(2)
+    starts = {}
+    for i in range(len(ds)):
+        item, other = ds[i], plain[i]
+        # x and its motion view are the same with or without content segments
+        assert torch.equal(item["x"], other["x"]) and torch.equal(item["x_motion"], other["x_motion"])
+        assert "x_content" not in other
+        utt, n, start = item["utt"], LENGTHS[item["utt"]], item["start"]
+        xc = item["x_content"].numpy()
+        assert (xc[:, 0] == sorted(LENGTHS).index(utt)).all() and (xc[:, 2] == 0).all()  # same utterance, original
+        c = int(xc[0, 1])
+        assert c == ds.content_start(i) and 0 <= c <= n - 20
+        np.testing.assert_array_equal(xc, matrix(utt, n)[c:c + 20])
+        if start >= 20 or start + 40 <= n:
+            assert abs(c - start) >= 20, (utt, start, c)  # no overlap whenever a disjoint segment fits
+        starts.setdefault(utt, set()).add(c)
+    assert len(starts["spkC-u1"]) > 3  # drawn, not fixed
+    assert ds.item_groups().tolist() == [u for u in range(4) for _ in range(8)]
+
+
+def test_content_segment_in_evaluation_is_the_next_segment(dirs):
+    ds = build_speech_dataset(cfg(dirs), "test", content_segment=True)
+    got = [(ds[i]["utt"], ds[i]["start"], int(ds[i]["x_content"][0, 1])) for i in range(len(ds))]
+    assert got == [("spkA-u1", 0, 0), ("spkA-u2", 0, 20), ("spkA-u2", 20, 0), ("spkB-u1", 0, 0),
+                   ("spkC-u1", 0, 20), ("spkC-u1", 20, 40), ("spkC-u1", 40, 0)]
+    assert ds.item_groups().tolist() == [0, 1, 1, 2, 3, 3, 3]

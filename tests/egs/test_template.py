@@ -89,6 +89,9 @@ def run(cwd: Path, *args: str, extra_env: dict[str, str] | None = None, timeout:
 
 
 SETS = ("--train_set", "train", "--test_sets", "test")
+# What stage 4 passes for SETS (speech): the data paths of --train_set/--dev_set under --dumpdir.
+DATA = ("--data.train_split train --data.train_feats dump/train --data.cmvn dump/train/cmvn.npz "
+        "--data.motion_feats dump/train_vc --data.valid_split null")
 
 
 def test_help_lists_the_seven_stages_and_options():
@@ -181,7 +184,7 @@ def test_training_on_cpu_runs_plain_python_per_config(recipe, fake_tools):
     assert r.returncode == 0, r.stderr
     for tag, conf in (("cdsvae_t", "conf/train.yaml"), ("dsvae_t", "conf/train_dsvae.yaml")):
         launched = (recipe / "exp" / tag / "launched.none").read_text().splitlines()
-        assert launched[0] == f"--config {conf} --outdir exp/{tag} --optim.lr 0.5"
+        assert launched[0] == f"--config {conf} --outdir exp/{tag} {DATA} --optim.lr 0.5"
         assert launched[1] == "WORLD_SIZE=none"
         assert launched[2] == "CUDA_VISIBLE_DEVICES=''"
         log = (recipe / "exp" / tag / "log" / "launch.log").read_text()
@@ -197,10 +200,27 @@ def test_seeds_train_every_config_once_per_seed(recipe, fake_tools):
         for seed in (3, 1):
             tag = f"{name}_seed{seed}"
             launched = (recipe / "exp" / tag / "launched.none").read_text().splitlines()
-            assert launched[0] == f"--config {conf} --outdir exp/{tag} --train.seed {seed} --optim.lr 0.5"
+            assert launched[0] == f"--config {conf} --outdir exp/{tag} {DATA} --train.seed {seed} --optim.lr 0.5"
     assert sorted(p.name for p in (recipe / "exp").iterdir()) == [
         "cdsvae_seed1", "cdsvae_seed3", "dsvae_seed1", "dsvae_seed3"]
     assert "exp/{cdsvae_seed3,cdsvae_seed1,dsvae_seed3,dsvae_seed1}" in r.stderr
+
+
+def test_training_data_paths_follow_the_sets_and_dumpdir(recipe, fake_tools):
+    r = run(recipe, "--train_set", "train_spk8", "--dev_set", "dev2", "--test_sets", "test", "--dumpdir", "/d/dump",
+            "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml",
+            "--train_args", "--data.cmvn other.npz", extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 0, r.stderr
+    launched = (recipe / "exp" / "cdsvae" / "launched.none").read_text().splitlines()[0]
+    assert launched == ("--config conf/train.yaml --outdir exp/cdsvae --data.train_split train "
+                        "--data.train_feats /d/dump/train_spk8 --data.cmvn /d/dump/train_spk8/cmvn.npz "
+                        "--data.motion_feats /d/dump/train_spk8_vc --data.valid_split dev "
+                        "--data.dev_feats /d/dump/dev2 --data.cmvn other.npz")  # --train_args come last and win
+    r = run(recipe, *SETS, "--modality", "video", "--stage", "4", "--stop_stage", "4",
+            "--train_configs", "conf/train.yaml", extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 0, r.stderr
+    launched = (recipe / "exp" / "cdsvae" / "launched.none").read_text().splitlines()[0]
+    assert launched == "--config conf/train.yaml --outdir exp/cdsvae"  # video configs keep their own paths
 
 
 def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools):
@@ -211,7 +231,7 @@ def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools):
     exp = recipe / "exp" / "cdsvae"
     for rank in (0, 1):
         launched = (exp / f"launched.{rank}").read_text().splitlines()
-        assert launched[0] == "--config conf/train.yaml --outdir exp/cdsvae"
+        assert launched[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA}"
         assert launched[1] == "WORLD_SIZE=2"
     assert not (recipe / "exp" / "dsvae").exists()
 

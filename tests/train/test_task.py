@@ -86,6 +86,33 @@ def test_dsvae_needs_no_views_and_speech_without_motion_views_is_an_error(tmp_pa
     assert {"con_s", "con_z"} <= set(terms)
 
 
+def test_segment_content_view_uses_the_datasets_segment_and_needs_speech():
+    from cdsvae.models import build_model
+    from cdsvae.objectives import nt_xent
+
+    with pytest.raises(UserError, match="content_view: segment' needs several segments"):
+        check_config(_cfg(augment__content_view="segment"))
+    cfg = check_config(_cfg(data__type="speech", augment__content_view="segment"))
+    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved: a contrastive term is on
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    x, xc, xm = torch.rand(4, 6, 12), torch.rand(4, 6, 12), torch.rand(4, 6, 12)
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(UserError, match="no 'x_content'"):
+        make_loss_fn(cfg, 100)(model, {"x": x, "x_motion": xm}, gen)
+    with torch.no_grad():
+        _, terms = make_loss_fn(cfg, 100)(model, {"x": x, "x_motion": xm, "x_content": xc}, gen)
+        # con_s pairs x with its content segment (eval mode: batch norm does not mix the views)
+        want = nt_xent(model.encode(x).s_mean, model.encode(xc).s_mean)
+    assert terms["con_s"].item() == pytest.approx(want.item(), rel=1e-5)
+    # no contrastive term: no unique-utterance batches unless asked for
+    dsvae = check_config(_cfg(loss__con_s=0, loss__con_z=0, loss__mi_sz=0))
+    assert dsvae["train"]["unique_utts_per_batch"] is False
+    mws = check_config(_cfg(loss__mi_estimator="mws"))
+    assert mws["train"]["unique_utts_per_batch"] is False
+    assert check_config(_cfg(train__unique_utts_per_batch=False))["train"]["unique_utts_per_batch"] is False
+
+
 def test_video_motion_views_are_made_on_the_fly_from_the_step_generator():
     from cdsvae.models import build_model
 

@@ -22,8 +22,8 @@ Options:
   --test_num_si N      speaker-unique sentences per test speaker (default: 10)
   --num_sa N           SA sentences per speaker, 0-2 (default: 2; excluded by the prep unless --include_sa true)
   --include_sa BOOL    keep the SA sentences in the data dirs (default: false)
-  --train_subsets "N.." also write data/train_spk<N>: N training speakers drawn with --seed, for
-                       few-speaker experiments (./run.sh --train_set train_spk<N>; default: none)
+  --train_subsets N,.. also write data/train_spk<N>: N training speakers drawn with --seed, for
+                       few-speaker experiments (./run.sh --train_set train_spk<N>), e.g. 8,12 (default: none)
   --seed N             corpus seed (default: 0)
   --nj N               parallel synthesis processes (default: 2)
   --help               print this message"
@@ -69,7 +69,7 @@ python "${local_dir}/make_corpus.py" \
     --seed "${seed}" --nj "${nj}" "${corpus_dir}"
 
 "${timit_local}/data.sh" --timit_root "${corpus_dir}" --data_dir "${data_dir}" --include_sa "${include_sa}"
-for n in ${train_subsets}; do
+for n in ${train_subsets//,/ }; do
     [[ "${n}" =~ ^[0-9]+$ ]] || { echo "$0: --train_subsets expects speaker counts, got '${n}'" >&2; exit 2; }
     python -m cdsvae.bin.subset_data_dir --num_spk "${n}" --seed "${seed}" "${data_dir}/train" "${data_dir}/train_spk${n}"
 done
