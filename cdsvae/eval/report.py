@@ -266,7 +266,9 @@ def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine
     Each C-DSVAE group is compared with each DSVAE group on the seeds both have. "better in"
     counts the seeds where C-DSVAE is better (lower EER s and minDCF s, higher EER z and gap);
     the verdict comes from a two-sided paired t-test over the seeds: "within noise" when
-    p >= 0.05, i.e. when the seeds do not settle which system is ahead.
+    p >= 0.05, i.e. when the seeds do not settle which system is ahead. "pooled std" is
+    sqrt((sd_a^2 + sd_b^2) / 2) of the two systems' values over those seeds, the spread a
+    difference of means is usually held against; "beyond" says whether |difference| exceeds it.
     """
     groups = group_results(results)
     ours = [g for g, rows in groups.items() if rows[0].system == "C-DSVAE"]
@@ -281,18 +283,23 @@ def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine
             if len(seeds) < 2:
                 continue
             if not lines:
-                lines.append("| compared | metric | seeds | difference (mean ± std) | C-DSVAE better in | verdict |\n"
-                             "|---|---|---|---:|---:|---|\n")
+                lines.append("| compared | metric | seeds | difference (mean ± std) | pooled std | beyond | "
+                             "C-DSVAE better in | verdict |\n"
+                             "|---|---|---|---:|---:|---|---:|---|\n")
             for label, attr, scale, digits, lower in _DIFF_METRICS:
                 diffs = [scale * (getattr(by_seed_a[s], attr) - getattr(by_seed_b[s], attr)) for s in seeds]
                 m, sd = mean_std(diffs)
                 better = sum((d < 0) if lower else (d > 0) for d in diffs)
+                sd_a = mean_std([scale * getattr(by_seed_a[s], attr) for s in seeds])[1]
+                sd_b = mean_std([scale * getattr(by_seed_b[s], attr) for s in seeds])[1]
+                pooled = float(np.sqrt((sd_a ** 2 + sd_b ** 2) / 2))
                 p = paired_p_value(diffs)
                 if p >= 0.05:
                     verdict = f"within noise (p = {p:.2f})"
                 else:
                     verdict = f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})"
                 lines.append(f"| {a} - {b} | {label} | {len(seeds)} | {m:+.{digits}f} ± {sd:.{digits}f} "
+                             f"| {pooled:.{digits}f} | {'yes' if abs(m) > pooled else 'no'} "
                              f"| {better}/{len(seeds)} | {verdict} |\n")
     return "".join(lines)
 
@@ -534,7 +541,9 @@ def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: st
         if diff_sections:
             lines += ["### C-DSVAE - DSVAE, paired by seed", "",
                       "Differences per seed, then mean ± std over seeds; negative is better for EER s and "
-                      "minDCF s, positive for EER z and the gap. The verdict is a two-sided paired t-test.", ""]
+                      "minDCF s, positive for EER z and the gap. \"beyond\": the difference exceeds the pooled "
+                      "std of the two systems, sqrt((sd_a^2 + sd_b^2) / 2). The verdict is a two-sided paired t-test.",
+                      ""]
             lines += diff_sections
         lines += ["### Every experiment", ""]
     lines += _scoring_sections(results, results_table)

@@ -54,7 +54,7 @@ def test_tiny_corpus_has_the_timit_shape_and_passes_the_prep(tmp_path):
     """4 speakers x 2 non-SA utterances, through local/data.sh (generator + unchanged TIMIT prep)."""
     args = ["--num_train_speakers", "2", "--num_dev_speakers", "1", "--num_test_speakers", "1", "--num_sa", "2",
             "--num_sx", "1", "--num_si", "1", "--test_num_sx", "1", "--test_num_si", "1", "--nj", "2",
-            "--corpus_dir", str(tmp_path / "corpus"), "--data_dir", str(tmp_path / "data")]
+            "--corpus_dir", str(tmp_path / "corpus"), "--data_dir", str(tmp_path / "data"), "--train_subsets", "1"]
     res = subprocess.run(["bash", str(LOCAL / "data.sh"), *args], cwd=tmp_path, env=env(),
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -83,6 +83,11 @@ def test_tiny_corpus_has_the_timit_shape_and_passes_the_prep(tmp_path):
         assert all(len(utts) == 2 for utts in d.spk2utt.values())
         assert not any("_sa" in u for u in d.utterances)
     assert "without .PHN" in res.stderr
+    # --train_subsets 1: one of the training speakers, all of their utterances
+    subset = DataDir.load(tmp_path / "data" / "train_spk1")
+    assert len(subset.speakers) == 1 and set(subset.speakers) <= set(sets["train"].speakers)
+    assert subset.utterances == sets["train"].spk2utt[subset.speakers[0]]
+    assert validate_data_dir(subset.path) == []
     # The feature stage reads the SPHERE files as they are, and silence is dithered, never digital zero.
     utt = sets["test"].utterances[0]
     cfg = load_fbank_config({})

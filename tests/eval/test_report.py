@@ -299,8 +299,10 @@ def test_seed_summary_and_paired_difference_known_answers(tmp_path):
     from scipy.stats import ttest_rel
 
     p = ttest_rel([4, 6, 8], [5, 5, 11]).pvalue
-    assert f"| cdsvae - dsvae | EER s (%) | 3 | -1.00 ± 2.00 | 2/3 | within noise (p = {p:.2f}) |" in rows
-    assert "| cdsvae - dsvae | EER z (%) | 3 | +10.00 ± 0.00 | 3/3 | C-DSVAE better (p = 0.000) |" in rows
+    # pooled std of EER s: sqrt((2^2 + 3.46^2) / 2) = sqrt(8) = 2.83 > |-1|
+    assert f"| cdsvae - dsvae | EER s (%) | 3 | -1.00 ± 2.00 | 2.83 | no | 2/3 | within noise (p = {p:.2f}) |" in rows
+    assert "| cdsvae - dsvae | EER z (%) | 3 | +10.00 ± 0.00 | 0.00 | yes | 3/3 | C-DSVAE better (p = 0.000) |" \
+        in rows
     # the mean-normalised scoring gets its own tables, after the raw ones
     assert "| C-DSVAE | cdsvae | 3 (1,2,3) | 3.00 ± 1.00 | 35.00 ± 0.00 |" in " ".join(rows)
     assert text.index("Scoring: cosine.") < text.index("Scoring: cosine after subtracting the training-set mean")
