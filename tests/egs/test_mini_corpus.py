@@ -108,6 +108,16 @@ def test_same_corpus_whatever_nj_and_rerun_is_a_no_op(tmp_path):
     assert res.returncode == 0 and "up to date" in res.stderr
     assert (tmp_path / "a" / "corpus.json").stat().st_mtime_ns == stamp
 
+    # A corpus made with the same options by a generator that planned other voices is rebuilt.
+    record = json.loads((tmp_path / "a" / "corpus.json").read_text())
+    record["speakers"][0]["pitch"] += 1
+    (tmp_path / "a" / "corpus.json").write_text(json.dumps(record))
+    res = make(tmp_path / "a", *small, "--nj", "2")
+    assert res.returncode == 0 and "other voices): rebuilding" in res.stderr and "up to date" not in res.stderr
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "corpus.json").read_text())["speakers"][0]["pitch"] == \
+        record["speakers"][0]["pitch"] - 1
+
     res = make(tmp_path / "a", *small, "--seed", "1")
     assert res.returncode == 0 and "up to date" not in res.stderr
     assert digest(tmp_path / "a") != digest(tmp_path / "b")

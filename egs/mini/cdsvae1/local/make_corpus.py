@@ -406,11 +406,12 @@ def options_record(args: argparse.Namespace) -> dict:
             "test_num_si": args.test_num_si, "sx_pool": args.sx_pool, "seed": args.seed}
 
 
-def prepare_output(out: Path, options: dict) -> bool:
-    """True when ``out`` already holds a complete corpus made with ``options``.
+def prepare_output(out: Path, options: dict, speakers: list[dict]) -> bool:
+    """True when ``out`` already holds a complete corpus made with ``options`` and this speaker plan.
 
-    A folder this script made earlier (it has corpus.json) is cleared for a rebuild; any other
-    non-empty folder is refused rather than overwritten.
+    The plan is compared too, so a generator whose voices changed rebuilds a corpus made by an
+    older version with the same options. A folder this script made earlier (it has corpus.json)
+    is cleared for a rebuild; any other non-empty folder is refused rather than overwritten.
     """
     stamp = out / "corpus.json"
     if stamp.is_file():
@@ -419,7 +420,10 @@ def prepare_output(out: Path, options: dict) -> bool:
         except (OSError, json.JSONDecodeError):
             previous = {}
         if previous.get("complete") and previous.get("options") == options:
-            return True
+            if previous.get("speakers") == speakers:
+                return True
+            print(f"{out}: made with the same options by another version of this generator (other voices): "
+                  f"rebuilding it", file=sys.stderr)
         for name in ("TRAIN", "TEST", "espeak"):
             shutil.rmtree(out / name, ignore_errors=True)
     elif out.is_dir() and any(out.iterdir()):
@@ -454,15 +458,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out_dir)
     options = options_record(args)
-    if prepare_output(out, options):
-        print(f"{out}: corpus up to date ({args.num_train_speakers}/{args.num_dev_speakers}/{args.num_test_speakers} "
-              f"train/dev/test speakers, seed {args.seed})", file=sys.stderr)
-        return 0
     for opt in ("num_sx", "num_si", "test_num_sx", "test_num_si"):
         if getattr(args, opt) < 0:
             raise UserError(f"--{opt} {getattr(args, opt)}: must be at least 0")
     speakers = plan_speakers(args.num_train_speakers, args.num_dev_speakers, args.num_test_speakers, args.seed,
                              Path(args.timit_conf))
+    # as corpus.json stores it (a JSON round trip turns tuples into lists)
+    plan = json.loads(json.dumps([asdict(s) for s in speakers]))
+    if prepare_output(out, options, plan):
+        print(f"{out}: corpus up to date ({args.num_train_speakers}/{args.num_dev_speakers}/{args.num_test_speakers} "
+              f"train/dev/test speakers, seed {args.seed})", file=sys.stderr)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     data_path = write_voices(out, speakers)
     tasks = plan_tasks(out, speakers, args, data_path.resolve())
