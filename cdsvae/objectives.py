@@ -43,15 +43,12 @@ def kl_normal(mean_q, logvar_q, mean_p=None, logvar_p=None):
     return 0.5 * kl.sum()
 
 
-def nt_xent(a, b, tau=0.5, tau_plus=0.0, drop_nearest=0, negatives=None):
+def nt_xent(a, b, tau=0.5, tau_plus=0.0, drop_nearest=0):
     """SimCLR's NT-Xent over the 2B rows of cat(a, b), a and b of shape (B, D).
 
     Cosine similarity / tau; row i's positive is its paired row (i + B or i - B); the
     denominator runs over every row but i itself. Returns the mean over the 2B rows.
     Needs B >= 2: with a single pair the loss is identically 0 and teaches nothing.
-
-    ``negatives`` (M, D): extra rows that are in every row's denominator but are no anchors
-    themselves (hard negatives, e.g. another segment of the anchor's utterance for z).
 
     Two label-free remedies for negatives that are really positives (another utterance of
     the anchor's speaker), both off by default:
@@ -72,18 +69,14 @@ def nt_xent(a, b, tau=0.5, tau_plus=0.0, drop_nearest=0, negatives=None):
         raise ValueError(f"nt_xent needs a batch of at least 2 pairs, got {n}")
     if not 0.0 <= tau_plus < 1.0:
         raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}")
-    extra = 0 if negatives is None else negatives.shape[0]
-    if negatives is not None and (negatives.dim() != 2 or negatives.shape[1] != a.shape[1]):
-        raise ValueError(f"negatives must have shape (M, {a.shape[1]}), got {tuple(negatives.shape)}")
-    num_neg = 2 * n - 2 + extra
+    num_neg = 2 * n - 2
     if drop_nearest < 0 or (drop_nearest > 0 and drop_nearest > num_neg - 1):
         raise ValueError(f"drop_nearest must be in [0, {num_neg - 1}] for a batch of {n} pairs, got {drop_nearest}")
     h = F.normalize(torch.cat([a, b]), dim=1)
-    cols = h if negatives is None else torch.cat([h, F.normalize(negatives, dim=1)])
-    sim = (h @ cols.t()) / tau
+    sim = (h @ h.t()) / tau
     idx = torch.arange(n, device=sim.device)
     pos_col = torch.cat([idx + n, idx])
-    self_mask = torch.eye(2 * n, 2 * n + extra, dtype=torch.bool, device=sim.device)
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=sim.device)
     if tau_plus == 0.0 and drop_nearest == 0:
         return F.cross_entropy(sim.masked_fill(self_mask, float("-inf")), pos_col)
     rows = torch.arange(2 * n, device=sim.device)
@@ -181,8 +174,6 @@ class LossWeights:
     # Label-free remedies for same-speaker negatives in con_s (see nt_xent); 0 = off.
     con_s_tau_plus: float = 0.0
     con_s_drop_nearest: int = 0
-    # con_z: the content view's z_1:T as extra negatives (same speaker, other phones or order).
-    con_z_content_negatives: bool = False
 
     def __post_init__(self):
         for name in TERMS:
@@ -196,8 +187,6 @@ class LossWeights:
         tp = self.con_s_tau_plus
         if isinstance(tp, bool) or not isinstance(tp, (int, float)) or not 0 <= tp < 1:
             raise UserError(f"con_s_tau_plus must be a number in [0, 1), got {tp!r}")
-        if not isinstance(self.con_z_content_negatives, bool):
-            raise UserError(f"con_z_content_negatives must be true or false, got {self.con_z_content_negatives!r}")
         k = self.con_s_drop_nearest
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise UserError(f"con_s_drop_nearest must be an integer >= 0, got {k!r}")
@@ -227,20 +216,17 @@ def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content
     contrastive = weights.mi_estimator == "contrastive"
     use_content = contrastive and weights.con_s > 0
     use_motion = contrastive and weights.con_z > 0
-    z_negatives = use_motion and weights.con_z_content_negatives
-    content_needed = use_content or z_negatives
     if (use_content or use_motion) and batch < 2:
         raise UserError("the contrastive terms (con_s, con_z > 0) need a batch of at least 2 sequences, "
                         "got 1; raise the batch size or set con_s = con_z = 0")
-    if content_needed and x_content is None and content_index is None:
-        raise UserError("con_s > 0 (and con_z_content_negatives) needs the content view: pass x_content or "
-                        "content_index")
+    if use_content and x_content is None and content_index is None:
+        raise UserError("con_s > 0 needs the content view: pass x_content or content_index")
     if use_motion and x_motion is None:
         raise UserError("con_z > 0 needs the motion view x_motion")
     out = model(x,
-                x_content=x_content if content_needed else None,
+                x_content=x_content if use_content else None,
                 x_motion=x_motion if use_motion else None,
-                content_index=content_index if content_needed else None)
+                content_index=content_index if use_content else None)
     terms = {
         "recon": F.mse_loss(out.recon, x, reduction="sum") / batch,  # keeps no (recon - x) for backward
         "kl_s": kl_normal(out.s_mean, out.s_logvar) / batch,
@@ -253,8 +239,7 @@ def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content
         terms["con_s"] = nt_xent(out.s_mean, out.s_mean_content, weights.tau, weights.con_s_tau_plus,
                                  weights.con_s_drop_nearest)
     if use_motion:
-        terms["con_z"] = nt_xent(out.z_mean.flatten(1), out.z_mean_motion.flatten(1), weights.tau,
-                                 negatives=out.z_mean_content.flatten(1) if z_negatives else None)
+        terms["con_z"] = nt_xent(out.z_mean.flatten(1), out.z_mean_motion.flatten(1), weights.tau)
     if not contrastive:
         with torch.set_grad_enabled(torch.is_grad_enabled() and weights.con_s > 0):
             terms["con_s"] = -mws_information(out.s, out.s_mean, out.s_logvar, dataset_size)

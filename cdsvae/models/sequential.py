@@ -27,9 +27,8 @@ class Encoding(NamedTuple):
 class VAEOutput(NamedTuple):
     """Everything the objective needs from one forward pass.
 
-    ``s_mean_content`` (B, Ds), ``z_mean_content`` (B, T, Dz) and ``z_mean_motion`` (B, T, Dz)
-    are the posterior means of the content and motion views, present only when the views were
-    passed in.
+    ``s_mean_content`` (B, Ds) and ``z_mean_motion`` (B, T, Dz) are the posterior means
+    of the content and motion views, present only when the views were passed in.
     """
 
     s_mean: torch.Tensor
@@ -43,7 +42,6 @@ class VAEOutput(NamedTuple):
     recon: torch.Tensor
     s_mean_content: Optional[torch.Tensor] = None
     z_mean_motion: Optional[torch.Tensor] = None
-    z_mean_content: Optional[torch.Tensor] = None
 
 
 def _reparameterize(mean, logvar, generator=None):
@@ -165,11 +163,11 @@ class SequentialVAE(nn.Module):
             index = content_index.to(device=h.device, dtype=torch.long)[:, :, None].expand(b, t, h.shape[-1])
             h = torch.cat([h, torch.gather(h[:b], 1, index)])
         s_mean, s_logvar, z_mean, z_logvar = self._posteriors(h)
-        s_mean_content = z_mean_motion = z_mean_content = None
+        s_mean_content = z_mean_motion = None
         if x_motion is not None:
             z_mean_motion = z_mean[b:2 * b]
         if x_content is not None or content_index is not None:
-            s_mean_content, z_mean_content = s_mean[-b:], z_mean[-b:]
+            s_mean_content = s_mean[-b:]
         s_mean, s_logvar, z_mean, z_logvar = s_mean[:b], s_logvar[:b], z_mean[:b], z_logvar[:b]
         if sample:
             s, z = _reparameterize(s_mean, s_logvar), _reparameterize(z_mean, z_logvar)
@@ -178,7 +176,7 @@ class SequentialVAE(nn.Module):
         z_prior_mean, z_prior_logvar = self._prior(z)
         recon = self._decode(s, z)
         return VAEOutput(s_mean, s_logvar, s, z_mean, z_logvar, z, z_prior_mean, z_prior_logvar,
-                         recon, s_mean_content, z_mean_motion, z_mean_content)
+                         recon, s_mean_content, z_mean_motion)
 
     def encode(self, x, generator=None):
         """Posterior means, log-variances and one sample of s and z_1:T for x (B, T, ...)."""

@@ -122,9 +122,8 @@ def uses_contrastive(loss_cfg: Mapping[str, Any]) -> bool:
 
 def content_segments(cfg: Mapping[str, Any]) -> bool:
     """Whether the datasets must give each item a content segment (``x_content``)."""
-    loss = cfg["loss"]
-    return (cfg["augment"]["content_view"] == "segment" and loss["mi_estimator"] == "contrastive"
-            and (loss["con_s"] > 0 or (loss["con_z"] > 0 and loss["con_z_content_negatives"])))
+    return (cfg["augment"]["content_view"] == "segment" and cfg["loss"]["mi_estimator"] == "contrastive"
+            and cfg["loss"]["con_s"] > 0)
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, content_segment: bool = False):
@@ -163,8 +162,7 @@ def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
     mode = cfg["augment"]["content_view"]
     motion_opts = dict(cfg["augment"]["motion_view"] or {})
     needs_motion = weights.mi_estimator == "contrastive" and weights.con_z > 0
-    needs_content = weights.mi_estimator == "contrastive" and (
-        weights.con_s > 0 or (weights.con_z > 0 and weights.con_z_content_negatives))
+    needs_content = weights.mi_estimator == "contrastive" and weights.con_s > 0
     segment_view = mode == "segment"
 
     without_motion = dataclasses.replace(weights, con_z=0.0)
