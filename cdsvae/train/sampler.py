@@ -69,9 +69,9 @@ def unique_group_order(groups: Sequence[int] | np.ndarray, global_batch: int, se
         filled = total % global_batch
         # filled < global_batch <= num_groups: the incomplete batch lies within this round
         tail = perm[num_groups - filled:] if filled else np.empty(0, dtype=np.int64)
-    round_of = np.concatenate(order_groups)
+    group_at = np.concatenate(order_groups)  # the group at each position of the epoch
     rounds = np.repeat(np.arange(per_group), num_groups)
-    order = members[round_of, rounds]
+    order = members[group_at, rounds]
     usable = (order.size // global_batch) * global_batch
     return order[:usable]
 
