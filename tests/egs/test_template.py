@@ -40,15 +40,20 @@ fi
 
 # Stands in for cdsvae.bin.train: records how it was launched.
 FAKE_TRAIN = r"""
-import os, sys
+import os, sys, time
 args = sys.argv[1:]
 outdir = args[args.index("--outdir") + 1]
 os.makedirs(outdir, exist_ok=True)
 rank = os.environ.get("RANK", "none")
+start = time.time()
+time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0")))
 with open(os.path.join(outdir, f"launched.{rank}"), "w") as f:
     f.write(" ".join(args) + "\n")
     f.write(f"WORLD_SIZE={os.environ.get('WORLD_SIZE', 'none')}\n")
     f.write(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}\n")
+    f.write(f"{start} {time.time()}\n")
+if os.environ.get("FAKE_TRAIN_FAIL") and outdir.endswith(os.environ["FAKE_TRAIN_FAIL"]):
+    sys.exit(3)
 print("fake training done", rank)
 """
 
@@ -204,6 +209,24 @@ def test_seeds_train_every_config_once_per_seed(recipe, fake_tools):
     assert sorted(p.name for p in (recipe / "exp").iterdir()) == [
         "cdsvae_seed1", "cdsvae_seed3", "dsvae_seed1", "dsvae_seed3"]
     assert "exp/{cdsvae_seed3,cdsvae_seed1,dsvae_seed3,dsvae_seed1}" in r.stderr
+
+
+def test_train_jobs_runs_cpu_trainings_at_once_and_names_failures(recipe, fake_tools):
+    env = {"PYTHONPATH": str(fake_tools), "FAKE_TRAIN_SLEEP": "2"}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--train_jobs", "2", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    spans = [tuple(map(float, (recipe / "exp" / tag / "launched.none").read_text().splitlines()[3].split()))
+             for tag in ("cdsvae", "dsvae")]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the two trainings overlapped
+    for tag in ("cdsvae", "dsvae"):
+        assert (recipe / "exp" / tag / "log" / "launch.rc").read_text().strip() == "0"
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--train_jobs", "2", "--expdir", "exp2",
+            extra_env={**env, "FAKE_TRAIN_FAIL": "exp2/cdsvae"})
+    assert r.returncode == 1
+    assert "training failed: cdsvae (exit 1, log: exp2/cdsvae/log/launch.log)" in r.stderr  # run_local.sh: 1
+    assert (recipe / "exp2" / "dsvae" / "launched.none").is_file()  # the other one still finished
+    r = run(recipe, *SETS, "--train_jobs", "0")
+    assert r.returncode == 2 and "--train_jobs must be at least 1" in r.stderr
 
 
 def test_training_data_paths_follow_the_sets_and_dumpdir(recipe, fake_tools):

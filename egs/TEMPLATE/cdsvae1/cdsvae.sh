@@ -14,6 +14,7 @@ stage=1                # first stage to run
 stop_stage=7           # last stage to run
 ngpu=0                 # GPUs per node: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP with N processes
 nj=4                   # parallel jobs for stages 2-3 (through cmd.sh)
+train_jobs=1           # CPU (--ngpu 0): experiments of stage 4 trained at the same time
 num_nodes=1            # nodes for training (N > 1: torchrun rendezvous at MASTER_ADDR:MASTER_PORT)
 modality=speech        # speech | video
 train_set=             # training set name under data/
@@ -53,6 +54,8 @@ Options:
   --stop_stage N        last stage to run (default: ${stop_stage})
   --ngpu N              GPUs per node; 0 = CPU, N > 1 = torchrun with N processes (default: ${ngpu})
   --nj N                parallel jobs for stages 2-3 (default: ${nj})
+  --train_jobs N        with --ngpu 0: train up to N experiments at the same time, each with
+                        OMP_NUM_THREADS threads (default: ${train_jobs})
   --num_nodes N         nodes for training; > 1 needs MASTER_ADDR (and MASTER_PORT) set and this
                         command run on every node (default: ${num_nodes})
   --modality M          speech or video (default: ${modality})
@@ -97,7 +100,7 @@ die() {
     exit 1
 }
 
-for opt in stage stop_stage ngpu nj num_nodes norm_max_utts; do
+for opt in stage stop_stage ngpu nj num_nodes norm_max_utts train_jobs; do
     [[ "${!opt}" =~ ^[0-9]+$ ]] || usage_error "--${opt} expects a non-negative integer, got '${!opt}'"
 done
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 7 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 7 ]; then
@@ -105,6 +108,7 @@ if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 7 ] || [ "${stop_stage}" -lt 1 ] || 
 fi
 [ "${stage}" -le "${stop_stage}" ] || usage_error "--stage ${stage} is after --stop_stage ${stop_stage}"
 [ "${nj}" -ge 1 ] || usage_error "--nj must be at least 1"
+[ "${train_jobs}" -ge 1 ] || usage_error "--train_jobs must be at least 1"
 [ "${num_nodes}" -ge 1 ] || usage_error "--num_nodes must be at least 1"
 [ "${num_nodes}" -eq 1 ] || [ "${ngpu}" -ge 1 ] || usage_error "--num_nodes ${num_nodes} needs --ngpu >= 1 (GPUs per node)"
 case "${modality}" in speech | video) ;; *) usage_error "--modality must be speech or video, got '${modality}'" ;; esac
@@ -329,9 +333,13 @@ data_args() {
 stage_4() {
     log "Stage 4: training: ${dumpdir}/ -> ${expdir}/{$(experiment_tags | paste -sd,)} (ngpu=${ngpu}, num_nodes=${num_nodes})"
     require_tool cdsvae.bin.train
-    local launcher config tag seed cmd logfile seed_args data
+    local launcher config tag seed cmd logfile seed_args data parallel=1 running=() rc
     launcher=$(train_launcher)
     data=$(data_args | paste -sd' ')
+    # Several CPU trainings at once (--train_jobs): each is its own process, so results do not change.
+    if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ]; then
+        parallel=${train_jobs}
+    fi
     while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
         seed_args=""
@@ -344,10 +352,34 @@ stage_4() {
             logfile=${expdir}/${tag}/log/launch.$(hostname).log
         fi
         log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${data} ${seed_args} ${train_args} (log: ${logfile})"
+        if [ "${parallel}" -le 1 ]; then
+            # shellcheck disable=SC2086
+            ${cmd} --gpu "${ngpu}" "${logfile}" \
+                ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args} </dev/null
+            continue
+        fi
+        while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do
+            wait -n || true  # exit codes are collected from the .rc files below
+        done
+        mkdir -p "${expdir}/${tag}/log"
+        rm -f "${expdir}/${tag}/log/launch.rc"
         # shellcheck disable=SC2086
-        ${cmd} --gpu "${ngpu}" "${logfile}" \
-            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args} </dev/null
+        (
+            if ${cmd} --gpu "${ngpu}" "${logfile}" \
+                ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args} </dev/null
+            then rc=0; else rc=$?; fi
+            echo "${rc}" >"${expdir}/${tag}/log/launch.rc"
+        ) &
+        running+=("${tag}")
     done < <(experiments)
+    [ "${#running[@]}" -gt 0 ] || return 0
+    wait
+    local failed=()
+    for tag in "${running[@]}"; do
+        rc=$(cat "${expdir}/${tag}/log/launch.rc" 2>/dev/null || echo missing)
+        [ "${rc}" = 0 ] || failed+=("${tag} (exit ${rc}, log: ${expdir}/${tag}/log/launch.log)")
+    done
+    [ "${#failed[@]}" -eq 0 ] || die "training failed: ${failed[*]}"
 }
 
 stage_5() {

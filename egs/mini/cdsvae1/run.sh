@@ -8,4 +8,5 @@ set -euo pipefail
     --train_set train --dev_set dev --test_sets test \
     --train_configs "conf/train.yaml conf/train_dsvae.yaml" \
     --feats_conf conf/fbank.yaml --vc_conf conf/vc.yaml \
+    --train_jobs 2 \
     "$@"
