@@ -70,7 +70,7 @@ def nt_xent(a, b, tau=0.5, tau_plus=0.0, drop_nearest=0):
     if not 0.0 <= tau_plus < 1.0:
         raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}")
     num_neg = 2 * n - 2
-    if drop_nearest < 0 or (drop_nearest > 0 and drop_nearest > num_neg - 1):
+    if not 0 <= drop_nearest <= num_neg - 1:
         raise ValueError(f"drop_nearest must be in [0, {num_neg - 1}] for a batch of {n} pairs, got {drop_nearest}")
     h = F.normalize(torch.cat([a, b]), dim=1)
     sim = (h @ h.t()) / tau

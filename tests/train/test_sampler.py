@@ -2,7 +2,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
 from _toy import FEAT, ToyModel, toy_config, toy_loss
 from cdsvae.data.synthetic import SyntheticSequenceDataset

@@ -352,10 +352,11 @@ stage_4() {
             logfile=${expdir}/${tag}/log/launch.$(hostname).log
         fi
         log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${data} ${seed_args} ${train_args} (log: ${logfile})"
+        # shellcheck disable=SC2086
+        set -- ${cmd} --gpu "${ngpu}" "${logfile}" \
+            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args}
         if [ "${parallel}" -le 1 ]; then
-            # shellcheck disable=SC2086
-            ${cmd} --gpu "${ngpu}" "${logfile}" \
-                ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args} </dev/null
+            "$@" </dev/null
             continue
         fi
         while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do
@@ -363,11 +364,8 @@ stage_4() {
         done
         mkdir -p "${expdir}/${tag}/log"
         rm -f "${expdir}/${tag}/log/launch.rc"
-        # shellcheck disable=SC2086
         (
-            if ${cmd} --gpu "${ngpu}" "${logfile}" \
-                ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args} </dev/null
-            then rc=0; else rc=$?; fi
+            if "$@" </dev/null; then rc=0; else rc=$?; fi
             echo "${rc}" >"${expdir}/${tag}/log/launch.rc"
         ) &
         running+=("${tag}")
