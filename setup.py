@@ -9,6 +9,7 @@ setup(
     install_requires=[],  # the pinned environment is tools/requirements.txt
     entry_points={
         "console_scripts": [
+            "cdsvae-check-experiment = cdsvae.bin.check_experiment:cli",
             "cdsvae-compute-cmvn-stats = cdsvae.bin.compute_cmvn_stats:cli",
             "cdsvae-compute-eer = cdsvae.bin.compute_eer:cli",
             "cdsvae-extract-embeddings = cdsvae.bin.extract_embeddings:cli",

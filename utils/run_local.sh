@@ -22,6 +22,8 @@
 # Options: --max-jobs-run N; --mem, --gpu, --time and --num-threads take a value and are
 # accepted for compatibility with utils/run_slurm.sh but ignored here.
 #
+# A job array of several jobs prints "k/N jobs done" on stderr as its jobs finish.
+#
 # Exit status 0 when every job succeeds; otherwise 1, after printing to stderr which jobs
 # failed and the last lines of the first failed job's log.  Bad usage exits 2.
 set -euo pipefail
@@ -126,11 +128,27 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+njobs=$((last - first + 1))
+# A job array of more than one job reports, on stderr, each time more of its jobs are done.
+shown=0
+show_done() {
+    [ -n "$jobvar" ] && [ "$njobs" -gt 1 ] || return 0
+    local n=0 f
+    for f in "$statusdir"/*; do
+        [ -e "$f" ] && n=$((n + 1))
+    done
+    if [ "$n" -gt "$shown" ]; then
+        shown=$n
+        printf '%s: %d/%d jobs done (logs: %s)\n' "$prog" "$n" "$njobs" "$logfile_template" >&2
+    fi
+}
+
 running=0
 for ((id = first; id <= last; id++)); do
     if [ "$max_jobs_run" -gt 0 ] && [ "$running" -ge "$max_jobs_run" ]; then
         wait -n || true
         running=$((running - 1))
+        show_done
     fi
     (
         code=0
@@ -140,9 +158,14 @@ for ((id = first; id <= last; id++)); do
     pids+=("$!")
     running=$((running + 1))
 done
+while [ -n "$(jobs -rp)" ]; do
+    wait -n || true
+    show_done
+done
 for pid in "${pids[@]}"; do
     wait "$pid" || true
 done
+show_done
 pids=()
 
 failed=()
@@ -152,7 +175,6 @@ for ((id = first; id <= last; id++)); do
 done
 [ ${#failed[@]} -eq 0 ] && exit 0
 
-njobs=$((last - first + 1))
 first_log=$(substitute "$logfile_template" "${failed[0]}")
 if [ -n "$jobvar" ]; then
     printf '%s: %d / %d jobs failed (%s=%s); log: %s\n' "$prog" "${#failed[@]}" "$njobs" \

@@ -3,7 +3,8 @@
     python -m cdsvae.bin.score --emb_dir exp/cdsvae/emb_test --utt2spk data/test/utt2spk \\
         --outdir exp/cdsvae/score_test
 
-Writes ``trials`` (all pairs of test utterances, unless --trials names a list to reuse),
+Writes ``trials`` (all pairs of the test utterances that have embeddings: one skipped in an
+earlier stage is counted and left out; unless --trials names a list to reuse),
 ``scores_s``, ``scores_z`` (``enroll test score``) and ``results.json``. With ``--mean_from
 exp/cdsvae/emb_train`` it also scores after subtracting the mean embedding of that set from
 every embedding (mean-normalised cosine, as speaker-verification toolkits do with the
@@ -38,6 +39,12 @@ def _skipped_utterances(emb_dir: Path) -> set[str]:
         return set(json.loads(meta.read_text(encoding="utf-8")).get("skipped", []))
     except (json.JSONDecodeError, AttributeError):
         raise UserError(f"{meta}: not a valid embeddings meta.json") from None
+
+
+def _embedded_utterances(emb_dir: Path) -> set[str]:
+    """The utterances with an s embedding (the keys of s.scp)."""
+    from cdsvae.data.datadir import read_scp
+    return set(read_scp(emb_dir / "s.scp"))
 
 
 def _score(args: argparse.Namespace, trials, factor: str, mean, suffix: str) -> dict:
@@ -79,11 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.copyfile(args.trials, trials_path)
     else:
         utt2spk = read_utt2spk(args.utt2spk)
-        skipped = _skipped_utterances(args.emb_dir)
-        if skipped:
-            dropped = [u for u in utt2spk if u in skipped]
-            utt2spk = {u: s for u, s in utt2spk.items() if u not in skipped}
-            print(f"{len(dropped)} utterance(s) skipped at extraction are left out of the trials")
+        embedded = _embedded_utterances(args.emb_dir)
+        missing = [u for u in utt2spk if u not in embedded]
+        if missing:
+            at_extraction = _skipped_utterances(args.emb_dir)
+            n_ext = sum(u in at_extraction for u in missing)
+            print(f"{len(missing)} of {len(utt2spk)} utterance(s) of {args.utt2spk} have no embedding and are left "
+                  f"out of the trials ({n_ext} skipped at extraction, {len(missing) - n_ext} without features): "
+                  f"{' '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+            utt2spk = {u: s for u, s in utt2spk.items() if u in embedded}
         trials = all_pairs_trials(utt2spk)
         trials_path = args.outdir / "trials"
         write_trials(trials_path, trials)
@@ -106,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["mean_norm"] = {factor: _score(args, trials, factor, means[factor], "_meannorm") for factor in FACTORS}
         results["mean_norm"].update(mean_from=str(args.mean_from), n_utts=n_mean)
     results.update(n_target=trials.n_target, n_nontarget=trials.n_nontarget, p_target=args.p_target)
+    if args.trials is None:
+        results.update(n_utts=len(utt2spk) + len(missing), n_without_embedding=len(missing),
+                       without_embedding=missing)
     atomic_write_text(args.outdir / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"{trials.n_target} target / {trials.n_nontarget} nontarget trials; wrote {args.outdir / 'results.json'}")
     return 0

@@ -2,6 +2,7 @@
 
     python -m cdsvae.bin.validate_data_dir data/train
     python -m cdsvae.bin.validate_data_dir --no-check-audio data/train
+    python -m cdsvae.bin.validate_data_dir --allow-missing-audio data/train   # missing audio: warnings
 """
 
 from __future__ import annotations
@@ -24,8 +25,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("data_dir", help="the data directory (wav.scp, utt2spk, spk2utt, ...)")
     parser.add_argument("--no-check-audio", action="store_true",
                         help="do not check that the audio files named in wav.scp exist")
+    parser.add_argument("--allow-missing-audio", action="store_true",
+                        help="count missing audio files as warnings (on stderr) instead of problems, for "
+                             "recipes that skip bad utterances (--skip_bad true)")
     args = parser.parse_args(argv)
     problems = validate_data_dir(args.data_dir, check_audio=not args.no_check_audio)
+    if args.allow_missing_audio:
+        missing = [p for p in problems if p.check == "audio"]
+        problems = [p for p in problems if p.check != "audio"]
+        for problem in missing:
+            print(f"warning: {problem}", file=sys.stderr)
+        if missing:
+            print(f"validate_data_dir: {args.data_dir}: {len(missing)} audio file(s) missing; "
+                  f"their utterances will be skipped", file=sys.stderr)
     if problems:
         for problem in problems:
             print(problem)

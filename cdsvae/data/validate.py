@@ -27,6 +27,7 @@ class Problem:
     file: str
     line: int | None
     message: str
+    check: str = ""  # the kind of problem, e.g. "audio" for a missing audio file
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
@@ -53,13 +54,14 @@ class _Report:
         n = self._counts.get(key, 0) + 1
         self._counts[key] = n
         if n <= MAX_REPORTED_PER_CHECK:
-            self.problems.append(Problem(str(path), line, message))
+            self.problems.append(Problem(str(path), line, message, check))
 
     def finish(self) -> list[Problem]:
         for (path, check), n in self._counts.items():
             if n > MAX_REPORTED_PER_CHECK:
                 extra = n - MAX_REPORTED_PER_CHECK
-                self.problems.append(Problem(path, None, f"... and {extra} more problems of this kind ({check})"))
+                self.problems.append(Problem(path, None, f"... and {extra} more problems of this kind ({check})",
+                                             check))
         return self.problems
 
 

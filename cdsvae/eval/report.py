@@ -60,6 +60,8 @@ class ExperimentResult:
     mean_norm: Scores | None = None
     seed: int | None = None
     checkpoint: Mapping[str, Any] | None = None
+    n_utts: int | None = None  # utterances of the test set (utt2spk), None when not recorded
+    without_embedding: Sequence[str] = ()  # of them, left out of the trials (skipped in an earlier stage)
 
     @property
     def gap(self) -> float:
@@ -127,6 +129,8 @@ def load_experiment(expdir: str | os.PathLike, test_set: str = "test") -> Experi
         cosine = _scores(res)
         mean_norm = _scores(res["mean_norm"]) if "mean_norm" in res else None
         n_target, n_nontarget = int(res["n_target"]), int(res["n_nontarget"])
+        n_utts = int(res["n_utts"]) if "n_utts" in res else None
+        without = [str(u) for u in res.get("without_embedding", [])]
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
     except (KeyError, TypeError) as e:
@@ -142,7 +146,19 @@ def load_experiment(expdir: str | os.PathLike, test_set: str = "test") -> Experi
     return ExperimentResult(expdir=expdir, tag=expdir.name, system=system_label(cfg), eer_s=cosine.eer_s,
                             eer_z=cosine.eer_z, min_dcf_s=cosine.min_dcf_s, min_dcf_z=cosine.min_dcf_z,
                             n_target=n_target, n_nontarget=n_nontarget, mean_norm=mean_norm,
-                            seed=None if seed is None else int(seed), checkpoint=checkpoint)
+                            seed=None if seed is None else int(seed), checkpoint=checkpoint, n_utts=n_utts,
+                            without_embedding=without)
+
+
+def skipped_note(results: Sequence[ExperimentResult], test_set: str) -> list[str]:
+    """Markdown lines counting the test utterances left out of the trials, or none when none was."""
+    lines = []
+    for r in sorted(results, key=lambda r: r.tag):
+        if r.without_embedding:
+            shown = ", ".join(r.without_embedding[:10]) + (", ..." if len(r.without_embedding) > 10 else "")
+            lines.append(f"- {r.tag}: {len(r.without_embedding)} of {r.n_utts} {test_set} utterances skipped "
+                         f"(unreadable or too short; --skip_bad) and left out of the trials: {shown}")
+    return (["Skipped utterances:", "", *lines, ""]) if lines else []
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -484,6 +500,7 @@ def experiment_markdown(
         "for s (speaker) and a high EER for z (content): the gap is EER z - EER s."
     )
     out.append("")
+    out += skipped_note([result], test_set)
     out += _scoring_sections([result], results_table)
     out += ["## Checkpoint", "", checkpoint_table([result])]
     if figures:
@@ -533,6 +550,7 @@ def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: st
         f"EER of cosine scoring over all pairs of {test_set} utterances; gap = EER z - EER s (higher is better)."
     )
     lines.append("")
+    lines += skipped_note(results, test_set)
     groups = group_results(results)
     if any(len(rows) > 1 for rows in groups.values()):
         lines += ["### Mean ± std over seeds", ""]

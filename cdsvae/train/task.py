@@ -21,6 +21,7 @@ from torch import nn
 
 from cdsvae.errors import UserError
 from cdsvae.train import checkpoint as ckpt
+from cdsvae.train import inputs
 from cdsvae.train.config import (Field, Schema, Section, dump_config, field_from_default, load_config, read_yaml,
                                  required, validate)
 from cdsvae.train.distributed import DistContext, init_distributed, shutdown
@@ -258,13 +259,32 @@ def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
         log.warning("resuming with changed train options: %s", "; ".join(changed))
 
 
+def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
+    """Refuse ``outdir`` when its checkpoints were trained with another config or on other inputs.
+
+    ``cfg`` is checked and has absolute data paths (:func:`cdsvae.train.inputs.absolute_data_paths`);
+    returns the fingerprint of its inputs.
+    """
+    outdir = Path(outdir)
+    _check_existing_run(outdir, cfg)
+    fp = inputs.fingerprint(cfg)
+    inputs.check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")))
+    return fp
+
+
 def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistContext) -> Trainer:
-    """Datasets, model and loss of a checked config, wired into a Trainer; rank 0 writes DIR/config.yaml."""
+    """Datasets, model and loss of a checked config, wired into a Trainer.
+
+    Rank 0 first refuses a directory trained on other inputs (:func:`check_run_inputs`), then
+    writes DIR/inputs.json, DIR/cmvn.npz (a copy of ``data.cmvn``) and DIR/config.yaml.
+    """
     outdir = Path(outdir)
     t = cfg["train"]
     setup_logging(outdir, ctx.is_main)
     if ctx.is_main:
-        _check_existing_run(outdir, cfg)
+        fp = check_run_inputs(cfg, outdir)
+        inputs.write_inputs(outdir, fp)
+        inputs.copy_cmvn(outdir, cfg["data"])
         dump_config(cfg, outdir / CONFIG_FILE)
     seed_everything(t["seed"])  # same initial parameters on every rank
     segments = content_segments(cfg)
@@ -287,8 +307,9 @@ def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistCo
 
 
 def train(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
-    """Validate ``cfg``, write DIR/config.yaml, and train (resuming from DIR when possible)."""
-    cfg = check_config(cfg, "config")
+    """Validate ``cfg``, write DIR/config.yaml (data paths made absolute), and train (resuming from DIR
+    when it holds checkpoints of the same config and inputs)."""
+    cfg = inputs.absolute_data_paths(check_config(cfg, "config"))
     set_deterministic(cfg["train"]["deterministic"])  # before any CUDA context (cuBLAS workspace setting)
     ctx = init_distributed(cfg["train"]["device"])
     try:
@@ -298,10 +319,14 @@ def train(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_config_file(exp_dir: str | os.PathLike) -> dict[str, Any]:
+    """The resolved config of a training directory, with ``data.cmvn`` at the directory's own copy."""
     path = Path(exp_dir) / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"{path}: no such file; is {exp_dir} a training directory (cdsvae.bin.train --outdir)?")
-    return check_config(read_yaml(path), str(path))
+    cfg = check_config(read_yaml(path), str(path))
+    if cfg["data"].get("cmvn") is not None:
+        cfg["data"]["cmvn"] = inputs.experiment_cmvn(exp_dir, cfg["data"])
+    return cfg
 
 
 def _choose_checkpoint(exp_dir: Path) -> tuple[Path, dict[str, Any], str]:
@@ -366,5 +391,5 @@ def load_model(exp_dir: str | os.PathLike, device: str | torch.device = "cpu") -
     return model, cfg
 
 
-__all__ = ["config_schema", "check_config", "load_config", "load_model", "load_model_with_info", "checkpoint_summary",
+__all__ = ["config_schema", "check_config", "check_run_inputs", "load_config", "load_model", "load_model_with_info", "checkpoint_summary",
            "recon_consistency", "train", "build_trainer", "make_loss_fn"]

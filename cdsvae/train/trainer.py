@@ -66,6 +66,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cdsvae.errors import UserError
+from cdsvae.io import atomic_write_text
 from cdsvae.train import checkpoint as ckpt
 from cdsvae.train.config import to_plain
 from cdsvae.train.distributed import DistContext, all_gather_object, all_reduce_mean, all_reduce_sum, broadcast_object
@@ -77,6 +78,8 @@ LossFn = Callable[[nn.Module, Mapping[str, Any], torch.Generator], tuple[torch.T
 ConsistencyFn = Callable[[nn.Module, Mapping[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 # Eval-mode reconstruction more than this many times the train-mode one is warned about.
 EVAL_TRAIN_RATIO_LIMIT = 1.25
+# DIR/progress: one line (epoch, step, loss, ETA) rewritten at every log step, read by the recipes.
+PROGRESS_FILE = "progress"
 # Validation order and augmentation draws do not depend on train.seed, so every system and
 # every seed is validated (and its checkpoint chosen) on the same batches.
 VALID_SEED = 20211206
@@ -95,6 +98,16 @@ OPTIM_DEFAULTS: dict[str, Any] = {
 
 class TrainingDiverged(UserError):
     """A non-finite loss or gradient: training stops before the optimiser step."""
+
+
+def format_duration(seconds: float) -> str:
+    """12s, 4m05s, 3h07m."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def derive_seed(*parts: Any) -> int:
@@ -426,6 +439,7 @@ class Trainer:
                  self.steps_per_epoch, int(t["epochs"]),
                  f", at most {t['max_steps']} steps" if t["max_steps"] is not None else "")
         self._open_writer(resumed)
+        self._run_start, self._run_step0 = time.perf_counter(), self.step
         try:
             while not self._finished():
                 complete = self._train_epoch()
@@ -452,7 +466,26 @@ class Trainer:
                 self.writer.close()
         log.info("finished: epoch %d, step %d, best validation %s %s", self.epoch, self.step, self.criterion_name,
                  "n/a" if self.best_valid is None else f"{self.best_valid:.6g}")
+        self._write_progress(f"finished: epoch {self.epoch}/{int(self.topt['epochs'])}, step {self.step}")
         return self.summary()
+
+    def _write_progress(self, line: str) -> None:
+        """Rank 0 keeps DIR/progress at one line, for whoever shows progress on a console."""
+        if not self.ctx.is_main:
+            return
+        try:
+            atomic_write_text(self.outdir / PROGRESS_FILE, line + "\n")
+        except OSError as e:  # progress is a courtesy: never stop training for it
+            log.warning("cannot write %s: %s", self.outdir / PROGRESS_FILE, e)
+
+    def _progress_line(self, loss: float) -> str:
+        done = self.step - self._run_step0
+        elapsed = time.perf_counter() - self._run_start
+        eta = "?"
+        if done > 0:
+            eta = format_duration((self.total_steps - self.step) * elapsed / done)
+        return (f"epoch {self.epoch + 1}/{int(self.topt['epochs'])}, step {self.step}/{self.total_steps}, "
+                f"loss {loss:.4g}, ETA {eta}")
 
     def summary(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "best_valid": self.best_valid,
@@ -534,6 +567,7 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in names or k == "loss"})
                     log.info("epoch %d step %d: %s", self.epoch + 1, self.step,
                              " ".join(f"{k} {v:.4g}" for k, v in values.items()))
+                    self._write_progress(self._progress_line(values["loss"]))
                     acc, acc_n, tic = None, 0, time.perf_counter()
                 if stop:
                     return last_in_epoch

@@ -28,6 +28,8 @@ feats_conf=conf/fbank.yaml
 vc_conf=conf/vc.yaml
 local_data_opts=       # arguments for local/data.sh
 skip_bad=false         # skip and count unreadable/too-short utterances instead of stopping
+retrain=false          # stage 4: move existing experiments aside (<tag>.old<N>) and train them afresh
+progress_secs=30       # stage 4: seconds between progress lines of the running trainings on the console
 expdir=exp
 dumpdir=dump
 tag_suffix=            # appended to every experiment tag
@@ -42,7 +44,8 @@ Stages (the numbers are the same in every recipe):
   2  features: data/<set> -> ${dumpdir}/<set>/ (log-mel ark/scp, utt2num_frames, CMVN); video: skipped
   3  motion augmentation: WORLD voice conversion of <train_set> -> ${dumpdir}/<train_set>_vc/; video: skipped (on the fly)
   4  training: ${dumpdir}/ -> ${expdir}/<tag>/ for each of --train_configs (conf/train.yaml -> cdsvae, conf/train_X.yaml -> X)
-     and each of --seeds (<tag>_seed<N>)
+     and each of --seeds (<tag>_seed<N>); the data paths come from --dumpdir, --train_set and --dev_set,
+     and an experiment trained on other inputs is refused (see --retrain)
   5  extraction: speech: s and z embeddings of the test sets and of (up to --norm_max_utts utterances of)
      <train_set> -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/
   6  scoring: speech: trials, cosine scores (raw and after subtracting the mean of <train_set>),
@@ -69,7 +72,10 @@ Options:
   --feats_conf FILE     feature config (default: ${feats_conf})
   --vc_conf FILE        voice-conversion config (default: ${vc_conf})
   --local_data_opts "A" arguments for local/data.sh (default: "${local_data_opts}")
-  --skip_bad BOOL       skip and count bad utterances instead of stopping (default: ${skip_bad})
+  --skip_bad BOOL       skip and count bad utterances in every stage instead of stopping (default: ${skip_bad})
+  --retrain BOOL        stage 4: move each existing experiment aside to <tag>.old<N> (never deleted) and
+                        train it afresh, e.g. after its features changed (default: ${retrain})
+  --progress_secs N     stage 4: seconds between progress lines on the console (default: ${progress_secs})
   --expdir DIR          experiments (default: ${expdir})
   --dumpdir DIR         features (default: ${dumpdir})
   --tag_suffix S        appended to every experiment tag (default: "${tag_suffix}")
@@ -100,7 +106,7 @@ die() {
     exit 1
 }
 
-for opt in stage stop_stage ngpu nj num_nodes norm_max_utts train_jobs; do
+for opt in stage stop_stage ngpu nj num_nodes norm_max_utts train_jobs progress_secs; do
     [[ "${!opt}" =~ ^[0-9]+$ ]] || usage_error "--${opt} expects a non-negative integer, got '${!opt}'"
 done
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 7 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 7 ]; then
@@ -118,6 +124,7 @@ for seed in ${seeds}; do
     [[ "${seed}" =~ ^[0-9]+$ ]] || usage_error "--seeds expects non-negative integers, got '${seed}'"
 done
 [ "${norm_max_utts}" -ge 1 ] || usage_error "--norm_max_utts must be at least 1"
+[ "${progress_secs}" -ge 1 ] || usage_error "--progress_secs must be at least 1"
 
 for f in path.sh cmd.sh; do
     [ -e "${f}" ] || die "${PWD}/${f} not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
@@ -125,9 +132,29 @@ done
 . ./path.sh
 . ./cmd.sh
 
-# --ngpu 0 means CPU for every tool, whatever GPUs the machine has.
+# CUDA devices this machine shows: nvidia-smi's list, restricted by CUDA_VISIBLE_DEVICES when set.
+visible_gpus() {
+    local n=0 listed
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+    fi
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+        listed=$(printf '%s\n' "${CUDA_VISIBLE_DEVICES}" | tr ',' '\n' | grep -c '^[^-]' || true)
+        [ "${listed}" -ge "${n}" ] || n=${listed}
+    fi
+    echo "${n}"
+}
+
+# --ngpu 0 means CPU for every tool, whatever GPUs the machine has.  --ngpu N asks for N GPUs
+# per node: when the GPU stages (4-6) run on this machine (the local backend), it must have them.
 if [ "${ngpu}" -eq 0 ]; then
     export CUDA_VISIBLE_DEVICES=""
+elif [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 4 ] && [[ "${gpu_cmd}" == utils/run_local.sh* ]]; then
+    n_visible=$(visible_gpus)
+    if [ "${n_visible}" -lt "${ngpu}" ]; then
+        die "--ngpu ${ngpu} asks for ${ngpu} GPU(s), but this machine shows ${n_visible} CUDA device(s)" \
+            "(nvidia-smi -L${CUDA_VISIBLE_DEVICES+, CUDA_VISIBLE_DEVICES='${CUDA_VISIBLE_DEVICES}'}); use --ngpu 0 to run on the CPU"
+    fi
 fi
 
 current_stage=0
@@ -190,6 +217,15 @@ fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# Counts, on the console, the utterances a stage skipped (--skip_bad true), listed one per line in <list>.
+report_skipped() {  # report_skipped <list> <data dir> <why>
+    local n total
+    [ -s "$1" ] || return 0
+    n=$(wc -l <"$1")
+    total=$(wc -l <"$2/utt2spk")
+    log "Skipped ${n} of ${total} utterance(s) of $2 ($3; --skip_bad true): listed in $1"
+}
+
 is_done() {  # is_done <out dir> <fingerprint>
     [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]
 }
@@ -233,7 +269,9 @@ stage_1() {
     for dset in $(data_sets); do
         [ -d "data/${dset}" ] || die "local/data.sh did not create data/${dset}"
         if [ "${modality}" = speech ]; then
-            utils/validate_data_dir.sh "data/${dset}" || die "data/${dset} is not a valid data dir (problems listed above)"
+            # --skip_bad true: a missing audio file is counted here and its utterance skipped in stage 2
+            utils/validate_data_dir.sh $([ "${skip_bad}" = true ] && echo --allow-missing-audio) "data/${dset}" \
+                || die "data/${dset} is not a valid data dir (problems listed above)"
         fi
     done
 }
@@ -257,10 +295,12 @@ stage_2() {
         fi
         rm -f "${out}/.done"
         n=$(split_for_jobs "data/${dset}")
+        log "Features of ${dset}: ${n} job(s), logs: ${out}/log/make_fbank.*.log"
         ${cpu_cmd} JOB=1:"${n}" "${out}/log/make_fbank.JOB.log" \
             python -m cdsvae.bin.make_fbank --config "${feats_conf}" --skip_bad "${skip_bad}" --job JOB \
             "data/${dset}/split${n}/JOB" "${out}"
         python -m cdsvae.bin.make_fbank --merge --nj "${n}" "data/${dset}" "${out}"
+        report_skipped "${out}/bad_utts" "data/${dset}" "unreadable audio"
         utils/validate_data_dir.sh --no-check-audio "${out}" || die "${out} is not a valid data dir (problems listed above)"
         if [ "${dset}" = "${train_set}" ]; then
             python -m cdsvae.bin.compute_cmvn_stats "${out}/feats.scp" "${out}/cmvn.npz"
@@ -307,41 +347,94 @@ stage_3() {
     fi
     rm -f "${out}/.done"
     n=$(split_for_jobs "${src}")
+    log "Voice conversion of ${train_set}: ${n} job(s), logs: ${out}/log/world_vc.*.log"
     # shellcheck disable=SC2086
     ${cpu_cmd} JOB=1:"${n}" "${out}/log/world_vc.JOB.log" \
         python -m cdsvae.bin.world_vc ${vc_args} --config "${src}/fbank.yaml" --skip_bad "${skip_bad}" --job JOB \
         "${src}/split${n}/JOB" "${out}"
     # shellcheck disable=SC2086
     python -m cdsvae.bin.world_vc ${vc_args} --merge --nj "${n}" "${src}" "${out}"
+    report_skipped "${out}/copy1/bad_utts" "${src}" "voice conversion failed"
     mark_done "${out}" "${fp}"
 }
 
-# Speech: the data paths of this run's sets, so a config never trains on another set than
-# --train_set/--dev_set say (the configs' own paths are overridden; --train_args come after).
-data_args() {
-    [ "${modality}" = speech ] || return 0
-    local train=${dumpdir}/${train_set}
-    echo "--data.train_split train --data.train_feats ${train} --data.cmvn ${train}/cmvn.npz" \
-        "--data.motion_feats ${train}_vc"
-    if [ -n "${dev_set}" ]; then
-        echo "--data.valid_split dev --data.dev_feats ${dumpdir}/${dev_set}"
+# The trainer options this script owns: the data paths of this run's sets (a config never
+# trains on another set than --dumpdir, --train_set and --dev_set say; --train_args come after),
+# --skip_bad, and the device of --ngpu.
+train_run_args() {
+    if [ "${modality}" = speech ]; then
+        local train=${dumpdir}/${train_set}
+        echo "--data.train_split train --data.train_feats ${train} --data.cmvn ${train}/cmvn.npz" \
+            "--data.motion_feats ${train}_vc --data.skip_bad ${skip_bad}"
+        if [ -n "${dev_set}" ]; then
+            echo "--data.valid_split dev --data.dev_feats ${dumpdir}/${dev_set}"
+        else
+            echo "--data.valid_split null"
+        fi
     else
-        echo "--data.valid_split null"
+        echo "--data.root data --data.train_split ${train_set} --data.valid_split ${dev_set:-null}"
     fi
+    echo "--train.device $([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
+}
+
+# Moves a directory aside, never deleting it: <dir>.old1, <dir>.old2, ...
+move_aside() {
+    local n=1
+    while [ -e "$1.old${n}" ]; do n=$((n + 1)); done
+    mv "$1" "$1.old${n}"
+    log "Moved $1 aside to $1.old${n} (--retrain true)"
+}
+
+# Stage 4's console: one line per running training (its DIR/progress: epoch, step, loss, ETA)
+# every --progress_secs seconds.  Returns when a training has ended or the interval is over.
+training_tags=()
+last_progress=0
+wait_for_trainings() {
+    local before i tag line
+    before=$(jobs -rp | wc -l)
+    for ((i = 0; i < progress_secs; i++)); do
+        [ "$(jobs -rp | wc -l)" -ge "${before}" ] && [ "${before}" -gt 0 ] || break
+        sleep 1
+    done
+    [ $((SECONDS - last_progress)) -ge "${progress_secs}" ] || return 0
+    last_progress=${SECONDS}
+    for tag in "${training_tags[@]}"; do
+        [ ! -f "${expdir}/${tag}/log/launch.rc" ] || continue
+        line=$(cat "${expdir}/${tag}/progress" 2>/dev/null || echo "starting")
+        log "  ${tag}: ${line}"
+    done
 }
 
 stage_4() {
-    log "Stage 4: training: ${dumpdir}/ -> ${expdir}/{$(experiment_tags | paste -sd,)} (ngpu=${ngpu}, num_nodes=${num_nodes})"
+    local where=CPU
+    [ "${ngpu}" -eq 0 ] || where="${ngpu} GPU(s) per node x ${num_nodes} node(s)"
+    log "Stage 4: training on ${where}: ${dumpdir}/ -> ${expdir}/{$(experiment_tags | paste -sd,)}"
     require_tool cdsvae.bin.train
-    local launcher config tag seed cmd logfile seed_args data parallel=1 running=() rc
+    local launcher config tag seed cmd logfile seed_args args parallel=1 rc msg
     launcher=$(train_launcher)
-    data=$(data_args | paste -sd' ')
+    args=$(train_run_args | paste -sd' ')
+    # Every experiment is checked before any starts: one trained on other inputs stops the stage.
+    while read -r config tag seed; do
+        [ -f "${config}" ] || die "training config ${config} not found"
+        seed_args=""
+        [ "${seed}" = - ] || seed_args="--train.seed ${seed}"
+        if [ "${retrain}" = true ] && [ -e "${expdir}/${tag}" ]; then
+            move_aside "${expdir}/${tag}"
+        fi
+        # shellcheck disable=SC2086
+        if ! msg=$(python -m cdsvae.bin.train --config "${config}" --outdir "${expdir}/${tag}" ${args} \
+            ${seed_args} ${train_args} --check_inputs 2>&1 </dev/null); then
+            die "$(printf '%s\n' "${msg}" | tail -n 1 | sed 's/^[a-z_]*: error: //'); to go on, rerun with" \
+                "--retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix"
+        fi
+    done < <(experiments)
     # Several CPU trainings at once (--train_jobs): each is its own process, so results do not change.
     if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ]; then
         parallel=${train_jobs}
     fi
+    training_tags=()
+    last_progress=${SECONDS}
     while read -r config tag seed; do
-        [ -f "${config}" ] || die "training config ${config} not found"
         seed_args=""
         [ "${seed}" = - ] || seed_args="--train.seed ${seed}"
         cmd=${gpu_cmd}
@@ -351,40 +444,59 @@ stage_4() {
             cmd=utils/run_local.sh
             logfile=${expdir}/${tag}/log/launch.$(hostname).log
         fi
-        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${data} ${seed_args} ${train_args} (log: ${logfile})"
+        while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do
+            wait_for_trainings
+        done
+        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${args} ${seed_args} ${train_args}"
+        log "  logs: ${logfile} and ${expdir}/${tag}/train.log"
+        mkdir -p "${expdir}/${tag}/log"
+        rm -f "${expdir}/${tag}/log/launch.rc" "${expdir}/${tag}/progress"
         # shellcheck disable=SC2086
         set -- ${cmd} --gpu "${ngpu}" "${logfile}" \
-            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${data} ${seed_args} ${train_args}
-        if [ "${parallel}" -le 1 ]; then
-            "$@" </dev/null
-            continue
-        fi
-        while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do
-            wait -n || true  # exit codes are collected from the .rc files below
-        done
-        mkdir -p "${expdir}/${tag}/log"
-        rm -f "${expdir}/${tag}/log/launch.rc"
+            ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${args} ${seed_args} ${train_args}
         (
             if "$@" </dev/null; then rc=0; else rc=$?; fi
             echo "${rc}" >"${expdir}/${tag}/log/launch.rc"
         ) &
-        running+=("${tag}")
+        training_tags+=("${tag}")
     done < <(experiments)
-    [ "${#running[@]}" -gt 0 ] || return 0
+    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
+        wait_for_trainings
+    done
     wait
     local failed=()
-    for tag in "${running[@]}"; do
+    for tag in "${training_tags[@]}"; do
         rc=$(cat "${expdir}/${tag}/log/launch.rc" 2>/dev/null || echo missing)
-        [ "${rc}" = 0 ] || failed+=("${tag} (exit ${rc}, log: ${expdir}/${tag}/log/launch.log)")
+        if [ "${rc}" = 0 ]; then
+            log "Trained ${tag}: $(cat "${expdir}/${tag}/progress" 2>/dev/null || echo "done (no progress recorded)")"
+        else
+            failed+=("${tag} (exit ${rc}, log: ${expdir}/${tag}/log/launch.log)")
+        fi
     done
     [ "${#failed[@]}" -eq 0 ] || die "training failed: ${failed[*]}"
+}
+
+# Stops when an experiment's recorded training inputs changed since it was trained, or when the
+# given feature dirs were made with other options than its training features.
+check_experiments() {  # check_experiments [feature dir...]
+    require_tool cdsvae.bin.check_experiment
+    local tag dirs=() feats=() msg
+    for tag in $(experiment_tags); do
+        dirs+=("${expdir}/${tag}")
+    done
+    [ $# -eq 0 ] || feats=(--feats "$@")
+    if ! msg=$(python -m cdsvae.bin.check_experiment "${dirs[@]}" "${feats[@]}" 2>&1 </dev/null); then
+        die "$(printf '%s\n' "${msg}" | tail -n 1 | sed 's/^[a-z_]*: error: //'); rerun stage 4 with" \
+            "--retrain true (moves the experiment aside) or choose a new --tag_suffix"
+    fi
 }
 
 stage_5() {
     local tag dset
     if [ "${modality}" = video ]; then
-        log "Stage 5: judge classifier: data/${train_set}, data/${test_sets%% *} -> ${expdir}/judge/"
+        log "Stage 5: judge classifier: data/${train_set}, data/${test_sets%% *} -> ${expdir}/judge/ (log: ${expdir}/judge/train_judge.log)"
         require_tool cdsvae.bin.train_judge
+        check_experiments
         ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/judge/train_judge.log" \
             python -m cdsvae.bin.train_judge --train "data/${train_set}" --test "data/${test_sets%% *}" \
             --outdir "${expdir}/judge" ${judge_args}
@@ -392,16 +504,22 @@ stage_5() {
     fi
     log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
     require_tool cdsvae.bin.extract_embeddings
-    local subset
+    local subset out n_skipped
+    check_experiments $(for dset in ${test_sets} ${train_set}; do echo "${dumpdir}/${dset}"; done)
     for tag in $(experiment_tags); do
         for dset in ${test_sets} ${train_set}; do
             subset=""
             [ "${dset}" != "${train_set}" ] || subset="--max_utts ${norm_max_utts}"
+            out=${expdir}/${tag}/emb_${dset}
+            log "Embedding ${dset} with ${tag} (log: ${out}/extract.log)"
             # shellcheck disable=SC2086
-            ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/emb_${dset}/extract.log" \
+            ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${out}/extract.log" \
                 python -m cdsvae.bin.extract_embeddings --expdir "${expdir}/${tag}" --feats "${dumpdir}/${dset}" \
-                --outdir "${expdir}/${tag}/emb_${dset}" --skip_bad "${skip_bad}" ${subset} \
+                --outdir "${out}" --skip_bad "${skip_bad}" ${subset} \
                 --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
+            n_skipped=$(sed -n 's/.*"n_skipped": *\([0-9]*\).*/\1/p' "${out}/meta.json" | head -n 1)
+            [ "${n_skipped:-0}" -eq 0 ] || log "Skipped ${n_skipped} utterance(s) of ${dumpdir}/${dset} at extraction" \
+                "(shorter than one segment; --skip_bad true): listed in ${out}/meta.json"
         done
     done
 }
@@ -411,7 +529,9 @@ stage_6() {
     if [ "${modality}" = video ]; then
         log "Stage 6: judge metrics: ${expdir}/<tag>/ + ${expdir}/judge/ -> ${expdir}/<tag>/judge_results.json"
         require_tool cdsvae.bin.judge_eval
+        check_experiments
         for tag in $(experiment_tags); do
+            log "Judging ${tag} (log: ${expdir}/${tag}/judge_eval.log)"
             ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/judge_eval.log" \
                 python -m cdsvae.bin.judge_eval --exp_dir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
                 --data "data/${test_sets%% *}" ${judge_eval_args}
@@ -420,13 +540,20 @@ stage_6() {
     fi
     log "Stage 6: scoring: ${expdir}/<tag>/emb_<set>/ -> ${expdir}/<tag>/score_<set>/ (trials, cosine scores raw and mean-normalised with emb_${train_set}, EER/minDCF)"
     require_tool cdsvae.bin.score
+    check_experiments
+    local out n_missing
     for tag in $(experiment_tags); do
         [ -f "${expdir}/${tag}/emb_${train_set}/s.scp" ] || die "${expdir}/${tag}/emb_${train_set}/s.scp not found: run stage 5 first"
         for dset in ${test_sets}; do
-            ${cpu_cmd} "${expdir}/${tag}/score_${dset}/score.log" \
+            out=${expdir}/${tag}/score_${dset}
+            log "Scoring ${dset} with ${tag} (log: ${out}/score.log)"
+            ${cpu_cmd} "${out}/score.log" \
                 python -m cdsvae.bin.score --emb_dir "${expdir}/${tag}/emb_${dset}" \
-                --utt2spk "data/${dset}/utt2spk" --outdir "${expdir}/${tag}/score_${dset}" \
+                --utt2spk "data/${dset}/utt2spk" --outdir "${out}" \
                 --mean_from "${expdir}/${tag}/emb_${train_set}"
+            n_missing=$(sed -n 's/.*"n_without_embedding": *\([0-9]*\).*/\1/p' "${out}/results.json" | head -n 1)
+            [ "${n_missing:-0}" -eq 0 ] || log "Left ${n_missing} utterance(s) of data/${dset} without embedding" \
+                "(skipped in stages 2-5) out of the trials: listed in ${out}/results.json"
         done
     done
 }
@@ -437,6 +564,7 @@ stage_7() {
         exps+=("${expdir}/${tag}")
     done
     log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and ${expdir}/RESULTS.md"
+    check_experiments
     if [ "${modality}" = video ]; then
         require_tool cdsvae.bin.video_report
         python -m cdsvae.bin.video_report --data "data/${test_sets%% *}" --out "${expdir}/RESULTS.md" "${exps[@]}"

@@ -1,0 +1,275 @@
+"""What a training run learnt from, recorded so that nothing reuses it on other data.
+
+A run's data paths are made absolute before its ``config.yaml`` is written (:func:`absolute_data_paths`),
+so the experiment does not depend on the directory it is used from, and its CMVN statistics are
+copied into the experiment (``cmvn.npz``, or ``cmvn.<ext>`` for other formats; see
+:func:`copy_cmvn`), which :func:`cdsvae.train.task.load_config_file` then points ``data.cmvn`` at.
+
+``inputs.json`` holds a fingerprint of the run's inputs (:func:`fingerprint`): the config sections
+that define the model and its data (``model``, ``loss``, ``optim``, ``augment``, ``data``; the
+``train`` section may change on resume, e.g. more epochs) and the SHA-256 of each input file:
+
+- speech: ``feats.scp``, ``utt2num_frames``, ``utt2spk`` and ``fbank.yaml`` of every feature dir
+  (``<split>_feats``, every motion copy) and the CMVN file;
+- video: the frames, labels and factors files of the training and validation splits (a file over
+  256 MiB is fingerprinted by its size and its first and last 16 MiB).
+
+Training refuses a directory with checkpoints whose recorded inputs differ from the current
+ones (:func:`check_resume`); the evaluation stages check that the recorded files are unchanged
+and that the features they read were made with the training features' options
+(:func:`check_experiment`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from cdsvae.errors import UserError
+from cdsvae.io import atomic_write_text
+
+INPUTS_FILE = "inputs.json"
+CONFIG_SECTIONS = ("model", "loss", "optim", "augment", "data")
+FEATS_DIR_FILES = ("feats.scp", "utt2num_frames", "utt2spk", "fbank.yaml")
+FEATURE_CONFIG = "fbank.yaml"
+_WHOLE_FILE_LIMIT = 256 << 20
+_EDGE_BYTES = 16 << 20
+
+
+def _absolute(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return os.path.abspath(os.path.expanduser(os.fspath(value)))
+    if isinstance(value, Mapping):
+        return {k: _absolute(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_absolute(v) for v in value]
+    return value
+
+
+def _is_path_key(key: str) -> bool:
+    return key.endswith("_feats") or key in ("cmvn", "root")
+
+
+def absolute_data_paths(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every path of its ``data`` section absolute (relative to the current directory)."""
+    out = dict(cfg)
+    data = dict(cfg.get("data") or {})
+    if data.get("type") == "video":
+        from cdsvae.data.video import VIDEO_DATA_DEFAULTS
+        data.setdefault("root", VIDEO_DATA_DEFAULTS["root"])
+    out["data"] = {k: (_absolute(v) if _is_path_key(k) else v) for k, v in data.items()}
+    return out
+
+
+def file_digest(path: str | os.PathLike) -> str | None:
+    """SHA-256 of a file (size and edges for a file over 256 MiB); None when it does not exist."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            if size <= _WHOLE_FILE_LIMIT:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+                return h.hexdigest()
+            h.update(f"size {size}".encode())
+            h.update(f.read(_EDGE_BYTES))
+            f.seek(size - _EDGE_BYTES)
+            h.update(f.read(_EDGE_BYTES))
+            return "edges:" + h.hexdigest()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _speech_files(data: Mapping[str, Any]) -> list[Path]:
+    from cdsvae.data.speech import _motion_dirs
+    dirs = [Path(data[k]) for k in sorted(data) if k.endswith("_feats") and k != "motion_feats"
+            and isinstance(data[k], (str, os.PathLike))]
+    motion = data.get("motion_feats")
+    specs = list(motion.values()) if isinstance(motion, Mapping) else [motion]
+    for spec in specs:
+        if spec is not None:
+            dirs.extend(_motion_dirs(spec))
+    files = [d / name for d in dirs for name in FEATS_DIR_FILES]
+    if data.get("cmvn") is not None:
+        files.append(Path(data["cmvn"]))
+    return files
+
+
+def _video_files(data: Mapping[str, Any]) -> list[Path]:
+    from cdsvae.data.video import FACTORS_FILE, LABELS_FILE, VIDEO_DATA_DEFAULTS, resolve_split_dir
+    cfg = {**VIDEO_DATA_DEFAULTS, **data}
+    files = []
+    for split in (data.get("train_split"), data.get("valid_split")):
+        if split:
+            d = resolve_split_dir(cfg, split)
+            files.extend(d / name for name in (cfg["frames"], LABELS_FILE, FACTORS_FILE))
+    return files
+
+
+def input_files(cfg: Mapping[str, Any]) -> list[Path]:
+    """The files a config trains on (see the module docstring), in a fixed order."""
+    data = cfg.get("data") or {}
+    kind = data.get("type")
+    if kind == "speech":
+        return _speech_files(data)
+    if kind == "video":
+        return _video_files(data)
+    return []
+
+
+def fingerprint(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"config": {section: ...}, "files": {path: sha256 or None}, "feature_config": path or None}``."""
+    from cdsvae.train.config import to_plain
+    config = {sec: to_plain(cfg.get(sec)) for sec in CONFIG_SECTIONS}
+    files = {str(p): file_digest(p) for p in input_files(cfg)}
+    feature_config = None
+    data = cfg.get("data") or {}
+    if data.get("type") == "speech" and isinstance(data.get("train_feats"), str):
+        feature_config = str(Path(data["train_feats"]) / FEATURE_CONFIG)
+    return {"config": config, "files": files, "feature_config": feature_config}
+
+
+def read_inputs(exp_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The recorded fingerprint of a training directory, or None when it has none."""
+    path = Path(exp_dir) / INPUTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with path.open(encoding="utf-8") as f:
+            stored = json.load(f)
+        if not isinstance(stored, dict) or not isinstance(stored.get("files"), dict):
+            raise ValueError("not a fingerprint")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable fingerprint of the training inputs ({e})") from None
+    return stored
+
+
+def write_inputs(exp_dir: str | os.PathLike, fp: Mapping[str, Any]) -> None:
+    atomic_write_text(Path(exp_dir) / INPUTS_FILE, json.dumps(fp, indent=1, sort_keys=True) + "\n")
+
+
+def _display(path: str) -> str:
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else path
+    except (ValueError, OSError):
+        return path
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two fingerprints, one short phrase each (config keys first)."""
+    out = []
+    a, b = _flat(old.get("config") or {}, ""), _flat(new.get("config") or {}, "")
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            out.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    fa, fb = old.get("files") or {}, new.get("files") or {}
+    for path in sorted(set(fa) | set(fb)):
+        if fa.get(path) == fb.get(path):
+            continue
+        if path not in fa or fa[path] is None:
+            what = "new"
+        elif path not in fb or fb[path] is None:
+            what = "missing now"
+        else:
+            what = "changed"
+        out.append(f"{_display(path)} {what}")
+    return out
+
+
+def summarise(items: Sequence[str], limit: int = 3) -> str:
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_resume(exp_dir: str | os.PathLike, fp: Mapping[str, Any], has_checkpoints: bool) -> None:
+    """Refuse to continue a run whose checkpoints were trained on other inputs than ``fp``."""
+    if not has_checkpoints:
+        return
+    stored = read_inputs(exp_dir)
+    if stored is None:
+        raise UserError(f"{exp_dir} holds checkpoints but no record of the inputs they were trained on "
+                        f"({INPUTS_FILE})")
+    diff = changes(stored, fp)
+    if diff:
+        raise UserError(f"{exp_dir} was trained on other inputs: {summarise(diff)}")
+
+
+def check_experiment(exp_dir: str | os.PathLike, feats_dirs: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
+    """Check a trained experiment against the files now on disk; returns its recorded fingerprint.
+
+    The recorded input files must be unchanged, and each of ``feats_dirs`` (features to evaluate)
+    must hold the same feature options (``fbank.yaml``) as the training features.
+    """
+    exp_dir = Path(exp_dir)
+    stored = read_inputs(exp_dir)
+    if stored is None:
+        raise UserError(f"{exp_dir}: no record of its training inputs ({INPUTS_FILE}); it was not trained "
+                        f"by cdsvae.bin.train, or training never started")
+    diff = []
+    for path, digest in sorted(stored["files"].items()):
+        now = file_digest(path)
+        if now != digest:
+            diff.append(f"{_display(path)} {'missing now' if now is None else 'changed'}")
+    if diff:
+        raise UserError(f"{exp_dir} was trained on other inputs: {summarise(diff)}")
+    feature_config = stored.get("feature_config")
+    if feature_config:
+        expected = stored["files"].get(feature_config)
+        for d in feats_dirs:
+            path = Path(d) / FEATURE_CONFIG
+            now = file_digest(path)
+            if now is None:
+                raise UserError(f"{path}: missing; the features in {d} were not made by make_fbank")
+            if now != expected:
+                raise UserError(f"{exp_dir} was trained on features with other options than {_display(str(path))} "
+                                f"(compare with {_display(feature_config)})")
+    return stored
+
+
+def cmvn_copy_path(exp_dir: str | os.PathLike, source: str | os.PathLike) -> Path:
+    """Where the experiment keeps its copy of the CMVN statistics ``source``."""
+    suffix = Path(source).suffix or ".npz"
+    return Path(exp_dir) / f"cmvn{suffix}"
+
+
+def copy_cmvn(exp_dir: str | os.PathLike, data_cfg: Mapping[str, Any]) -> Path | None:
+    """Copy ``data.cmvn`` into the experiment (atomically); returns the copy, or None without CMVN."""
+    source = data_cfg.get("cmvn")
+    if source is None:
+        return None
+    dest = cmvn_copy_path(exp_dir, source)
+    if not Path(source).is_file():
+        raise UserError(f"{source}: no such CMVN statistics file (data.cmvn)")
+    if file_digest(dest) == file_digest(source):
+        return dest
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def experiment_cmvn(exp_dir: str | os.PathLike, data_cfg: Mapping[str, Any]) -> str | None:
+    """The CMVN statistics an experiment's evaluation applies: its own copy when it has one."""
+    source = data_cfg.get("cmvn")
+    if source is None:
+        return None
+    copy = cmvn_copy_path(exp_dir, source)
+    return str(copy) if copy.is_file() else source
