@@ -5,7 +5,11 @@
 Writes ``OUTDIR/judge.pt`` and ``OUTDIR/judge_test.json`` (per-factor test accuracy) atomically.
 The judge is only trusted when it is right on real sequences: if any factor's test accuracy is
 below ``--threshold`` the command exits 1 naming the factors (the judge is kept for inspection).
-A second run with the same options and data reuses the saved judge.
+A second run with the same options and data reuses the saved judge; a judge is (re)trained only
+when there is none, when it was trained with other options or data (the options and a stamp of
+the training frames are stored in ``judge.pt``) or with ``--force``, and the log says which.
+A ``judge.pt`` that cannot be read, or a ``--device`` that cannot be used, is an error naming
+the file: it is never silently trained over.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import torch
 from cdsvae.bin import run_main
 from cdsvae.data.video import VideoDataset
 from cdsvae.errors import UserError
-from cdsvae.eval.judge import JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge, save_judge, train_judge
+from cdsvae.eval.judge import (JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge_with_extra, save_judge,
+                               train_judge)
 from cdsvae.io import atomic_write_text
 
 
@@ -62,6 +67,35 @@ def _data_stamp(d: VideoDataset) -> dict:
     return {"path": str(d.split_dir.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "n": len(d)}
 
 
+def _check_device(device: str, judge_path: Path) -> None:
+    """A device torch cannot allocate on is an error up front, not a failure halfway through training."""
+    try:
+        torch.empty(1, device=torch.device(device))
+    except (RuntimeError, AssertionError) as e:
+        msg = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        raise UserError(f"{judge_path}: cannot train or run the judge on --device {device}: {msg}") from None
+
+
+def _changed_options(saved, wanted: dict) -> str:
+    """'' when ``saved`` equals ``wanted``, else which options differ, for the log."""
+    if saved == wanted:
+        return ""
+    if not isinstance(saved, dict):
+        return "it records no training options"
+    diffs = []
+    for key in wanted:
+        if key not in saved:
+            diffs.append(f"{key} not recorded")
+        elif saved[key] != wanted[key]:
+            if key == "train":
+                diffs.append(f"training data {wanted[key]['path']} differs from the recorded one "
+                             "(path, size, modification time or number of sequences)")
+            else:
+                diffs.append(f"{key} {saved[key]} -> {wanted[key]}")
+    diffs += [f"{key} no longer an option" for key in saved if key not in wanted]
+    return "; ".join(diffs)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
@@ -78,17 +112,24 @@ def main(argv=None) -> int:
         "channels": args.channels, "g_dim": args.g_dim, "hidden_dim": args.hidden_dim,
         "train": _data_stamp(train),
     }
+    judge_path = outdir / JUDGE_FILE
+    _check_device(args.device, judge_path)
     torch.manual_seed(args.seed)
-    model = None
-    if (outdir / JUDGE_FILE).is_file() and not args.force:
-        try:
-            saved = torch.load(outdir / JUDGE_FILE, map_location="cpu", weights_only=True)
-            if saved.get("extra", {}).get("options") == options:
-                model = load_judge(outdir, args.device)
-                print(f"train_judge: {outdir / JUDGE_FILE} was trained with the same options and data; reusing it")
-        except Exception:
-            model = None
+    model, why = None, None
+    if args.force:
+        why = "--force given"
+    elif not judge_path.exists():
+        why = f"no judge at {judge_path}"
+    else:
+        saved, extra = load_judge_with_extra(outdir, args.device)  # unreadable: an error naming the file
+        changed = _changed_options(extra.get("options"), options)
+        if changed:
+            why = f"{judge_path} was trained with other options or data ({changed})"
+        else:
+            model = saved
+            print(f"train_judge: {judge_path} was trained with the same options and data; reusing it")
     if model is None:
+        print(f"train_judge: training a judge: {why}")
         model = JudgeClassifier(train.factors, in_channels=train.shape[1], channels=args.channels,
                                 g_dim=args.g_dim, hidden_dim=args.hidden_dim)
         t0 = time.time()

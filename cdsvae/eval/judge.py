@@ -236,7 +236,12 @@ def save_judge(directory: str | os.PathLike, model: JudgeClassifier, extra: Mapp
     return path
 
 
-def load_judge(directory: str | os.PathLike, device: str | torch.device = "cpu") -> JudgeClassifier:
+def load_judge_with_extra(directory: str | os.PathLike,
+                          device: str | torch.device = "cpu") -> tuple[JudgeClassifier, dict]:
+    """The judge saved in ``directory/judge.pt`` on ``device``, and the ``extra`` it was saved with.
+
+    A missing, truncated or foreign file, or a device the judge cannot be moved to, is a
+    UserError naming the file."""
     path = Path(directory) / JUDGE_FILE
     if not path.is_file():
         raise UserError(f"{path}: no trained judge (run the judge training stage first)")
@@ -245,11 +250,25 @@ def load_judge(directory: str | os.PathLike, device: str | torch.device = "cpu")
         cfg = state["config"]
         model = JudgeClassifier(cfg["factors"], cfg["in_channels"], cfg["channels"], cfg["g_dim"], cfg["hidden_dim"])
         model.load_state_dict(state["state_dict"])
+        extra = dict(state.get("extra") or {})
     except UserError:
         raise
     except Exception as e:  # a truncated or foreign file: say which one
-        raise UserError(f"{path}: not a readable judge checkpoint ({e.__class__.__name__}: {e})") from None
-    return model.to(device).eval()
+        raise UserError(f"{path}: not a readable judge checkpoint ({e.__class__.__name__}: {_first_line(e)})") from None
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as e:  # no such device, no driver, torch built without it
+        raise UserError(f"{path}: cannot move the judge to device {device!r}: {_first_line(e)}") from None
+    return model.eval(), extra
+
+
+def load_judge(directory: str | os.PathLike, device: str | torch.device = "cpu") -> JudgeClassifier:
+    return load_judge_with_extra(directory, device)[0]
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else e.__class__.__name__
 
 
 def _field(obj, name: str):

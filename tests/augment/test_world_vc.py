@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from cdsvae.augment.world_vc import (allpass_warp, draw_conversion, warp_envelope, world_analyze, world_convert,
-                                     world_voice_conversion)
+from cdsvae.augment.world_vc import (VCConfig, allpass_warp, draw_conversion, load_vc_config, warp_envelope,
+                                     world_analyze, world_convert, world_voice_conversion)
 from cdsvae.errors import UserError
 
 SR = 16000
@@ -125,3 +125,44 @@ def test_bad_parameters():
         world_voice_conversion(x, SR, 1.0, 0.0, f0_method="yin")
     with pytest.raises(UserError, match="f0_scale_range"):
         draw_conversion("u", 1, 0, (0.0, 1.0))
+
+
+def test_vc_config_defaults_and_overrides(tmp_path):
+    assert load_vc_config() == VCConfig() == load_vc_config({})
+    assert VCConfig().as_dict() == {"num_copies": 2, "seed": 1, "f0_scale_range": [0.7, 1.45],
+                                    "warp_range": [-0.07, 0.07], "f0_method": "dio", "frame_period": 5.0,
+                                    "f0_floor": 71.0, "f0_ceil": 800.0}
+    path = tmp_path / "vc.yaml"
+    path.write_text("frame_period: 10\nf0_scale_range: [0.8, 1.2]\nf0_method: harvest\n")
+    cfg = load_vc_config(path)
+    assert cfg == VCConfig(frame_period=10.0, f0_scale_range=(0.8, 1.2), f0_method="harvest")
+    assert isinstance(cfg.frame_period, float)
+    path.write_text("")
+    assert load_vc_config(path) == VCConfig()
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"framePeriod": 5}, "unknown key framePeriod"),
+    ({"num_copies": 1.5}, "num_copies must be an integer"),
+    ({"seed": True}, "seed must be an integer"),
+    ({"f0_scale_range": [0.7]}, r"f0_scale_range must be a list \[low, high\]"),
+    ({"f0_scale_range": [1.4, 0.7]}, "f0_scale_range must satisfy"),
+    ({"warp_range": [-0.1, 1.0]}, "warp_range must satisfy"),
+    ({"f0_method": "yin"}, "f0_method must be dio or harvest"),
+    ({"frame_period": 0}, "frame_period must be positive"),
+    ({"f0_floor": 500.0, "f0_ceil": 400.0}, "need 0 < f0_floor < f0_ceil"),
+])
+def test_vc_config_rejects_bad_keys_and_values(cfg, message):
+    with pytest.raises(UserError, match=message):
+        load_vc_config(cfg)
+
+
+def test_vc_config_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "vc.yaml"
+    path.write_text("num_copies: [1\n")
+    with pytest.raises(UserError, match=f"^{path}: not valid YAML: ") as e:
+        load_vc_config(path)
+    assert "\n" not in str(e.value)
+    path.write_text("f0_ceil: 800\nf0_cieling: 900\n")
+    with pytest.raises(UserError, match=f"^{path}: unknown key f0_cieling; valid keys: num_copies, seed, "):
+        load_vc_config(path)

@@ -3,12 +3,16 @@
 import subprocess
 import sys
 
+from pathlib import Path
+
 import kaldiio
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
-from cdsvae.augment.world_vc import draw_conversion, world_voice_conversion
+from cdsvae.augment.world_vc import draw_conversion, load_vc_config, world_voice_conversion
+from cdsvae.bin import run_main
 from cdsvae.bin.make_fbank import main as fbank_main
 from cdsvae.bin.world_vc import main
 from cdsvae.data.datadir import split_data_dir
@@ -16,6 +20,8 @@ from cdsvae.errors import UserError
 from cdsvae.features import compute_fbank, load_fbank_config
 
 SR = 16000
+REPO = Path(__file__).resolve().parents[2]
+SPEECH_RECIPES = ("mini", "timit", "vctk")
 
 
 def make_dump(root, n_utts=3, fbank_yaml="n_mels: 40\n"):
@@ -38,6 +44,11 @@ def make_dump(root, n_utts=3, fbank_yaml="n_mels: 40\n"):
     return root / "dump"
 
 
+def vc_yaml(path, text):
+    path.write_text(text)
+    return str(path)
+
+
 def read(featdir):
     return {k: np.array(v) for k, v in kaldiio.load_scp(str(featdir / "feats.scp")).items()}
 
@@ -46,7 +57,8 @@ def read(featdir):
 def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("vc")
     dump = make_dump(root)
-    assert main(["--num_copies", "2", "--seed", "7", str(dump), str(root / "vc")]) == 0
+    conf = vc_yaml(root / "vc.yaml", "num_copies: 2\nseed: 7\n")
+    assert main(["--vc_config", conf, str(dump), str(root / "vc")]) == 0
     return dump, root / "vc"
 
 
@@ -85,10 +97,11 @@ def test_copies_are_the_drawn_conversions(converted):
 def test_jobs_give_the_same_copies(converted, tmp_path):
     dump, vc = converted
     parts = split_data_dir(dump, 2, out_root=tmp_path / "split")
+    conf = vc_yaml(tmp_path / "vc.yaml", "num_copies: 2\nseed: 7\n")
     for job, part in enumerate(parts, 1):
-        main(["--config", str(dump / "fbank.yaml"), "--num_copies", "2", "--seed", "7", "--job", str(job),
+        main(["--vc_config", conf, "--fbank_config", str(dump / "fbank.yaml"), "--job", str(job),
               str(part), str(tmp_path / "vc")])
-    main(["--merge", "--nj", "2", "--num_copies", "2", "--seed", "7", str(dump), str(tmp_path / "vc")])
+    main(["--vc_config", conf, "--merge", "--nj", "2", str(dump), str(tmp_path / "vc")])
     for k in (1, 2):
         a, b = read(vc / f"copy{k}"), read(tmp_path / "vc" / f"copy{k}")
         assert sorted(a) == sorted(b)
@@ -107,13 +120,74 @@ def test_frame_count_mismatch_is_an_error(converted, tmp_path):
     utt, n = lines[0].split()
     (broken / "utt2num_frames").write_text("\n".join([f"{utt} {int(n) + 5}"] + lines[1:]) + "\n")
     with pytest.raises(UserError, match=f"{int(n)} frames where {int(n) + 5} were expected.*{utt}"):
-        main(["--num_copies", "1", str(broken), str(tmp_path / "vc")])
+        main(["--vc_config", vc_yaml(tmp_path / "vc.yaml", "num_copies: 1\n"), str(broken), str(tmp_path / "vc")])
 
 
 def test_missing_config_and_help(tmp_path):
     (tmp_path / "src").mkdir()
     r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", str(tmp_path / "src"), str(tmp_path / "o")],
                        capture_output=True, text=True)
-    assert r.returncode == 1 and "fbank.yaml" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "fbank.yaml" in r.stderr and "--fbank_config" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", "--vc_config", str(tmp_path / "nope.yaml"),
+                        str(tmp_path / "src"), str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nope.yaml" in r.stderr
     r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "--num_copies" in r.stdout
+    assert r.returncode == 0 and "--vc_config" in r.stdout and "--fbank_config" in r.stdout
+    for key in ("num_copies", "f0_scale_range", "frame_period: 5.0", "f0_floor", "f0_ceil"):
+        assert key in r.stdout
+    assert "--config " not in r.stdout  # which options a flag configures is in its name
+
+
+@pytest.mark.parametrize("recipe", SPEECH_RECIPES)
+def test_every_key_of_a_recipe_vc_yaml_reaches_the_converter(recipe, converted, tmp_path):
+    """The recipe's conf/vc.yaml as stage 3 passes it: every key is accepted and is what the run used."""
+    dump, _ = converted
+    conf = REPO / "egs" / recipe / "cdsvae1" / "conf" / "vc.yaml"
+    keys = yaml.safe_load(conf.read_text())
+    assert {"num_copies", "seed", "f0_method", "frame_period", "f0_floor", "f0_ceil"} <= set(keys)
+    loaded = load_vc_config(conf).as_dict()
+    assert {k: loaded[k] for k in keys} == keys
+    assert main(["--vc_config", str(conf), str(dump), str(tmp_path / "vc")]) == 0
+    used = yaml.safe_load((tmp_path / "vc" / "vc.yaml").read_text())
+    assert {k: used[k] for k in keys} == keys
+    assert sorted(p.name for p in (tmp_path / "vc").glob("copy*")) == [f"copy{k}" for k in
+                                                                       range(1, keys["num_copies"] + 1)]
+
+
+def test_world_analysis_options_reach_the_converter(converted, tmp_path):
+    """frame_period, f0_floor and f0_ceil from the YAML are the ones WORLD analyses with."""
+    dump, _ = converted
+    conf = vc_yaml(tmp_path / "vc.yaml", "num_copies: 1\nseed: 7\nframe_period: 10.0\nf0_floor: 90.0\n"
+                                         "f0_ceil: 400.0\n")
+    assert main(["--vc_config", conf, str(dump), str(tmp_path / "vc")]) == 0
+    used = yaml.safe_load((tmp_path / "vc" / "vc.yaml").read_text())
+    assert (used["frame_period"], used["f0_floor"], used["f0_ceil"]) == (10.0, 90.0, 400.0)
+    cfg = load_fbank_config(dump / "fbank.yaml")
+    feats = read(tmp_path / "vc" / "copy1")
+    wav = dict(line.split() for line in (dump / "wav.scp").read_text().splitlines())
+    for utt, path in wav.items():
+        f0_scale, warp = draw_conversion(utt, 1, 7)
+        x, _ = sf.read(path, dtype="float32")
+        expected = compute_fbank(world_voice_conversion(x, SR, f0_scale, warp, frame_period=10.0, f0_floor=90.0,
+                                                        f0_ceil=400.0), cfg)
+        np.testing.assert_array_equal(feats[utt], expected)
+        default = compute_fbank(world_voice_conversion(x, SR, f0_scale, warp), cfg)
+        assert not np.allclose(feats[utt], default)  # the options changed the conversion
+
+
+@pytest.mark.parametrize("text, message", [
+    ("num_copies: 1\nframe_perod: 10.0\n", "unknown key frame_perod; valid keys: num_copies, "),
+    ("f0_floor: low\n", "f0_floor must be a number, got 'low'"),
+    ("num_copies: 0\n", "num_copies must be >= 1"),
+    ("- 1\n- 2\n", "expected a mapping"),
+])
+def test_bad_vc_config_is_one_line_naming_file_and_key(converted, tmp_path, capsys, text, message):
+    dump, _ = converted
+    conf = vc_yaml(tmp_path / "vc.yaml", text)
+    with pytest.raises(SystemExit) as e:
+        run_main(main, ["--vc_config", conf, str(dump), str(tmp_path / "vc")])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"world_vc: error: {conf}: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "vc").exists()

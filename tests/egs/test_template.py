@@ -183,6 +183,59 @@ def test_video_skips_feature_and_augmentation_stages(recipe):
     assert "Successfully finished" in r.stderr
 
 
+# Stands in for cdsvae.bin.world_vc: records each call's arguments.
+FAKE_WORLD_VC = r"""
+import sys
+with open("world_vc_calls", "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\n")
+"""
+
+
+@pytest.fixture()
+def fake_world_vc(tmp_path: Path) -> Path:
+    """A `cdsvae` package whose bin.world_vc is FAKE_WORLD_VC and whose other modules are the real ones."""
+    root = tmp_path / "vcpkg"
+    (root / "cdsvae" / "bin").mkdir(parents=True)
+    real = REPO / "cdsvae"
+    (root / "cdsvae" / "__init__.py").write_text(f"__path__.append({str(real)!r})\n")
+    (root / "cdsvae" / "bin" / "__init__.py").write_text(
+        f"__path__.append({str(real / 'bin')!r})\nexec(open({str(real / 'bin' / '__init__.py')!r}).read())\n")
+    (root / "cdsvae" / "bin" / "world_vc.py").write_text(FAKE_WORLD_VC)
+    return root
+
+
+def test_stage_3_passes_the_vc_yaml_file_to_world_vc(recipe, fake_world_vc):
+    """Every key of vc.yaml reaches the converter through --vc_config, none becomes a flag of its own."""
+    assert run(recipe, *SETS, "--stop_stage", "1").returncode == 0
+    dump = recipe / "dump" / "train"
+    dump.mkdir(parents=True)
+    for name in ("wav.scp", "utt2spk", "spk2utt"):
+        (dump / name).write_text((recipe / "data" / "train" / name).read_text())
+    (dump / "feats.scp").write_text("")
+    (dump / "fbank.yaml").write_text("n_mels: 40\n")
+    (recipe / "conf" / "vc.yaml").write_text("num_copies: 1\nframe_period: 10.0\nf0_floor: 60.0\n")
+    env = {"PYTHONPATH": str(fake_world_vc)}
+    r = run(recipe, *SETS, "--stage", "3", "--stop_stage", "3", "--nj", "2", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    calls = sorted((recipe / "world_vc_calls").read_text().splitlines())
+    assert calls == [
+        "--vc_config conf/vc.yaml --fbank_config dump/train/fbank.yaml --skip_bad false --job 1 "
+        "dump/train/split2/1 dump/train_vc",
+        "--vc_config conf/vc.yaml --fbank_config dump/train/fbank.yaml --skip_bad false --job 2 "
+        "dump/train/split2/2 dump/train_vc",
+        "--vc_config conf/vc.yaml --merge --nj 2 dump/train dump/train_vc",
+    ]
+    # The stage is redone when vc.yaml changes, not otherwise.
+    r = run(recipe, *SETS, "--stage", "3", "--stop_stage", "3", "--nj", "2", extra_env=env)
+    assert "Voice-converted features are up to date" in r.stderr
+    (recipe / "conf" / "vc.yaml").write_text("num_copies: 1\nframe_period: 5.0\nf0_floor: 60.0\n")
+    r = run(recipe, *SETS, "--stage", "3", "--stop_stage", "3", "--nj", "2", extra_env=env)
+    assert r.returncode == 0 and "up to date" not in r.stderr
+    assert len((recipe / "world_vc_calls").read_text().splitlines()) == 6
+    r = run(recipe, *SETS, "--stage", "3", "--stop_stage", "3", "--vc_conf", "conf/nope.yaml", extra_env=env)
+    assert r.returncode == 1 and "voice-conversion config conf/nope.yaml not found" in r.stderr
+
+
 def test_training_on_cpu_runs_plain_python_per_config(recipe, fake_tools):
     r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "0", "--tag_suffix", "_t",
             "--train_args", "--optim.lr 0.5", extra_env={"PYTHONPATH": str(fake_tools)})

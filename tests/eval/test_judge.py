@@ -256,6 +256,89 @@ def test_train_judge_cli(data_dirs, tmp_path, capsys):
     assert "reusing" in err.out and "colour" in err.err and "direction" in err.err
 
 
+def judge_args(data_dirs, out, *extra):
+    return ["--train", str(data_dirs / "train"), "--test", str(data_dirs / "test"), "--outdir", str(out),
+            "--epochs", "1", "--batch_size", "16", "--channels", "8", "--g_dim", "8", "--hidden_dim", "8",
+            "--threshold", "0", *extra]
+
+
+def test_train_judge_trains_only_when_no_usable_judge(data_dirs, tmp_path, capsys, monkeypatch):
+    from cdsvae.bin import train_judge as cli
+
+    out = tmp_path / "judge"
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 0
+    log = capsys.readouterr().out
+    assert f"training a judge: no judge at {out / 'judge.pt'}" in log
+    stamp = (out / "judge.pt").stat().st_mtime_ns
+
+    # The same options and data: the saved judge is used, training is never called.
+    def no_training(*a, **k):
+        raise AssertionError("retrained a usable judge")
+
+    monkeypatch.setattr(cli, "train_judge", no_training)
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 0
+    log = capsys.readouterr().out
+    assert "reusing it" in log and "training a judge" not in log
+    assert (out / "judge.pt").stat().st_mtime_ns == stamp
+    monkeypatch.undo()
+
+    # Another option: retrained, and the log names what changed.
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu", "--seed", "3")) == 0
+    log = capsys.readouterr().out
+    assert f"training a judge: {out / 'judge.pt'} was trained with other options or data (seed 0 -> 3)" in log
+    # --force: retrained although nothing changed.
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu", "--seed", "3", "--force")) == 0
+    assert "training a judge: --force given" in capsys.readouterr().out
+
+
+def test_train_judge_retrains_when_the_training_data_changed(data_dirs, tmp_path, capsys):
+    from cdsvae.bin import train_judge as cli
+
+    out = tmp_path / "judge"
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 0
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu", "--max_train", "48")) == 0
+    log = capsys.readouterr().out
+    assert f"training data {(data_dirs / 'train').resolve()} differs from the recorded one" in log
+
+
+def test_train_judge_does_not_train_over_an_unreadable_judge(data_dirs, tmp_path, capsys):
+    from cdsvae.bin import train_judge as cli
+
+    out = tmp_path / "judge"
+    out.mkdir()
+    (out / "judge.pt").write_bytes(b"not a checkpoint\n")
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"train_judge: error: {out / 'judge.pt'}: not a readable judge checkpoint")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (out / "judge.pt").read_bytes() == b"not a checkpoint\n"  # left alone for inspection
+    assert not (out / "judge_test.json").exists()
+
+
+def test_train_judge_device_error_names_the_judge(data_dirs, tmp_path, capsys):
+    from cdsvae.bin import train_judge as cli
+
+    out = tmp_path / "judge"
+    assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 0
+    before = (out / "judge.pt").read_bytes()
+    capsys.readouterr()
+    # cuda:99 exists on no machine here (no driver, or fewer GPUs); a misspelt device is no device at all.
+    for device in ("cuda:99", "nosuchdevice"):
+        assert run_cli(cli, judge_args(data_dirs, out, "--device", device)) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"train_judge: error: {out / 'judge.pt'}: cannot train or run the judge on "
+                              f"--device {device}: "), err
+        assert err.count("\n") == 1
+        assert (out / "judge.pt").read_bytes() == before
+
+
+def test_load_judge_device_error_names_the_file(trained_judge, tmp_path):
+    judge, _ = trained_judge
+    save_judge(tmp_path, judge)
+    with pytest.raises(UserError, match=r"judge\.pt: cannot move the judge to device 'cuda:99'"):
+        load_judge(tmp_path, "cuda:99")
+
+
 def test_judge_eval_cli(trained_judge, data_dirs, tmp_path, monkeypatch):
     import cdsvae.train
     from cdsvae.bin import judge_eval as cli

@@ -309,36 +309,16 @@ stage_2() {
     done
 }
 
-# The keys of a flat YAML file as command-line options: "num_copies: 2" -> "--num_copies 2".
-yaml_to_args() {
-    python -c '
-import shlex, sys, yaml
-with open(sys.argv[1]) as f:
-    opts = yaml.safe_load(f) or {}
-if not isinstance(opts, dict):
-    sys.exit(f"{sys.argv[1]}: expected a mapping of option names to values")
-words = []
-for key, value in opts.items():
-    words.append(f"--{key}")
-    words.extend(str(v) for v in (value if isinstance(value, list) else [value]))
-print(" ".join(shlex.quote(w) for w in words))
-' "$1"
-}
-
 stage_3() {
     if [ "${modality}" = video ]; then
         log "Skip stage 3: video motion views are made on the fly by the data loader"
         return
     fi
-    local src=${dumpdir}/${train_set} out=${dumpdir}/${train_set}_vc n vc_args=""
+    local src=${dumpdir}/${train_set} out=${dumpdir}/${train_set}_vc n
     log "Stage 3: motion augmentation: ${src} -> ${out}/copy*/ (WORLD voice conversion; ${vc_conf})"
     require_tool cdsvae.bin.world_vc
     [ -f "${src}/feats.scp" ] || die "${src}/feats.scp not found: run stage 2 first"
-    if [ -f "${vc_conf}" ]; then
-        vc_args=$(yaml_to_args "${vc_conf}")
-    else
-        log "No ${vc_conf}: using the default voice-conversion options"
-    fi
+    [ -f "${vc_conf}" ] || die "voice-conversion config ${vc_conf} not found"
     local fp
     fp=$(fingerprint "${src}/feats.scp" "${src}/fbank.yaml" "${vc_conf}" "skip_bad=${skip_bad}")
     if is_done "${out}" "${fp}"; then
@@ -348,12 +328,10 @@ stage_3() {
     rm -f "${out}/.done"
     n=$(split_for_jobs "${src}")
     log "Voice conversion of ${train_set}: ${n} job(s), logs: ${out}/log/world_vc.*.log"
-    # shellcheck disable=SC2086
     ${cpu_cmd} JOB=1:"${n}" "${out}/log/world_vc.JOB.log" \
-        python -m cdsvae.bin.world_vc ${vc_args} --config "${src}/fbank.yaml" --skip_bad "${skip_bad}" --job JOB \
-        "${src}/split${n}/JOB" "${out}"
-    # shellcheck disable=SC2086
-    python -m cdsvae.bin.world_vc ${vc_args} --merge --nj "${n}" "${src}" "${out}"
+        python -m cdsvae.bin.world_vc --vc_config "${vc_conf}" --fbank_config "${src}/fbank.yaml" \
+        --skip_bad "${skip_bad}" --job JOB "${src}/split${n}/JOB" "${out}"
+    python -m cdsvae.bin.world_vc --vc_config "${vc_conf}" --merge --nj "${n}" "${src}" "${out}"
     report_skipped "${out}/copy1/bad_utts" "${src}" "voice conversion failed"
     mark_done "${out}" "${fp}"
 }
