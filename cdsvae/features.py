@@ -20,6 +20,7 @@ import os
 import sys
 import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -101,6 +102,34 @@ def num_frames(num_samples: int, cfg: Mapping) -> int:
     return 0 if num_samples < win else 1 + (num_samples - win) // shift
 
 
+# The containers read here, told apart by their first bytes; a file's name never decides its
+# format (a ``.WAV`` may hold RIFF/WAVE, a ``.wav`` NIST SPHERE).
+AUDIO_HEADERS = "NIST SPHERE (NIST_1A), RIFF/WAVE, FLAC or Ogg"
+
+
+def sniff_audio_format(head: bytes) -> str | None:
+    """``"sphere"``, ``"wav"``, ``"flac"`` or ``"ogg"`` from the first bytes of a file; None for anything else."""
+    if head.startswith(b"NIST_1A"):
+        return "sphere"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    return None
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What an audio file's header says: its container (``sniff_audio_format``), rate, length, channels."""
+
+    format: str
+    sample_rate: int
+    num_samples: int
+    channels: int
+
+
 def _sphere_sample_count(head: bytes) -> int | None:
     text = head[:1024].decode("latin-1", "replace")
     for line in text.splitlines():
@@ -130,20 +159,54 @@ def _wav_declared_frames(head: bytes) -> int | None:
     return None
 
 
-def _declared_frames(path: Path) -> int | None:
+def _file_info(path: Path, what: str) -> AudioInfo:
+    import soundfile as sf
+
+    if not path.is_file():
+        raise UserError(f"audio file not found: {what}")
     with open(path, "rb") as f:
         head = f.read(65536)
-    if head.startswith(b"NIST_1A"):
-        return _sphere_sample_count(head)
-    return _wav_declared_frames(head)
+    if not head:
+        raise UserError(f"empty audio file: {what}")
+    fmt = sniff_audio_format(head)
+    if fmt is None:
+        raise UserError(f"unknown audio format (the file starts with {head[:8]!r}; expected {AUDIO_HEADERS}): {what}")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        hint = ""
+        if fmt == "sphere" and b"shorten" in head[:1024]:
+            hint = " (shorten-compressed SPHERE: put 'sph2pipe -f wav FILE |' in wav.scp)"
+        raise UserError(f"cannot decode audio file: {what}: {e}{hint}") from None
+    declared = None
+    if fmt == "sphere":
+        declared = _sphere_sample_count(head)
+    elif fmt == "wav":
+        declared = _wav_declared_frames(head)
+    if declared is not None and info.frames < declared:
+        raise UserError(f"truncated audio file: header declares {declared} samples, found {info.frames}: {what}")
+    return AudioInfo(fmt, int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def audio_file_info(path: str | os.PathLike, name: str | None = None) -> AudioInfo:
+    """Read an audio file's header without decoding its samples.
+
+    The format is decided from the file's first bytes, never from its name.  A missing,
+    empty, unknown (neither of ``AUDIO_HEADERS``), undecodable or truncated file (fewer
+    samples than its header declares) is a one-line UserError naming the file, and the
+    utterance ``name`` when given.
+    """
+    return _file_info(Path(path), f"{path}" + (f" (utterance {name})" if name else ""))
 
 
 def read_audio(spec: str, name: str | None = None) -> tuple[np.ndarray, int]:
     """Read a mono waveform from a path or a Kaldi pipe (``"cmd args |"``): (float32 samples in [-1, 1], rate).
 
-    ``name`` (the utterance id) is added to error messages.  Missing, empty, truncated
-    (fewer samples than the WAV/SPHERE header declares), undecodable and multi-channel
-    audio are UserErrors naming the file.
+    The one reader of wav.scp entries.  A file's format comes from its header
+    (``audio_file_info``), whatever its extension; a pipe's output is decoded as what it
+    starts with.  ``name`` (the utterance id) is added to error messages.  Missing, empty,
+    unknown, truncated (fewer samples than the header declares), undecodable and
+    multi-channel audio are UserErrors naming the file.
     """
     import soundfile as sf
 
@@ -164,23 +227,12 @@ def read_audio(spec: str, name: str | None = None) -> tuple[np.ndarray, int]:
         declared = None
     else:
         path = Path(spec)
-        if not path.is_file():
-            raise UserError(f"audio file not found: {what}")
-        if path.stat().st_size == 0:
-            raise UserError(f"empty audio file: {what}")
+        info = _file_info(path, what)
         try:
-            info = sf.info(str(path))
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-            hint = ""
-            with open(path, "rb") as f:
-                head = f.read(1024)
-            if head.startswith(b"NIST_1A") and b"shorten" in head:
-                hint = " (shorten-compressed SPHERE: put 'sph2pipe -f wav FILE |' in wav.scp)"
-            raise UserError(f"cannot decode audio file: {what}: {e}{hint}") from None
-        declared = _declared_frames(path)
-        if data.shape[0] < info.frames:
-            declared = max(declared or 0, info.frames)
+            raise UserError(f"cannot decode audio file: {what}: {e}") from None
+        declared = info.num_samples
     if data.shape[1] != 1:
         raise UserError(f"expected mono audio, got {data.shape[1]} channels: {what}")
     if declared is not None and data.shape[0] < declared:

@@ -125,21 +125,52 @@ def test_read_audio_errors_name_the_file(tmp_path, noise):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "trunc.wav").write_bytes(data[:-1000])
     (tmp_path / "junk.wav").write_bytes(b"\x01\x02garbage" * 50)
+    (tmp_path / "badriff.wav").write_bytes(b"RIFF\x00\x10\x00\x00WAVE" + b"\x01\x02garbage" * 50)
     sf.write(tmp_path / "full.sph", noise, 16000, format="NIST", subtype="PCM_16")
     (tmp_path / "trunc.sph").write_bytes((tmp_path / "full.sph").read_bytes()[:-1000])
     sf.write(tmp_path / "stereo.wav", np.stack([noise, noise], 1), 16000)
     cases = {
         "missing.wav": "not found", "empty.wav": "empty", "trunc.wav": "truncated", "trunc.sph": "truncated",
-        "junk.wav": "cannot decode", "stereo.wav": "mono",
+        "junk.wav": "unknown audio format", "badriff.wav": "cannot decode", "stereo.wav": "mono",
     }
     for name, why in cases.items():
         with pytest.raises(UserError, match=why) as e:
             read_audio(str(tmp_path / name), "spk1-utt1")
-        assert name in str(e.value) and "spk1-utt1" in str(e.value)
+        assert name in str(e.value) and "spk1-utt1" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(UserError, match="exit status 3.*spk1-utt1"):
         read_audio("sh -c 'exit 3' |", "spk1-utt1")
     with pytest.raises(UserError, match="empty audio from command"):
         read_audio("true |", "spk1-utt1")
+
+
+def test_format_comes_from_the_header_not_the_name(tmp_path, noise):
+    from cdsvae.features import AudioInfo, audio_file_info
+
+    files = {"riff.WAV": "WAV", "riff.sph": "WAV", "sphere.wav": "NIST", "sphere.WAV.wav": "NIST", "flac.wav": "FLAC"}
+    pcm = np.round(noise * 32767).astype(np.int16)  # integer samples: every format stores them exactly
+    for name, fmt in files.items():
+        sf.write(tmp_path / name, pcm, 16000, format=fmt, subtype="PCM_16")
+    want, _ = read_audio(str(tmp_path / "sphere.WAV.wav"))
+    for name, fmt in files.items():
+        info = audio_file_info(tmp_path / name)
+        assert info == AudioInfo({"WAV": "wav", "NIST": "sphere", "FLAC": "flac"}[fmt], 16000, noise.size, 1)
+        np.testing.assert_array_equal(read_audio(str(tmp_path / name))[0], want)
+
+
+def test_unknown_header_is_one_line_naming_the_file(tmp_path, noise):
+    from cdsvae.features import audio_file_info
+
+    sf.write(tmp_path / "a.wav", noise, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "a.aiff", noise, 16000, subtype="PCM_16")  # libsndfile reads AIFF, this reader does not
+    (tmp_path / "SX1.WAV").write_bytes(b"0 1234 Text in the place of audio.\n" * 20)
+    for name in ("a.aiff", "SX1.WAV"):
+        for read in (audio_file_info, lambda p: read_audio(str(p))):
+            with pytest.raises(UserError, match="unknown audio format .*expected NIST SPHERE") as e:
+                read(tmp_path / name)
+            assert str(e.value).endswith(str(tmp_path / name)) and "\n" not in str(e.value)
+    with pytest.raises(UserError, match="truncated audio file: header declares 4000 samples, found 3500"):
+        (tmp_path / "t.wav").write_bytes((tmp_path / "a.wav").read_bytes()[:-1000])
+        audio_file_info(tmp_path / "t.wav")
 
 
 def test_sample_rate_mismatch_and_resampling(tmp_path):

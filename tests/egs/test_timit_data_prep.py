@@ -1,4 +1,4 @@
-"""TIMIT stage 1 (egs/timit/cdsvae1/local) on small fake trees of the LDC layout."""
+"""TIMIT stage 1 (egs/timit/cdsvae1/local) on small fake trees of the LDC layout and of other copies."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import soundfile as sf
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
 from cdsvae.errors import UserError
+from cdsvae.features import read_audio
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "timit" / "cdsvae1"
 DATA_SH = RECIPE / "local" / "data.sh"
@@ -50,9 +51,10 @@ def case(name: str, style: str, depth: int) -> str:
     return name.upper() if depth % 2 == 0 else name.lower()
 
 
-def write_sphere(path: Path, num_samples: int, seed: int) -> None:
-    signal = np.random.default_rng(seed).normal(0, 0.1, num_samples)
-    sf.write(path, signal, 16000, format="NIST", subtype="PCM_16")
+def write_sphere(path: Path, num_samples: int, seed: int, fmt: str = "NIST") -> None:
+    """16-bit audio in NIST SPHERE (``fmt="WAV"``: RIFF/WAVE with the same samples), whatever the name."""
+    signal = np.round(np.random.default_rng(seed).normal(0, 0.1, num_samples).clip(-1, 1) * 32767)
+    sf.write(path, signal.astype(np.int16), 16000, format=fmt, subtype="PCM_16")
 
 
 def phn_segments(num_samples: int) -> list[tuple[int, int, str]]:
@@ -60,15 +62,21 @@ def phn_segments(num_samples: int) -> list[tuple[int, int, str]]:
     return [(0, a, "h#"), (a, b, "sh"), (b, num_samples, "iy")]
 
 
-def make_tree(root: Path, style: str = "upper", with_phn: bool = True) -> Path:
-    """An LDC-shaped TIMIT tree; ``style`` upper, lower or mixed (case alternating by depth)."""
+def make_tree(root: Path, style: str = "upper", with_phn: bool = True, riff: bool = False, twins: bool = False) -> Path:
+    """An LDC-shaped TIMIT tree; ``style`` upper, lower or mixed (case alternating by depth).
+
+    ``riff``: RIFF/WAVE content under the .WAV names; ``twins``: a RIFF ``<UTT>.WAV.wav`` with the
+    same samples beside every .WAV, as in a widely shared copy.
+    """
     for i, (part, dr, spk, utts) in enumerate(SPEAKERS):
         folder = root / case(part, style, 0) / case(f"dr{dr}", style, 1) / case(spk, style, 2)
         folder.mkdir(parents=True)
         for j, (utt, n) in enumerate(utts):
             stem = case(utt, style, 3 + j)
             ext = (lambda e: case(e, style, 4 + j))
-            write_sphere(folder / f"{stem}.{ext('wav')}", n, seed=10 * i + j)
+            write_sphere(folder / f"{stem}.{ext('wav')}", n, seed=10 * i + j, fmt="WAV" if riff else "NIST")
+            if twins:
+                write_sphere(folder / f"{stem}.{ext('wav')}.wav", n, seed=10 * i + j, fmt="WAV")
             (folder / f"{stem}.{ext('txt')}").write_text(f"0 {n} Words of {spk} saying {utt}.\n")
             (folder / f"{stem}.{ext('wrd')}").write_text(f"0 {n} words\n")
             if with_phn:
@@ -247,3 +255,102 @@ def test_shorten_sphere_goes_through_sph2pipe(tmp_path, monkeypatch):
     monkeypatch.setattr(prep.shutil, "which", lambda name: f"/opt/kaldi/tools/{name}")
     prep.fill(utt, 16000)
     assert utt.wav_entry == f"sph2pipe -f wav {wav.absolute()} |" and utt.num_samples == 16000
+
+
+def prepare(tmp_path: Path, root: Path, tag: str):
+    """Stage 1 (SA kept) on ``root`` into ``tmp_path/tag``: (stderr, tables but wav.scp, audio by utt, wav.scp)."""
+    res = run_data_sh(tmp_path, "--timit_root", str(root), "--data_dir", str(tmp_path / tag), "--include_sa", "true")
+    assert res.returncode == 0, res.stderr
+    tables, audio, wav_scp = {}, {}, {}
+    for name in ("train", "dev", "test"):
+        d = tmp_path / tag / name
+        tables.update({f"{name}/{f.name}": f.read_text() for f in sorted(d.iterdir()) if f.name != "wav.scp"})
+        wav_scp.update(DataDir.load(d).wav_scp)
+    for utt, entry in wav_scp.items():
+        audio[utt] = read_audio(entry, utt)
+    return res.stderr, tables, audio, wav_scp
+
+
+def ldc_disc(base: Path) -> tuple[Path, Path]:
+    """(a) The LDC tree, lower-case, kept under TIMIT/ as on the disc; db.sh names the disc's top."""
+    return make_tree(base / "disc" / "TIMIT", "lower"), base / "disc"
+
+
+def twin_copy(base: Path, data_level: bool) -> tuple[Path, Path]:
+    """(b) SPHERE .WAV with a RIFF .WAV.wav twin each, one .WAV missing; with or without an extra data/ level."""
+    top = base / "copy"
+    tree = make_tree(top / "data" if data_level else top, twins=True)
+    (tree / "TRAIN" / "DR1" / "FCJF0" / "SI1027.WAV").unlink()
+    (top / "train_data.csv").write_text("a listing beside the tree\n")
+    return tree, top
+
+
+def riff_copy(base: Path) -> tuple[Path, Path]:
+    """(c) RIFF/WAVE content under the .WAV names."""
+    tree = make_tree(base / "riff", riff=True)
+    return tree, tree
+
+
+VARIANTS = {
+    "a_ldc_disc": ldc_disc,
+    "b_twins": lambda base: twin_copy(base, data_level=False),
+    "b_twins_under_data": lambda base: twin_copy(base, data_level=True),
+    "c_riff_as_wav": riff_copy,
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_copy_prepares_the_same_data_dirs(tmp_path, variant):
+    _, want_tables, want_audio, _ = prepare(tmp_path, make_tree(tmp_path / "ldc"), "want")
+    tree, root = VARIANTS[variant](tmp_path)
+    log, tables, audio, wav_scp = prepare(tmp_path, root, "got")
+    # Same utterances, speakers, texts, durations and phones; wav.scp differs only in the paths.
+    assert tables == want_tables
+    assert sorted(audio) == sorted(want_audio) and len(audio) == 16
+    for utt, (wave, rate) in audio.items():
+        assert rate == want_audio[utt][1] == 16000
+        np.testing.assert_array_equal(wave, want_audio[utt][0])
+    if root != tree:
+        assert f"using {tree}, the one directory below it" in log
+    if variant.startswith("b_"):
+        # One file per utterance: the .WAV, or its .WAV.wav twin where the .WAV is missing.
+        assert wav_scp["fcjf0_si1027"] == str(tree / "TRAIN" / "DR1" / "FCJF0" / "SI1027.WAV.wav")
+        assert all(e.endswith(".WAV") for u, e in wav_scp.items() if u != "fcjf0_si1027")
+        assert "copies left unused (the .WAV beside each was read): 15" in log
+    if variant == "c_riff_as_wav":
+        assert all(Path(e).read_bytes()[:4] == b"RIFF" and e.endswith(".WAV") for e in wav_scp.values())
+
+
+@pytest.mark.parametrize("layout", ["two_trees", "below_train_test"])
+def test_wrong_level_names_the_directory_for_db_sh(tmp_path, layout):
+    if layout == "two_trees":
+        # the LDC tree and a copy's data/ side by side: either could be meant
+        make_tree(tmp_path / "corpora" / "TIMIT")
+        make_tree(tmp_path / "corpora" / "data", twins=True)
+        root = tmp_path / "corpora"
+        want = (f"TIMIT={root}: 2 directories below it hold TRAIN/ and TEST/: {root / 'TIMIT'} and {root / 'data'}; "
+                "set TIMIT in db.sh to the one to use")
+    else:
+        root = make_tree(tmp_path / "timit") / "TRAIN"
+        want = f"TIMIT={root} is one part of the corpus (it holds the DR folders): set TIMIT in db.sh to {root.parent},"
+    res = run_data_sh(tmp_path, "--timit_root", str(root))
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in res.stderr
+    assert want in errors[0]
+    assert not (tmp_path / "data").exists()
+
+
+def test_riff_wav_is_read_by_its_header(tmp_path):
+    """A .WAV holding RIFF/WAVE is no longer 'not a NIST SPHERE file'; an unknown header is named."""
+    wav, txt = tmp_path / "SI1.WAV", tmp_path / "SI1.TXT"
+    write_sphere(wav, 777, seed=0, fmt="WAV")
+    txt.write_text("0 777 Hello.\n")
+    utt = prep.Utterance("x", "si1", wav, txt, None)
+    prep.fill(utt, 16000)
+    assert (utt.num_samples, utt.sample_rate, utt.wav_entry, utt.text) == (777, 16000, str(wav.absolute()), "Hello.")
+
+    (tmp_path / "SI2.WAV").write_bytes(b"\x00\x01junk" * 200)
+    with pytest.raises(UserError, match="unknown audio format") as e:
+        prep.fill(prep.Utterance("x", "si2", tmp_path / "SI2.WAV", txt, None), 16000)
+    assert str(tmp_path / "SI2.WAV") in str(e.value) and "\n" not in str(e.value)

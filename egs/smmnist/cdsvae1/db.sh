@@ -2,7 +2,8 @@
 # environment, e.g. `TIMIT=/data/timit ./run.sh`).  An empty or wrong root makes stage 1
 # stop with a message saying what it expected to find there.
 
-# LDC93S1 TIMIT: the directory holding TRAIN/ and TEST/ (upper- or lower-case names).
+# LDC93S1 TIMIT: the directory holding TRAIN/ and TEST/ (upper- or lower-case names), e.g.
+# <disc>/TIMIT, or <copy>/data in copies with a .WAV.wav beside every .WAV.
 TIMIT=${TIMIT:-}
 # VCTK 0.92: the directory holding wav48_silence_trimmed/ and txt/ (or the older wav48/).
 VCTK=${VCTK:-}

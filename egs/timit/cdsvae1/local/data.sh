@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Stage 1 for TIMIT: the LDC tree at $TIMIT (db.sh) -> data/{train,dev,test} Kaldi data dirs.
+# Stage 1 for TIMIT: the tree at $TIMIT (db.sh) -> data/{train,dev,test} Kaldi data dirs.
+# Reads the LDC's SPHERE .WAV files, copies with a RIFF .WAV.wav beside each (the .WAV is used),
+# and copies with RIFF under the .WAV name alike (local/timit_data_prep.py).
 # Sets: train = all 462 TRAIN speakers; dev = the 50 speakers of conf/dev_spk.list;
 # test = the 24-speaker core test set of conf/test_spk.list (both taken from TEST).
 # data/<set>/phones keeps the .PHN alignments as "<utt> <start_s> <end_s> <phone>".
@@ -12,7 +14,7 @@ log() {
 
 help_message="Usage: $0 [options]
 Options:
-  --timit_root DIR    LDC TIMIT root with TRAIN/ and TEST/ (default: \$TIMIT from db.sh)
+  --timit_root DIR    TIMIT root with TRAIN/ and TEST/ (default: \$TIMIT from db.sh)
   --data_dir DIR      output directory (default: data)
   --include_sa BOOL   keep the SA sentences (default: false)
   --skip_bad BOOL     skip and count bad utterances instead of stopping (default: false)

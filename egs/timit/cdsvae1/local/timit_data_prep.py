@@ -1,17 +1,30 @@
 #!/usr/bin/env python3
-"""TIMIT as distributed by the LDC -> Kaldi data dirs ``train``, ``dev`` and ``test``.
+"""TIMIT -> Kaldi data dirs ``train``, ``dev`` and ``test``.
 
-Layout read: ``ROOT/{TRAIN,TEST}/DR1..DR8/<SPK>/<UTT>.{WAV,TXT,PHN,WRD}`` with NIST SPHERE
-16 kHz audio. Every path component is matched case-insensitively, so upper-case, lower-case
-and mixed trees all work. The sets follow the usual TIMIT recipe: ``train`` is every speaker
-under TRAIN (462 in the full corpus), ``dev`` and ``test`` are the speakers under TEST that
-appear in the 50-speaker dev list and the 24-speaker core-test list. SA sentences (read by
-every speaker) are left out unless ``--include_sa true``, because their shared text lets a
-system identify speakers from content.
+Layout read: ``ROOT/{TRAIN,TEST}/DR1..DR8/<SPK>/<UTT>.{WAV,TXT,PHN,WRD}``, 16 kHz audio. Every
+path component is matched case-insensitively, so upper-case, lower-case and mixed trees all
+work. The copies people have differ in three ways, and all prepare to the same data dirs:
 
-Each data dir gets wav.scp (plain SPHERE paths, read by libsndfile downstream; files in the
-shorten-compressed SPHERE variant become ``sph2pipe -f wav PATH |`` pipes), text,
-utt2spk, spk2utt, utt2dur (sample_count / sample_rate of the SPHERE header) and ``phones``:
+* the LDC's own tree, ``.WAV`` files in NIST SPHERE;
+* a widely shared copy with a RIFF/WAVE ``<UTT>.WAV.wav`` beside every SPHERE ``<UTT>.WAV``:
+  the ``.WAV`` is used and its twin ignored; a twin is used only where its ``.WAV`` is missing;
+* copies with RIFF/WAVE content under the ``.WAV`` name.
+
+The audio format is read from each file's header, never from its name. ROOT is the directory
+holding TRAIN/ and TEST/. Pointed one level higher (at the LDC disc's top, or at a copy that
+keeps the tree under ``data/``), the prep uses the one sub-directory that holds the tree and
+says so; two such sub-directories, or a root below TRAIN/TEST, stop it with an error naming
+the directory to set in db.sh.
+
+The sets follow the usual TIMIT recipe: ``train`` is every speaker under TRAIN (462 in the
+full corpus), ``dev`` and ``test`` are the speakers under TEST that appear in the 50-speaker
+dev list and the 24-speaker core-test list. SA sentences (read by every speaker) are left out
+unless ``--include_sa true``, because their shared text lets a system identify speakers from
+content.
+
+Each data dir gets wav.scp (plain paths, read by ``cdsvae.features.read_audio`` downstream;
+files in the shorten-compressed SPHERE variant become ``sph2pipe -f wav PATH |`` pipes), text,
+utt2spk, spk2utt, utt2dur (sample count / sample rate of the file's header) and ``phones``:
 one line ``<utt> <start_s> <end_s> <phone>`` per .PHN segment, in seconds, for analysis.
 Utterance ids are ``<spk>_<utt>`` with the lower-cased speaker folder name as speaker id
 (``fadg0_si1279``), so every id starts with its speaker id.
@@ -31,6 +44,7 @@ from typing import Sequence
 from cdsvae.bin import str2bool
 from cdsvae.data import datadir
 from cdsvae.errors import UserError
+from cdsvae.features import audio_file_info, sniff_audio_format
 from cdsvae.io import atomic_write_text
 
 ROOT_EXPECTED = "expected TRAIN/ and TEST/ (or train/ test/) with DR1..DR8 speaker folders"
@@ -72,21 +86,39 @@ def child_dirs(parent: Path) -> dict[str, Path]:
     return found
 
 
-def check_root(root: str) -> dict[str, Path]:
-    """Return the TRAIN and TEST folders of a TIMIT root, or a one-line error saying what was expected."""
+def tree_parts(path: Path) -> dict[str, Path] | None:
+    """The TRAIN and TEST folders of ``path`` when both hold DR folders, else None."""
+    top = child_dirs(path)
+    parts = {name: top.get(name) for name in ("train", "test")}
+    if all(sub is not None and any(DR_RE.match(k) for k in child_dirs(sub)) for sub in parts.values()):
+        return parts
+    return None
+
+
+def check_root(root: str) -> tuple[Path, dict[str, Path]]:
+    """The directory holding the corpus and its TRAIN and TEST folders, or a one-line error saying what to set.
+
+    ``root`` itself, or else its one sub-directory that holds TRAIN/ and TEST/ (the LDC disc
+    keeps the tree under ``TIMIT/``, some copies under ``data/``).
+    """
     if not root:
-        raise UserError(f"TIMIT is not set: set it in db.sh to the LDC TIMIT root ({ROOT_EXPECTED})")
+        raise UserError(f"TIMIT is not set: set it in db.sh to the TIMIT root ({ROOT_EXPECTED})")
     path = Path(root)
     if not path.is_dir():
         raise UserError(f"TIMIT={root}: no such directory; {ROOT_EXPECTED}")
-    top = child_dirs(path)
-    parts = {}
-    for name in ("train", "test"):
-        sub = top.get(name)
-        if sub is None or not any(DR_RE.match(k) for k in child_dirs(sub)):
-            raise UserError(f"TIMIT={root}: {ROOT_EXPECTED}")
-        parts[name] = sub
-    return parts
+    parts = tree_parts(path)
+    if parts is not None:
+        return path, parts
+    if any(DR_RE.match(k) for k in child_dirs(path)):
+        raise UserError(f"TIMIT={root} is one part of the corpus (it holds the DR folders): "
+                        f"set TIMIT in db.sh to {path.parent}, the directory holding TRAIN/ and TEST/")
+    found = [(sub, p) for sub in child_dirs(path).values() if (p := tree_parts(sub)) is not None]
+    if len(found) > 1:
+        raise UserError(f"TIMIT={root}: {len(found)} directories below it hold TRAIN/ and TEST/: "
+                        f"{' and '.join(str(sub) for sub, _ in found)}; set TIMIT in db.sh to the one to use")
+    if not found:
+        raise UserError(f"TIMIT={root}: {ROOT_EXPECTED}")
+    return found[0]
 
 
 def read_sphere_header(path: Path) -> dict[str, int | float | str]:
@@ -167,14 +199,20 @@ def read_phn(path: Path) -> list[tuple[int, int, str]]:
     return segments
 
 
-def scan_speaker(spk_dir: Path, spk: str) -> list[Utterance]:
-    """Group a speaker folder's files by lower-cased utterance name (SA1, SI1279, SX19...)."""
+def scan_speaker(spk_dir: Path, spk: str) -> tuple[list[Utterance], int]:
+    """Group a speaker folder's files by lower-cased utterance name (SA1, SI1279, SX19...).
+
+    Returns the utterances and how many ``<UTT>.WAV.wav`` twins were left unused because the
+    ``<UTT>.WAV`` beside them is read instead; a twin without its ``.WAV`` is the utterance's audio.
+    """
     by_name: dict[str, dict[str, Path]] = {}
     for entry in sorted(os.scandir(spk_dir), key=lambda e: e.name):
         if not entry.is_file():
             continue
         stem, dot, ext = entry.name.lower().rpartition(".")
-        if not dot or ext not in ("wav", "txt", "phn", "wrd") or not UTT_RE.match(stem):
+        if dot and ext == "wav" and stem.endswith(".wav"):
+            stem, ext = stem[:-4], "wav.wav"
+        if not dot or ext not in ("wav", "wav.wav", "txt", "phn", "wrd") or not UTT_RE.match(stem):
             continue
         files = by_name.setdefault(stem, {})
         if ext in files:
@@ -182,10 +220,13 @@ def scan_speaker(spk_dir: Path, spk: str) -> list[Utterance]:
                             "(names must differ by more than case)")
         files[ext] = Path(entry.path)
     utts = []
+    unused_twins = 0
     for name, files in sorted(by_name.items()):
-        if "wav" in files:
-            utts.append(Utterance(spk, name, files["wav"], files.get("txt"), files.get("phn")))
-    return utts
+        wav = files.get("wav", files.get("wav.wav"))
+        if wav is not None:
+            utts.append(Utterance(spk, name, wav, files.get("txt"), files.get("phn")))
+            unused_twins += "wav" in files and "wav.wav" in files
+    return utts, unused_twins
 
 
 def load_list(path: str) -> list[str]:
@@ -200,21 +241,31 @@ def fill(utt: Utterance, sample_rate: int) -> None:
     """Read header, transcript and phones of one utterance; raise UserError naming the bad file."""
     if any(c.isspace() for c in str(utt.wav.absolute())):
         raise UserError(f"{utt.wav}: path contains whitespace, which wav.scp cannot hold")
-    header = read_sphere_header(utt.wav)
-    utt.sample_rate = int(header["sample_rate"])
-    utt.num_samples = int(header["sample_count"])
+    try:
+        with open(utt.wav, "rb") as f:
+            fmt = sniff_audio_format(f.read(16))
+    except OSError as e:
+        raise UserError(f"{utt.wav}: cannot read: {e.strerror}") from None
+    utt.wav_entry = str(utt.wav.absolute())
+    if fmt == "sphere":
+        header = read_sphere_header(utt.wav)
+        utt.sample_rate, utt.num_samples = int(header["sample_rate"]), int(header["sample_count"])
+        if "shorten" in str(header.get("sample_coding", "")):
+            if shutil.which("sph2pipe") is None:
+                raise UserError(f"{utt.wav}: shorten-compressed SPHERE needs sph2pipe on PATH (from Kaldi's tools), "
+                                "or decompress the corpus first")
+            utt.wav_entry = f"sph2pipe -f wav {utt.wav_entry} |"
+    else:
+        info = audio_file_info(utt.wav)
+        if info.channels != 1:
+            raise UserError(f"{utt.wav}: {info.channels} channels, expected mono")
+        utt.sample_rate, utt.num_samples = info.sample_rate, info.num_samples
     if utt.sample_rate != sample_rate:
         raise UserError(f"{utt.wav}: sample rate {utt.sample_rate} Hz, expected {sample_rate} Hz")
     if utt.num_samples == 0:
         raise UserError(f"{utt.wav}: no samples")
-    utt.wav_entry = str(utt.wav.absolute())
-    if "shorten" in str(header.get("sample_coding", "")):
-        if shutil.which("sph2pipe") is None:
-            raise UserError(f"{utt.wav}: shorten-compressed SPHERE needs sph2pipe on PATH (from Kaldi's tools), "
-                            "or decompress the corpus first")
-        utt.wav_entry = f"sph2pipe -f wav {utt.wav_entry} |"
     if utt.txt is None:
-        raise UserError(f"{utt.wav}: no transcript ({utt.wav.with_suffix('.TXT').name} or .txt) next to it")
+        raise UserError(f"{utt.wav}: no transcript ({utt.name.upper()}.TXT or {utt.name}.txt) next to it")
     utt.text = read_text(utt.txt)
     if utt.phn is not None:
         utt.phones = read_phn(utt.phn)
@@ -251,7 +302,7 @@ def write_set(out_dir: Path, utts: list[Utterance]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("timit_root", help="LDC TIMIT root holding TRAIN/ and TEST/")
+    parser.add_argument("timit_root", help="TIMIT root holding TRAIN/ and TEST/ (or its parent)")
     parser.add_argument("data_dir", help="output: <data_dir>/{train,dev,test}")
     parser.add_argument("--dev_spk_list", required=True, help="the 50 dev speakers, one id per line")
     parser.add_argument("--test_spk_list", required=True, help="the 24 core-test speakers, one id per line")
@@ -261,7 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip (and count) unreadable or inconsistent utterances instead of stopping")
     args = parser.parse_args(argv)
 
-    parts = check_root(args.timit_root)
+    root, parts = check_root(args.timit_root)
+    if root != Path(args.timit_root):
+        print(f"TIMIT={args.timit_root} holds no TRAIN/ and TEST/; using {root}, the one directory below it "
+              f"that does (set TIMIT={root} in db.sh to skip this search)", file=sys.stderr)
     dev_spk, test_spk = set(load_list(args.dev_spk_list)), set(load_list(args.test_spk_list))
     overlap = dev_spk & test_spk
     if overlap:
@@ -269,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sets: dict[str, list[Utterance]] = {s: [] for s in SETS}
     seen: dict[str, Path] = {}
-    unused_spk = misplaced_spk = 0
+    unused_spk = misplaced_spk = unused_twins = 0
     for part, part_dir in parts.items():
         for dr_name, dr_dir in sorted(child_dirs(part_dir).items()):
             if not DR_RE.match(dr_name):
@@ -288,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     unused_spk += 1
                     continue
-                sets[target].extend(scan_speaker(spk_dir, spk))
+                utts, twins = scan_speaker(spk_dir, spk)
+                sets[target].extend(utts)
+                unused_twins += twins
 
     n_sa = n_bad = 0
     for name in SETS:
@@ -321,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"SA utterances {'kept' if args.include_sa else f'excluded: {n_sa}'}; "
           f"TEST speakers in neither list (unused): {unused_spk}"
           + (f"; dev/test-list speakers found under TRAIN (kept in train): {misplaced_spk}" if misplaced_spk else "")
-          + (f"; bad utterances skipped: {n_bad}" if n_bad else ""), file=sys.stderr)
+          + (f"; bad utterances skipped: {n_bad}" if n_bad else "")
+          + (f"; .WAV.wav copies left unused (the .WAV beside each was read): {unused_twins}" if unused_twins else ""),
+          file=sys.stderr)
     return 0
 
 
