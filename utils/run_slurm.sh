@@ -24,6 +24,8 @@
 #   --sbatch-opts S    further sbatch options, split on whitespace (site defaults from
 #                      cmd.sh, e.g. "--account=abc --qos=high")
 #   --dry-run true     write the job script, print the sbatch command line, submit nothing
+#   --poll-secs N      while an array of several jobs runs, print "k/N jobs done" on stderr
+#                      when more have ended, checking every N seconds (default 10)
 #
 # Exit status 0 when every job's log ends with code 0; otherwise 1, after printing to
 # stderr which jobs failed and the last lines of the first failed job's log (a job that
@@ -48,6 +50,7 @@ max_jobs_run=0
 partition=""
 sbatch_opts=""
 dry_run=false
+poll_secs=10
 tail_lines=20
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -68,6 +71,7 @@ while [ $# -gt 0 ]; do
                 partition) partition=$2 ;;
                 sbatch_opts) sbatch_opts=$2 ;;
                 dry_run) dry_run=$2 ;;
+                poll_secs) poll_secs=$2 ;;
                 *) usage_error "unknown option $1" ;;
             esac
             shift 2
@@ -80,6 +84,7 @@ done
 [ -z "$num_threads" ] || [[ "$num_threads" =~ ^[1-9][0-9]*$ ]] \
     || usage_error "--num-threads expects a positive integer, got '$num_threads'"
 [ "$dry_run" = true ] || [ "$dry_run" = false ] || usage_error "--dry-run expects true or false, got '$dry_run'"
+[[ "$poll_secs" =~ ^[1-9][0-9]*$ ]] || usage_error "--poll-secs expects a positive integer, got '$poll_secs'"
 
 jobvar=""
 first=1
@@ -181,6 +186,25 @@ cancel() {
 }
 trap 'cancel; exit 130' INT
 trap 'cancel; exit 143' TERM
+# While the array runs, say how many of its jobs have ended (their logs' last line), checking
+# every --poll-secs seconds.
+njobs=$((last - first + 1))
+shown=0
+while kill -0 "$sbatch_pid" 2>/dev/null; do
+    for ((tick = 0; tick < poll_secs; tick++)); do
+        kill -0 "$sbatch_pid" 2>/dev/null || break
+        sleep 1
+    done
+    [ -n "$jobvar" ] && [ "$njobs" -gt 1 ] || continue
+    ended=0
+    for ((id = first; id <= last; id++)); do
+        ! grep -q '^# Ended (code ' "$(substitute "$logfile_template" "$id")" 2>/dev/null || ended=$((ended + 1))
+    done
+    if [ "$ended" -gt "$shown" ]; then
+        shown=$ended
+        printf '%s: %d/%d jobs done (logs: %s)\n' "$prog" "$ended" "$njobs" "$logfile_template" >&2
+    fi
+done
 sbatch_code=0
 wait "$sbatch_pid" || sbatch_code=$?
 trap - INT TERM

@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_stamp(d: VideoDataset) -> dict:
-    st = os.stat(d.frames_path)
-    return {"path": str(d.split_dir.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "n": len(d)}
+    """Where the training frames are and a digest of their content (a copied or touched file is the same data)."""
+    from cdsvae.train.inputs import file_digest
+    return {"path": str(d.split_dir.resolve()), "size": os.stat(d.frames_path).st_size,
+            "digest": file_digest(d.frames_path), "n": len(d)}
 
 
 def _check_device(device: str, judge_path: Path) -> None:
@@ -89,7 +91,7 @@ def _changed_options(saved, wanted: dict) -> str:
         elif saved[key] != wanted[key]:
             if key == "train":
                 diffs.append(f"training data {wanted[key]['path']} differs from the recorded one "
-                             "(path, size, modification time or number of sequences)")
+                             "(path, size, content or number of sequences)")
             else:
                 diffs.append(f"{key} {saved[key]} -> {wanted[key]}")
     diffs += [f"{key} no longer an option" for key in saved if key not in wanted]

@@ -63,6 +63,11 @@ def absolute_data_paths(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if data.get("type") == "video":
         from cdsvae.data.video import VIDEO_DATA_DEFAULTS
         data.setdefault("root", VIDEO_DATA_DEFAULTS["root"])
+        frames = data.get("frames", VIDEO_DATA_DEFAULTS["frames"])
+        for key in ("train_split", "valid_split"):  # a split may be a directory of its own
+            split = data.get(key)
+            if isinstance(split, str) and (Path(split) / frames).is_file():
+                data[key] = _absolute(split)
     out["data"] = {k: (_absolute(v) if _is_path_key(k) else v) for k, v in data.items()}
     return out
 
@@ -231,8 +236,8 @@ def check_experiment(exp_dir: str | os.PathLike, feats_dirs: Sequence[str | os.P
     if diff:
         raise UserError(f"{exp_dir} was trained on other inputs: {summarise(diff)}")
     feature_config = stored.get("feature_config")
-    if feature_config:
-        expected = stored["files"].get(feature_config)
+    expected = stored["files"].get(feature_config) if feature_config else None
+    if expected is not None:  # training features without fbank.yaml: nothing to compare with
         for d in feats_dirs:
             path = Path(d) / FEATURE_CONFIG
             now = file_digest(path)

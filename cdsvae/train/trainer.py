@@ -466,7 +466,8 @@ class Trainer:
                 self.writer.close()
         log.info("finished: epoch %d, step %d, best validation %s %s", self.epoch, self.step, self.criterion_name,
                  "n/a" if self.best_valid is None else f"{self.best_valid:.6g}")
-        self._write_progress(f"finished: epoch {self.epoch}/{int(self.topt['epochs'])}, step {self.step}")
+        self._write_progress(f"finished: step {self.step}/{self.total_steps}, "
+                             f"{self.epoch}/{int(self.topt['epochs'])} epochs complete")
         return self.summary()
 
     def _write_progress(self, line: str) -> None:

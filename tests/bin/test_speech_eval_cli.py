@@ -55,9 +55,11 @@ def test_score_errors_on_bad_input(tmp_path):
     # one speaker: no nontarget trials, EER is undefined
     assert_one_line_error(run("score", "--emb_dir", emb, "--utt2spk", tmp_path / "utt2spk", "--outdir", tmp_path / "o"),
                           "0 nontarget trials")
+    # b_1 has no embedding: it is left out of the trials (not an error), which leaves one speaker again
     (tmp_path / "utt2spk").write_text("a_1 a\na_2 a\nb_1 b\n")
-    assert_one_line_error(run("score", "--emb_dir", emb, "--utt2spk", tmp_path / "utt2spk", "--outdir", tmp_path / "o"),
-                          "s.scp: no embedding for utterance b_1")
+    out = run("score", "--emb_dir", emb, "--utt2spk", tmp_path / "utt2spk", "--outdir", tmp_path / "o")
+    assert "1 of 3 utterance(s)" in out.stdout and "b_1" in out.stdout
+    assert_one_line_error(out, "1 target and 0 nontarget trials")
 
 
 def test_stages_5_to_7_end_to_end(tmp_path):
@@ -150,3 +152,46 @@ def test_score_cli_mean_normalised_scoring(tmp_path):
     out = run("score", "--emb_dir", "emb", "--utt2spk", "utt2spk", "--outdir", "score2", "--mean_from", "nowhere",
               cwd=tmp_path)
     assert_one_line_error(out, "nowhere/s.scp: embedding scp not found")
+
+
+def test_score_leaves_out_and_counts_utterances_without_embeddings(tmp_path):
+    """Utterances of utt2spk absent from s.scp (skipped at extraction, or without features) are left out
+    of the trials and counted in results.json; the trials are all pairs of the others."""
+    from itertools import combinations
+
+    from cdsvae.eval.embeddings import write_vectors
+
+    rng = np.random.default_rng(2)
+    utt2spk = {f"spk{s}_u{u}": f"spk{s}" for s in range(4) for u in range(3)}
+    missing = ["spk1_u1", "spk3_u0", "spk3_u2"]  # spk3 keeps one utterance: nontarget trials only
+    kept = {u: s for u, s in utt2spk.items() if u not in missing}
+    write_vectors(tmp_path / "emb", "s", {u: rng.normal(size=4) for u in kept})
+    write_vectors(tmp_path / "emb", "z", {u: rng.normal(size=3) for u in kept})
+    (tmp_path / "emb" / "meta.json").write_text(json.dumps({"skipped": ["spk3_u0"]}))
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
+    out = run("score", "--emb_dir", "emb", "--utt2spk", "utt2spk", "--outdir", "score", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert ("3 of 12 utterance(s) of utt2spk have no embedding and are left out of the trials "
+            "(1 skipped at extraction, 2 without features): spk1_u1 spk3_u0 spk3_u2") in out.stdout
+
+    res = json.loads((tmp_path / "score" / "results.json").read_text())
+    assert res["n_utts"] == 12 and res["n_without_embedding"] == 3 and res["without_embedding"] == missing
+    pairs = list(combinations(sorted(kept), 2))
+    n_target = sum(kept[a] == kept[b] for a, b in pairs)
+    assert (res["n_target"], res["n_nontarget"]) == (n_target, len(pairs) - n_target) == (7, 29)
+    trials = [line.split() for line in (tmp_path / "score" / "trials").read_text().splitlines()]
+    assert sorted((a, b) for a, b, _ in trials) == pairs
+    assert all((label == "target") == (kept[a] == kept[b]) for a, b, label in trials)
+    assert not {u for a, b, _ in trials for u in (a, b)} & set(missing)
+    for name in ("scores_s", "scores_z"):
+        assert len((tmp_path / "score" / name).read_text().splitlines()) == len(pairs)
+
+    # every utterance embedded: nothing left out, and results.json says so
+    write_vectors(tmp_path / "emb_all", "s", {u: rng.normal(size=4) for u in utt2spk})
+    write_vectors(tmp_path / "emb_all", "z", {u: rng.normal(size=3) for u in utt2spk})
+    out = run("score", "--emb_dir", "emb_all", "--utt2spk", "utt2spk", "--outdir", "score_all", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "left out" not in out.stdout
+    res = json.loads((tmp_path / "score_all" / "results.json").read_text())
+    assert (res["n_utts"], res["n_without_embedding"], res["without_embedding"]) == (12, 0, [])
+    assert res["n_target"] + res["n_nontarget"] == 66

@@ -1,8 +1,11 @@
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,3 +56,120 @@ def test_train_print_config_and_nonfinite_exit(tmp_path):
     assert r.stderr.count("non-finite") == 1
     assert str(out / "checkpoints" / "step000000001.pt") in r.stderr
     assert (out / "config.yaml").exists() and "non-finite" in (out / "train.log").read_text()
+
+
+# -- a speech run on relative paths: absolute config, input fingerprint, CMVN copy, refused reruns
+
+SPEECH_TINY = ["--model.frame", "mlp", "--model.feat_dim", "5", "--model.s_dim", "4", "--model.z_dim", "2",
+               "--model.hidden_dim", "8", "--model.g_dim", "8", "--model.frame_hidden", "8",
+               "--data.type", "speech", "--data.segment_frames", "8", "--data.train_feats", "dump/train",
+               "--data.valid_feats", "dump/dev", "--data.motion_feats", "dump/vc", "--data.cmvn", "dump/cmvn.npz",
+               "--train.epochs", "2", "--train.batch_size", "4", "--train.log_every", "1",
+               "--train.tensorboard", "false", "--train.device", "cpu", "--outdir", "exp/cdsvae"]
+
+
+def _speech_feats(path, offset=0.0, seed=0):
+    import numpy as np
+
+    from cdsvae.features import FeatureWriter
+
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True)
+    utts = [f"spk{s}_u{u}" for s in range(4) for u in range(2)]
+    with FeatureWriter(path / "feats.ark", path / "feats.scp", path / "utt2num_frames") as w:
+        for k, utt in enumerate(utts):
+            w.write(utt, (rng.normal(size=(12 + k, 5)) + offset).astype(np.float32))
+    (path / "utt2spk").write_text("".join(f"{u} {u.split('_')[0]}\n" for u in utts))
+    (path / "fbank.yaml").write_text("sample_frequency: 16000\nnum_mel_bins: 5\n")
+
+
+@pytest.fixture
+def speech_recipe(tmp_path, monkeypatch):
+    """A recipe dir (the cwd) with dump/{train,dev,vc/copy1} feature dirs and dump/cmvn.npz."""
+    import numpy as np
+
+    from cdsvae.features import CMVNStats
+
+    _speech_feats(tmp_path / "dump" / "train")
+    _speech_feats(tmp_path / "dump" / "dev", seed=1)
+    _speech_feats(tmp_path / "dump" / "vc" / "copy1", offset=0.5)
+    stats = CMVNStats()
+    stats.accumulate(np.random.default_rng(2).normal(size=(50, 5)))
+    stats.save(tmp_path / "dump" / "cmvn.npz")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _refused(argv, capsys):
+    """The one-line error run_main prints for ``cdsvae.bin.train.main(argv)``."""
+    from cdsvae.bin import run_main
+    from cdsvae.bin.train import main
+
+    with pytest.raises(SystemExit) as e:
+        run_main(main, argv)
+    assert e.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: error: ")
+    return lines[0]
+
+
+def test_speech_run_records_its_inputs_and_refuses_other_data(speech_recipe, monkeypatch, capsys):
+    from cdsvae.bin.train import main
+    from cdsvae.train import trainer as trainer_mod
+    from cdsvae.train.task import load_config_file
+
+    tmp = speech_recipe
+    lines = []
+    write = trainer_mod.Trainer._write_progress
+    monkeypatch.setattr(trainer_mod.Trainer, "_write_progress",
+                        lambda self, line: (lines.append(line), write(self, line))[1])
+    assert main(SPEECH_TINY) == 0
+    out = tmp / "exp" / "cdsvae"
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())["data"]
+    assert cfg["train_feats"] == str(tmp / "dump/train") and cfg["valid_feats"] == str(tmp / "dump/dev")
+    assert cfg["motion_feats"] == str(tmp / "dump/vc") and cfg["cmvn"] == str(tmp / "dump/cmvn.npz")
+    fp = json.loads((out / "inputs.json").read_text())
+    assert str(tmp / "dump/train/utt2spk") in fp["files"] and str(tmp / "dump/vc/copy1/feats.scp") in fp["files"]
+    assert fp["feature_config"] == str(tmp / "dump/train/fbank.yaml")
+    assert (out / "cmvn.npz").read_bytes() == (tmp / "dump/cmvn.npz").read_bytes()
+    assert os.path.samefile(load_config_file("exp/cdsvae")["data"]["cmvn"], out / "cmvn.npz")
+
+    # progress: one line per log step while training, "finished: ..." at the end
+    assert re.fullmatch(r"finished: step (\d+)/\1, 2/2 epochs complete\n", (out / "progress").read_text())
+    n_steps = int(re.match(r"finished: step (\d+)/", (out / "progress").read_text()).group(1))
+    assert n_steps >= 2
+    during = lines[:-1]
+    assert len(during) == n_steps
+    for k, line in enumerate(during, 1):
+        assert re.fullmatch(rf"epoch [12]/2, step {k}/{n_steps}, loss -?[0-9.e+-]+, ETA (\d+s|\d+m\d\ds)", line), line
+    assert during[0].startswith("epoch 1/2") and during[-1].startswith("epoch 2/2")
+    assert during[-1].endswith("ETA 0s")
+
+    # from another directory, the experiment reads the same (absolute) data and its own CMVN copy
+    (tmp / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp / "elsewhere")
+    again = load_config_file(out)
+    assert again["data"]["cmvn"] == str(out / "cmvn.npz") and again["data"]["train_feats"] == str(tmp / "dump/train")
+    monkeypatch.chdir(tmp)
+
+    assert main([*SPEECH_TINY, "--check_inputs"]) == 0  # unchanged inputs
+    capsys.readouterr()
+    # the training features change: checking and rerunning (resuming) are both refused
+    (tmp / "dump/train/utt2spk").write_text((tmp / "dump/train/utt2spk").read_text().replace("spk3_u1 spk3",
+                                                                                           "spk3_u1 spk2"))
+    for argv in ([*SPEECH_TINY, "--check_inputs"], SPEECH_TINY):
+        line = _refused(argv, capsys)
+        assert "exp/cdsvae was trained on other inputs: dump/train/utt2spk changed" in line, line
+    assert fp == json.loads((out / "inputs.json").read_text())  # the record is not overwritten
+    (tmp / "dump/train/utt2spk").write_text(
+        (tmp / "dump/train/utt2spk").read_text().replace("spk3_u1 spk2", "spk3_u1 spk3"))
+    assert main([*SPEECH_TINY, "--check_inputs"]) == 0
+    (tmp / "dump/train/fbank.yaml").write_text("sample_frequency: 8000\nnum_mel_bins: 5\n")
+    line = _refused([*SPEECH_TINY, "--check_inputs"], capsys)
+    assert line.endswith("was trained on other inputs: dump/train/fbank.yaml changed"), line
+    line = _refused(SPEECH_TINY, capsys)
+    assert "dump/train/fbank.yaml changed" in line
+
+    # a fresh outdir can be trained on the new inputs
+    assert main([*SPEECH_TINY[:-1], "exp/other", "--check_inputs"]) == 0

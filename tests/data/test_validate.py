@@ -242,3 +242,39 @@ def test_shell_wrapper(good_dir):
                        cwd=good_dir.parent.parent, env=env, timeout=60)
     assert r.returncode == 1
     assert "data/train/wav.scp: empty file" in r.stdout
+
+
+def test_cli_allow_missing_audio_warns_instead_of_failing(good_dir):
+    root = good_dir.parent.parent
+    (root / "audio" / "a2.wav").unlink()
+    r = run_cli("data/train", cwd=root)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["data/train/wav.scp:2: audio file of 'spkA-002' not found: audio/a2.wav"]
+
+    r = run_cli("--allow-missing-audio", "data/train", cwd=root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == "validate_data_dir: data/train: OK (3 utterances, 2 speakers)"
+    assert r.stderr.splitlines() == [
+        "warning: data/train/wav.scp:2: audio file of 'spkA-002' not found: audio/a2.wav",
+        "validate_data_dir: data/train: 1 audio file(s) missing; their utterances will be skipped",
+    ]
+
+
+def test_cli_allow_missing_audio_still_fails_on_other_problems(good_dir):
+    root = good_dir.parent.parent
+    (root / "audio" / "a1.wav").unlink()
+    (root / "audio" / "a2.wav").unlink()
+    (good_dir / "utt2spk").write_text("spkA-002 spkA\nspkA-001 spkA\nspkB-001 spkB\n")
+    r = run_cli("--allow-missing-audio", "data/train", cwd=root)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [
+        "data/train/utt2spk:2: not sorted under LC_ALL=C: 'spkA-001' comes after 'spkA-002' (sort with LC_ALL=C sort)"
+    ]
+    assert "2 audio file(s) missing" in r.stderr and "1 problem(s)" in r.stderr
+    assert r.stderr.count("warning: ") == 2
+    # without missing audio the flag changes nothing
+    (root / "audio" / "a1.wav").write_bytes(b"RIFF")
+    (root / "audio" / "a2.wav").write_bytes(b"RIFF")
+    (good_dir / "utt2spk").write_text(GOOD["utt2spk"])
+    r = run_cli("--allow-missing-audio", "data/train", cwd=root)
+    assert r.returncode == 0 and r.stderr == ""

@@ -34,11 +34,12 @@ def make_tree(tmp_path: Path, recipe: str) -> Path:
     return rdir
 
 
-def run_recipe(rdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_recipe(rdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "cmd_backend")}
     env.setdefault("OMP_NUM_THREADS", "1")
     r = subprocess.run(["./run.sh", *args], cwd=rdir, capture_output=True, text=True, env=env, timeout=timeout)
-    assert r.returncode == 0, r.stderr[-4000:]
+    if check:
+        assert r.returncode == 0, r.stderr[-4000:]
     return r
 
 
@@ -83,6 +84,16 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
         assert "eval/train ratio" in (rdir / "exp" / tag / "train.log").read_text()
     assert list((rdir / "exp").glob("*/report/test/*.png")), "no plots"
     assert list((rdir / "exp").glob("*/report/test/**/*.wav")), "no listening demo"
+    # Training already finished: running stage 4 again resumes at the end and trains no more.
+    before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
+    run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
+               "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
+    after = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
+    assert "step 5" not in after[len(before):]
+    # The experiment records absolute data paths and holds its own CMVN copy.
+    cfg = (rdir / "exp" / "cdsvae_seed1" / "config.yaml").read_text()
+    assert f"train_feats: {rdir / 'dump' / 'train'}\n" in cfg
+    assert (rdir / "exp" / "cdsvae_seed1" / "cmvn.npz").read_bytes() == (rdir / "dump/train/cmvn.npz").read_bytes()
     # Re-running features and voice conversion with the same inputs and options does nothing...
     feats_mtime = (rdir / "dump" / "train" / "feats.scp").stat().st_mtime_ns
     rerun = run_recipe(rdir, "--stage", "2", "--stop_stage", "3", "--nj", "2").stderr
@@ -94,12 +105,41 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
     rerun = run_recipe(rdir, "--stage", "3", "--stop_stage", "3", "--nj", "2").stderr
     assert "are up to date" not in rerun and "Stage 3: motion augmentation" in rerun
     assert "num_copies: 1" in (rdir / "dump" / "train_vc" / "vc.yaml").read_text()
-    # Training already finished: running stage 4 again resumes at the end and trains no more.
-    before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
-    run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
-               "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
-    after = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
-    assert "step 5" not in after[len(before):]
+    # The experiments were trained on the old copies: stages 4 and 5 stop, naming what changed.
+    for stage in ("4", "5"):
+        r = run_recipe(rdir, "--stage", stage, "--stop_stage", stage, "--seeds", "1", check=False)
+        assert r.returncode == 1
+        error = [x for x in r.stderr.splitlines() if "Error:" in x]
+        assert len(error) == 1 and "exp/cdsvae_seed1 was trained on other inputs: " in error[0], r.stderr[-2000:]
+        assert "dump/train_vc/copy2/feats.scp missing now" in error[0] and "--retrain true" in error[0]
+    tiny = "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 --data.segments_per_utt 2"
+    r = run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train_dsvae.yaml",
+                   "--seeds", "1", "--retrain", "true", "--train_args", tiny)
+    assert (rdir / "exp" / "dsvae_seed1.old1" / "checkpoints").is_dir()  # moved aside, not deleted
+    assert "Stage 4: training on CPU" in r.stderr and "dsvae_seed1: " in r.stderr
+
+
+def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(tmp_path):
+    """--skip_bad true: one unreadable test wav is counted in stages 2 and 6 and in RESULTS.md."""
+    rdir = make_tree(tmp_path, "mini")
+    corpus = "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 --num_si 1 " \
+             "--test_num_sx 2 --test_num_si 1"
+    run_recipe(rdir, "--stop_stage", "1", "--local_data_opts", corpus)
+    wav_scp = (rdir / "data" / "test" / "wav.scp").read_text().splitlines()
+    bad_utt, bad_wav = wav_scp[0].split(maxsplit=1)
+    Path(bad_wav if os.path.isabs(bad_wav) else rdir / bad_wav).write_bytes(b"not audio at all")
+    r = run_recipe(rdir, "--stage", "2", "--nj", "2", "--skip_bad", "true", "--train_configs", "conf/train_dsvae.yaml",
+                   "--train_args", "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 "
+                                   "--data.segments_per_utt 2")
+    n_test = len(wav_scp)
+    assert f"Skipped 1 of {n_test} utterance(s) of data/test (unreadable audio; --skip_bad true)" in r.stderr
+    assert "Left 1 utterance(s) of data/test without embedding" in r.stderr
+    results = json.loads((rdir / "exp" / "dsvae" / "score_test" / "results.json").read_text())
+    assert results["without_embedding"] == [bad_utt] and results["n_utts"] == n_test
+    trials = (rdir / "exp" / "dsvae" / "score_test" / "trials").read_text()
+    assert bad_utt not in trials
+    report = (rdir / "exp" / "RESULTS.md").read_text()
+    assert f"1 of {n_test} test utterances skipped" in report and bad_utt in report
 
 
 def test_sprites_video_recipe_end_to_end(tmp_path):

@@ -38,14 +38,26 @@ if [ "${BREAK:-0}" = 1 ]; then
 fi
 """
 
-# Stands in for cdsvae.bin.train: records how it was launched.
+# Stands in for cdsvae.bin.train: records how it was launched; --check_inputs fails for the
+# experiment named by FAKE_CHECK_FAIL, as the real one does for a run trained on other inputs.
 FAKE_TRAIN = r"""
 import os, sys, time
 args = sys.argv[1:]
 outdir = args[args.index("--outdir") + 1]
+if "--check_inputs" in args:
+    with open("check_calls", "a") as f:
+        f.write(" ".join(args) + "\n")
+    if os.environ.get("FAKE_CHECK_FAIL") and outdir.endswith(os.environ["FAKE_CHECK_FAIL"]):
+        print("some warning first", file=sys.stderr)
+        print(f"train: error: {outdir} was trained on other inputs: dump/train/feats.scp changed", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
 os.makedirs(outdir, exist_ok=True)
 rank = os.environ.get("RANK", "none")
 start = time.time()
+if os.environ.get("FAKE_TRAIN_SLEEP"):
+    with open(os.path.join(outdir, "progress"), "w") as f:
+        f.write("epoch 1/1, step 1/2, loss 3.5, ETA 2s\n")
 time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0")))
 with open(os.path.join(outdir, f"launched.{rank}"), "w") as f:
     f.write(" ".join(args) + "\n")
@@ -94,9 +106,22 @@ def run(cwd: Path, *args: str, extra_env: dict[str, str] | None = None, timeout:
 
 
 SETS = ("--train_set", "train", "--test_sets", "test")
-# What stage 4 passes for SETS (speech): the data paths of --train_set/--dev_set under --dumpdir.
+# What stage 4 passes for SETS (speech): the data paths of --train_set/--dev_set under --dumpdir,
+# --skip_bad, and the device of --ngpu 0.
 DATA = ("--data.train_split train --data.train_feats dump/train --data.cmvn dump/train/cmvn.npz "
-        "--data.motion_feats dump/train_vc --data.valid_split null")
+        "--data.motion_feats dump/train_vc --data.skip_bad false --data.valid_split null --train.device cpu")
+DATA_GPU = DATA.replace("--train.device cpu", "--train.device cuda")
+
+
+@pytest.fixture()
+def fake_gpus(tmp_path: Path) -> Path:
+    """A directory holding an `nvidia-smi` that lists two GPUs (put it first on PATH)."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    smi = bindir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: Fake GPU (UUID: GPU-0)'\necho 'GPU 1: Fake GPU (UUID: GPU-1)'\n")
+    smi.chmod(0o755)
+    return bindir
 
 
 def test_help_lists_the_seven_stages_and_options():
@@ -290,31 +315,103 @@ def test_training_data_paths_follow_the_sets_and_dumpdir(recipe, fake_tools):
     launched = (recipe / "exp" / "cdsvae" / "launched.none").read_text().splitlines()[0]
     assert launched == ("--config conf/train.yaml --outdir exp/cdsvae --data.train_split train "
                         "--data.train_feats /d/dump/train_spk8 --data.cmvn /d/dump/train_spk8/cmvn.npz "
-                        "--data.motion_feats /d/dump/train_spk8_vc --data.valid_split dev "
-                        "--data.dev_feats /d/dump/dev2 --data.cmvn other.npz")  # --train_args come last and win
-    r = run(recipe, *SETS, "--modality", "video", "--stage", "4", "--stop_stage", "4",
+                        "--data.motion_feats /d/dump/train_spk8_vc --data.skip_bad false --data.valid_split dev "
+                        "--data.dev_feats /d/dump/dev2 --train.device cpu "
+                        "--data.cmvn other.npz")  # --train_args come last and win
+    r = run(recipe, *SETS, "--modality", "video", "--stage", "4", "--stop_stage", "4", "--skip_bad", "true",
             "--train_configs", "conf/train.yaml", extra_env={"PYTHONPATH": str(fake_tools)})
     assert r.returncode == 0, r.stderr
     launched = (recipe / "exp" / "cdsvae" / "launched.none").read_text().splitlines()[0]
-    assert launched == "--config conf/train.yaml --outdir exp/cdsvae"  # video configs keep their own paths
+    assert launched == ("--config conf/train.yaml --outdir exp/cdsvae --data.root data --data.train_split train "
+                        "--data.valid_split null --train.device cpu")
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--skip_bad", "true", "--expdir", "exp3",
+            "--train_configs", "conf/train.yaml", extra_env={"PYTHONPATH": str(fake_tools)})
+    launched = (recipe / "exp3" / "cdsvae" / "launched.none").read_text().splitlines()[0]
+    assert "--data.skip_bad true" in launched
 
 
-def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools):
+def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools, fake_gpus):
+    env = {"PYTHONPATH": str(fake_tools), "PATH": f"{fake_gpus}:{os.environ['PATH']}"}
     r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "2", "--train_configs", "conf/train.yaml",
-            extra_env={"PYTHONPATH": str(fake_tools)}, timeout=300)
+            extra_env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "--nproc_per_node 2 -m cdsvae.bin.train" in r.stderr
+    assert "training on 2 GPU(s) per node x 1 node(s)" in r.stderr
     exp = recipe / "exp" / "cdsvae"
     for rank in (0, 1):
         launched = (exp / f"launched.{rank}").read_text().splitlines()
-        assert launched[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA}"
+        assert launched[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA_GPU}"
         assert launched[1] == "WORLD_SIZE=2"
     assert not (recipe / "exp" / "dsvae").exists()
 
 
-def test_multi_node_needs_a_rendezvous_host(recipe, fake_tools):
-    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", "--num_nodes", "2",
+def test_asking_for_more_gpus_than_visible_stops_at_once(recipe, fake_tools, fake_gpus):
+    """--ngpu N needs N CUDA devices on the machine that runs the GPU stages (local backend)."""
+    env = {"PYTHONPATH": str(fake_tools), "PATH": f"/nonexistent:{os.environ['PATH']}"}
+    for stage in ("4", "5", "6"):
+        r = run(recipe, *SETS, "--stage", stage, "--stop_stage", stage, "--ngpu", "2", extra_env=env, timeout=30)
+        assert r.returncode == 1
+        errors = [x for x in r.stderr.splitlines() if "Error:" in x]
+        assert len(errors) == 1 and "--ngpu 2 asks for 2 GPU(s), but this machine shows 0 CUDA device(s)" in errors[0]
+        assert "use --ngpu 0 to run on the CPU" in errors[0]
+        assert not (recipe / "exp").exists()
+    gpus = {**env, "PATH": f"{fake_gpus}:{os.environ['PATH']}"}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "3", extra_env=gpus, timeout=30)
+    assert r.returncode == 1 and "shows 2 CUDA device(s)" in r.stderr
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "2",
+            extra_env={**gpus, "CUDA_VISIBLE_DEVICES": "1"}, timeout=30)
+    assert r.returncode == 1 and "shows 1 CUDA device(s)" in r.stderr and "CUDA_VISIBLE_DEVICES='1'" in r.stderr
+    # The CPU stages do not need GPUs; --ngpu 0 never looks.
+    r = run(recipe, *SETS, "--stop_stage", "1", "--ngpu", "2", extra_env={"PATH": env["PATH"]}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "0", extra_env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Stage 4: training on CPU" in r.stderr
+
+
+def test_training_on_other_inputs_is_refused_before_any_starts(recipe, fake_tools):
+    env = {"PYTHONPATH": str(fake_tools), "FAKE_CHECK_FAIL": "exp/dsvae"}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", extra_env=env)
+    assert r.returncode == 1
+    errors = [x for x in r.stderr.splitlines() if "Error:" in x]
+    assert len(errors) == 1
+    assert errors[0].endswith("Error: exp/dsvae was trained on other inputs: dump/train/feats.scp changed; to go on, "
+                              "rerun with --retrain true (moves exp/dsvae aside) or choose a new --tag_suffix")
+    assert not (recipe / "exp" / "cdsvae" / "launched.none").exists()  # checked before anything trained
+    checks = (recipe / "check_calls").read_text().splitlines()
+    assert checks[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA} --check_inputs"
+    # --retrain true moves every experiment aside (never deletes it) and trains afresh.
+    (recipe / "exp" / "dsvae").mkdir(parents=True)
+    (recipe / "exp" / "dsvae" / "old_model").write_text("kept")
+    (recipe / "exp" / "dsvae.old1").mkdir()
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--retrain", "true",
             extra_env={"PYTHONPATH": str(fake_tools)})
+    assert r.returncode == 0, r.stderr
+    assert (recipe / "exp" / "dsvae.old2" / "old_model").read_text() == "kept"
+    assert "Moved exp/dsvae aside to exp/dsvae.old2 (--retrain true)" in r.stderr
+    assert (recipe / "exp" / "dsvae" / "launched.none").is_file()
+    assert not (recipe / "exp" / "dsvae" / "old_model").exists()
+    # A new tag suffix is the other way on.
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--tag_suffix", "_new", extra_env=env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_training_progress_and_logs_are_shown_on_the_console(recipe, fake_tools):
+    env = {"PYTHONPATH": str(fake_tools), "FAKE_TRAIN_SLEEP": "4"}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml",
+            "--progress_secs", "1", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    assert "logs: exp/cdsvae/log/launch.log and exp/cdsvae/train.log" in r.stderr
+    progress = [x for x in r.stderr.splitlines() if "cdsvae: epoch 1/1, step 1/2, loss 3.5, ETA 2s" in x]
+    assert 1 <= len(progress) <= 6  # about once per --progress_secs while the training runs
+    assert "Trained cdsvae: epoch 1/1, step 1/2" in r.stderr
+    r = run(recipe, *SETS, "--progress_secs", "0")
+    assert r.returncode == 2 and "--progress_secs must be at least 1" in r.stderr
+
+
+def test_multi_node_needs_a_rendezvous_host(recipe, fake_tools, fake_gpus):
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", "--num_nodes", "2",
+            extra_env={"PYTHONPATH": str(fake_tools), "PATH": f"{fake_gpus}:{os.environ['PATH']}"})
     assert r.returncode == 1
     assert "set MASTER_ADDR" in r.stderr
 

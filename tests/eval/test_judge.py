@@ -301,6 +301,28 @@ def test_train_judge_retrains_when_the_training_data_changed(data_dirs, tmp_path
     assert f"training data {(data_dirs / 'train').resolve()} differs from the recorded one" in log
 
 
+def test_train_judge_stamps_the_frames_by_content(data_dirs, tmp_path, capsys):
+    """A touched frames file holds the same data (reused); other frames of the same size do not."""
+    import os
+    import shutil
+
+    from cdsvae.bin import train_judge as cli
+
+    data, out = tmp_path / "data", tmp_path / "judge"
+    shutil.copytree(data_dirs, data)
+    assert run_cli(cli, judge_args(data, out, "--device", "cpu")) == 0
+    capsys.readouterr()
+    frames = data / "train" / "frames.npy"
+    os.utime(frames, ns=(1, 1))
+    assert run_cli(cli, judge_args(data, out, "--device", "cpu")) == 0
+    assert "reusing it" in capsys.readouterr().out
+    content = bytearray(frames.read_bytes())
+    content[-4] ^= 0x01  # lowest mantissa byte of the last value (float32), or one pixel (uint8)
+    frames.write_bytes(bytes(content))
+    assert run_cli(cli, judge_args(data, out, "--device", "cpu")) == 0
+    assert "differs from the recorded one" in capsys.readouterr().out
+
+
 def test_train_judge_does_not_train_over_an_unreadable_judge(data_dirs, tmp_path, capsys):
     from cdsvae.bin import train_judge as cli
 

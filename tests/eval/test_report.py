@@ -320,3 +320,54 @@ def test_one_seed_has_no_spread_tables(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "Mean ± std" not in text and "paired by seed" not in text
     assert "| cdsvae | not recorded |" in text
+
+
+def test_skipped_utterances_are_noted_only_when_there_are_some(tmp_path):
+    from cdsvae.eval.report import skipped_note
+
+    res = results(0.05, 0.30, 0.5, 0.99, 10, 90)
+    a = make_exp(tmp_path, "cdsvae", CDSVAE_W, {**res, "n_utts": 12, "n_without_embedding": 1,
+                                                "without_embedding": ["spk2_u7"]})
+    b = make_exp(tmp_path, "dsvae", DSVAE_W, {**res, "n_utts": 12, "n_without_embedding": 0, "without_embedding": []})
+    out = tmp_path / "RESULTS.md"
+    got = write_recipe_report([a, b], out, plots=False, demo=False)
+    assert [r.without_embedding for r in got] == [["spk2_u7"], []]
+    text = out.read_text()
+    assert "Skipped utterances:" in text
+    assert "- cdsvae: 1 of 12 test utterances skipped (unreadable or too short; --skip_bad) and left out of " \
+           "the trials: spk2_u7" in text
+    assert "- dsvae:" not in text
+    assert "1 of 12 test utterances skipped" in (a / "RESULTS.md").read_text()
+    assert "Skipped utterances" not in (b / "RESULTS.md").read_text()
+
+    # the note as a function: the count, at most ten ids, nothing without skips
+    many = [f"u{k:02d}" for k in range(12)]
+    c = make_exp(tmp_path, "many", CDSVAE_W, {**res, "n_utts": 40, "without_embedding": many})
+    lines = skipped_note([load_experiment(c), load_experiment(b)], "dev")
+    assert lines[0] == "Skipped utterances:" and lines[-1] == ""
+    assert [line for line in lines if line.startswith("- ")] == [
+        "- many: 12 of 40 dev utterances skipped (unreadable or too short; --skip_bad) and left out of the "
+        "trials: " + ", ".join(many[:10]) + ", ..."]
+    assert skipped_note([load_experiment(b)], "test") == []
+    # results.json of an older score (no without_embedding): no note
+    d = make_exp(tmp_path, "old", DSVAE_W, res)
+    assert load_experiment(d).without_embedding == [] and skipped_note([load_experiment(d)], "test") == []
+    write_recipe_report([d], tmp_path / "R_old.md", plots=False, demo=False)
+    assert "Skipped" not in (tmp_path / "R_old.md").read_text()
+
+
+def test_skipped_note_from_the_score_cli(tmp_path):
+    """End to end: an utterance without an embedding, left out by score, is named in RESULTS.md."""
+    from cdsvae.bin.score import main as score_main
+
+    exp = make_exp(tmp_path, "cdsvae", CDSVAE_W, n_spk=3, n_utt=3)
+    write_recipe_report([exp], tmp_path / "R.md", plots=False, demo=False)
+    assert "Skipped" not in (tmp_path / "R.md").read_text()
+    emb = exp / "emb_test"
+    with (emb / "utt2spk").open("a") as f:
+        f.write("spk9_u0 spk9\n")  # in the test set, but never embedded
+    assert score_main(["--emb_dir", str(emb), "--utt2spk", str(emb / "utt2spk"),
+                       "--outdir", str(exp / "score_test")]) == 0
+    write_recipe_report([exp], tmp_path / "R.md", plots=False, demo=False)
+    assert "- cdsvae: 1 of 10 test utterances skipped (unreadable or too short; --skip_bad) and left out of the " \
+           "trials: spk9_u0" in (tmp_path / "R.md").read_text()

@@ -13,7 +13,14 @@ from _toy import FEAT, ToyModel, toy_config, toy_loss
 from cdsvae.data.synthetic import SyntheticSequenceDataset
 from cdsvae.errors import UserError
 from cdsvae.train import checkpoint as ckpt
-from cdsvae.train.trainer import ResumableDistributedSampler, Trainer, TrainingDiverged, lr_factor, seed_everything
+from cdsvae.train.trainer import (
+    ResumableDistributedSampler,
+    Trainer,
+    TrainingDiverged,
+    format_duration,
+    lr_factor,
+    seed_everything,
+)
 
 TOY = str(Path(__file__).with_name("_toy.py"))
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +54,32 @@ def test_lr_factor_known_values():
     assert lr_factor(7, "cosine", 2, 12) == pytest.approx(0.5)
     assert lr_factor(12, "cosine", 2, 12) == pytest.approx(0.0)
     assert lr_factor(4, "cosine", 0, 8) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_format_duration_known_values():
+    assert [format_duration(s) for s in (0, 5, 59.4, 59.6, 65, 3599, 3600, 3725, 36000 + 59 * 60 + 59)] == \
+        ["0s", "5s", "59s", "1m00s", "1m05s", "59m59s", "1h00m", "1h02m", "10h59m"]
+    assert format_duration(-3) == "0s"
+
+
+def test_progress_file_follows_training_and_says_finished(tmp_path, monkeypatch):
+    import re
+
+    lines = []
+    write = Trainer._write_progress
+    monkeypatch.setattr(Trainer, "_write_progress", lambda self, line: (lines.append(line), write(self, line))[1])
+    out = tmp_path / "exp"
+    _trainer(out, epochs=2, log_every=3).fit()  # 32 sequences, batch 4: 8 steps per epoch
+    assert (out / "progress").read_text() == "finished: step 16/16, 2/2 epochs complete\n"
+    during, last = lines[:-1], lines[-1]
+    assert last == "finished: step 16/16, 2/2 epochs complete"
+    # every 3 steps, and at the end of each epoch
+    steps = [int(re.search(r"step (\d+)/16,", line).group(1)) for line in during]
+    assert steps == [3, 6, 8, 9, 12, 15, 16]
+    for line in during:
+        assert re.fullmatch(r"epoch [12]/2, step \d+/16, loss \d[0-9.e+-]*, ETA \d+s", line), line
+    assert [line.split(",")[0] for line in during] == ["epoch 1/2"] * 3 + ["epoch 2/2"] * 4
+    assert during[-1].endswith("ETA 0s")
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

@@ -137,3 +137,25 @@ def test_usage_errors_exit_2(tmp_path, args, message):
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert message in r.stderr
+
+
+def test_job_array_reports_jobs_done_on_stderr(tmp_path):
+    # staggered ends, so that every job is counted on its own
+    r = run("JOB=1:3", "log/d.JOB.log", "sleep 0.$(( JOB * 3 ))", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    done = [line for line in r.stderr.splitlines() if "jobs done" in line]
+    assert done == [f"run_local.sh: {k}/3 jobs done (logs: log/d.JOB.log)" for k in (1, 2, 3)], r.stderr
+
+
+def test_jobs_done_count_increases_to_the_total_with_max_jobs_run(tmp_path):
+    r = run("--max-jobs-run", "2", "JOB=1:4", "log/d.JOB.log", "true", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    counts = [int(line.split("/4 jobs done")[0].split()[-1]) for line in r.stderr.splitlines() if "jobs done" in line]
+    assert counts and counts[-1] == 4 and counts == sorted(set(counts))
+
+
+def test_single_job_prints_no_jobs_done(tmp_path):
+    for args in (("log/one.log", "true"), ("JOB=1:1", "log/one.JOB.log", "true")):
+        r = run(*args, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "jobs done" not in r.stderr

@@ -9,6 +9,7 @@ script once per task id with SLURM_ARRAY_TASK_ID set, writes each task's output 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -92,6 +93,19 @@ def test_job_array_writes_one_log_per_job(tmp_path, fake_slurm):
         assert "# Ended (code 0)" in log
     calls = (tmp_path / "fakebin/sbatch.calls").read_text()
     assert "--array=1-3" in calls and "--mem=1G" in calls and "--wait" in calls
+
+
+def test_job_array_reports_jobs_done_while_it_runs(tmp_path, fake_slurm):
+    # The stand-in runs the tasks one after the other: 1.5 s each, polled every second.
+    r = run("--poll-secs", "1", "JOB=1:3", "log/p.JOB.log", "sleep 1.5", cwd=tmp_path, env=fake_slurm)
+    assert r.returncode == 0, r.stderr
+    done = [int(line.split(": ")[1].split("/")[0]) for line in r.stderr.splitlines() if "jobs done" in line]
+    assert done and done == sorted(set(done)) and done[-1] <= 3, r.stderr
+    assert re.search(r"^run_slurm\.sh: [123]/3 jobs done \(logs: log/p\.JOB\.log\)$", r.stderr, re.M)
+    r = run("--poll-secs", "1", "log/single.log", "sleep 1.5", cwd=tmp_path, env=fake_slurm)
+    assert r.returncode == 0 and "jobs done" not in r.stderr
+    r = run("--poll-secs", "0", "log/x.log", "true", cwd=tmp_path, env=fake_slurm)
+    assert r.returncode == 2 and "--poll-secs expects a positive integer" in r.stderr
 
 
 def test_failed_task_is_reported_with_its_log_tail(tmp_path, fake_slurm):

@@ -425,7 +425,7 @@ stage_4() {
         while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do
             wait_for_trainings
         done
-        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${args} ${seed_args} ${train_args}"
+        log "Training ${tag}: ${launcher} --config ${config} --outdir ${expdir}/${tag} ${args}${seed_args:+ ${seed_args}}${train_args:+ ${train_args}}"
         log "  logs: ${logfile} and ${expdir}/${tag}/train.log"
         mkdir -p "${expdir}/${tag}/log"
         rm -f "${expdir}/${tag}/log/launch.rc" "${expdir}/${tag}/progress"
