@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -102,6 +103,12 @@ def merge(src: Path, outdir: Path, nj: int, vc: VCConfig) -> None:
         for job in range(1, nj + 1):
             lines.append(job_paths(copy_dir, job)["bad"].with_name(f"vc_params.{job}").read_text(encoding="utf-8"))
         atomic_write_text(copy_dir / "vc_params", "".join(sorted("".join(lines).splitlines(keepends=True))))
+    # Copies of an earlier run with more copies would still be read as motion views: remove them.
+    for stale in sorted(outdir.glob("copy*")):
+        suffix = stale.name[len("copy"):]
+        if stale.is_dir() and suffix.isdigit() and int(suffix) > vc.num_copies:
+            shutil.rmtree(stale)
+            logger.info("removed %s: num_copies is now %d", stale, vc.num_copies)
     atomic_write_text(outdir / "vc.yaml", yaml.safe_dump(vc.as_dict(), sort_keys=True))
 
 

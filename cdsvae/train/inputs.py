@@ -204,6 +204,11 @@ def summarise(items: Sequence[str], limit: int = 3) -> str:
     return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def restart_hint(exp_dir: str | os.PathLike) -> str:
+    """The way on after a refusal, the last part of its message (recipes put their own options there)."""
+    return f"train into a new --outdir or move {exp_dir} aside"
+
+
 def check_resume(exp_dir: str | os.PathLike, fp: Mapping[str, Any], has_checkpoints: bool) -> None:
     """Refuse to continue a run whose checkpoints were trained on other inputs than ``fp``."""
     if not has_checkpoints:
@@ -211,10 +216,10 @@ def check_resume(exp_dir: str | os.PathLike, fp: Mapping[str, Any], has_checkpoi
     stored = read_inputs(exp_dir)
     if stored is None:
         raise UserError(f"{exp_dir} holds checkpoints but no record of the inputs they were trained on "
-                        f"({INPUTS_FILE})")
+                        f"({INPUTS_FILE}); {restart_hint(exp_dir)}")
     diff = changes(stored, fp)
     if diff:
-        raise UserError(f"{exp_dir} was trained on other inputs: {summarise(diff)}")
+        raise UserError(f"{exp_dir} was trained on other inputs: {summarise(diff)}; {restart_hint(exp_dir)}")
 
 
 def check_experiment(exp_dir: str | os.PathLike, feats_dirs: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:

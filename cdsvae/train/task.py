@@ -253,7 +253,7 @@ def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
     changed = _diff(prev, cfg, ("model", "loss", "optim", "augment", "data"))
     if changed:
         raise UserError(f"{outdir} holds a run with another config ({'; '.join(changed)}); "
-                        f"use a new --outdir, or remove {outdir} to start over")
+                        f"{inputs.restart_hint(outdir)}")
     changed = _diff(prev, cfg, ("train",))
     if changed:
         log.warning("resuming with changed train options: %s", "; ".join(changed))

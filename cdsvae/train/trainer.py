@@ -431,6 +431,8 @@ class Trainer:
         resumed = self.resume()
         if self._finished():
             log.info("nothing to do: training already finished (epoch %d, step %d)", self.epoch, self.step)
+            self._write_progress(f"finished earlier: step {self.step}/{self.total_steps}, "
+                                 f"{self.epoch}/{int(self.topt['epochs'])} epochs complete")
             return self.summary()
         ctx = self.ctx
         log.info("training on %s: %d process(es)%s, batch %d per process, global batch %d, "

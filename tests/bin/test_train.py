@@ -167,7 +167,8 @@ def test_speech_run_records_its_inputs_and_refuses_other_data(speech_recipe, mon
     assert main([*SPEECH_TINY, "--check_inputs"]) == 0
     (tmp / "dump/train/fbank.yaml").write_text("sample_frequency: 8000\nnum_mel_bins: 5\n")
     line = _refused([*SPEECH_TINY, "--check_inputs"], capsys)
-    assert line.endswith("was trained on other inputs: dump/train/fbank.yaml changed"), line
+    assert line.endswith("was trained on other inputs: dump/train/fbank.yaml changed; "
+                         "train into a new --outdir or move exp/cdsvae aside"), line
     line = _refused(SPEECH_TINY, capsys)
     assert "dump/train/fbank.yaml changed" in line
 

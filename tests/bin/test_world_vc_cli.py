@@ -110,6 +110,17 @@ def test_jobs_give_the_same_copies(converted, tmp_path):
         assert (vc / f"copy{k}" / "vc_params").read_text() == (tmp_path / "vc" / f"copy{k}" / "vc_params").read_text()
 
 
+def test_fewer_copies_remove_the_stale_ones(converted, tmp_path):
+    """A rerun with fewer copies leaves no copy of the earlier run to be read as a motion view."""
+    dump, _ = converted
+    out = tmp_path / "vc"
+    main(["--vc_config", vc_yaml(tmp_path / "vc2.yaml", "num_copies: 2\nseed: 7\n"), str(dump), str(out)])
+    assert (out / "copy2" / "feats.scp").is_file()
+    (out / "copy10").mkdir()  # not a copy this tool would have written, but named like one
+    main(["--vc_config", vc_yaml(tmp_path / "vc1.yaml", "num_copies: 1\nseed: 7\n"), str(dump), str(out)])
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("copy")) == ["copy1"]
+
+
 def test_frame_count_mismatch_is_an_error(converted, tmp_path):
     dump, _ = converted
     broken = tmp_path / "dump"

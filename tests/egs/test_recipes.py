@@ -106,13 +106,15 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
     assert "are up to date" not in rerun and "Stage 3: motion augmentation" in rerun
     assert "num_copies: 1" in (rdir / "dump" / "train_vc" / "vc.yaml").read_text()
     # The experiments were trained on the old copies: stages 4 and 5 stop, naming what changed.
+    tiny = "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 --data.segments_per_utt 2"
     for stage in ("4", "5"):
-        r = run_recipe(rdir, "--stage", stage, "--stop_stage", stage, "--seeds", "1", check=False)
+        r = run_recipe(rdir, "--stage", stage, "--stop_stage", stage, "--seeds", "1", "--train_args", tiny,
+                       check=False)
         assert r.returncode == 1
         error = [x for x in r.stderr.splitlines() if "Error:" in x]
         assert len(error) == 1 and "exp/cdsvae_seed1 was trained on other inputs: " in error[0], r.stderr[-2000:]
         assert "dump/train_vc/copy2/feats.scp missing now" in error[0] and "--retrain true" in error[0]
-    tiny = "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 --data.segments_per_utt 2"
+        assert "--outdir" not in error[0]  # the recipe's ways on, not the trainer's
     r = run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train_dsvae.yaml",
                    "--seeds", "1", "--retrain", "true", "--train_args", tiny)
     assert (rdir / "exp" / "dsvae_seed1.old1" / "checkpoints").is_dir()  # moved aside, not deleted

@@ -49,7 +49,8 @@ if "--check_inputs" in args:
         f.write(" ".join(args) + "\n")
     if os.environ.get("FAKE_CHECK_FAIL") and outdir.endswith(os.environ["FAKE_CHECK_FAIL"]):
         print("some warning first", file=sys.stderr)
-        print(f"train: error: {outdir} was trained on other inputs: dump/train/feats.scp changed", file=sys.stderr)
+        print(f"train: error: {outdir} was trained on other inputs: dump/train/feats.scp changed; "
+              f"train into a new --outdir or move {outdir} aside", file=sys.stderr)
         sys.exit(1)
     sys.exit(0)
 os.makedirs(outdir, exist_ok=True)

@@ -208,7 +208,7 @@ def test_check_resume(speech, tmp_path, monkeypatch):
     assert json.loads((exp / "inputs.json").read_text()) == fp
     check_resume(exp, fp, has_checkpoints=True)
     (tmp_path / "dump/train/fbank.yaml").write_text("num_mel_bins: 80\n")
-    with pytest.raises(UserError, match=r"was trained on other inputs: dump/train/fbank\.yaml changed$"):
+    with pytest.raises(UserError, match=r"was trained on other inputs: dump/train/fbank\.yaml changed; train into a new --outdir or move \S*exp aside$"):
         check_resume(exp, fingerprint(speech), has_checkpoints=True)
     (exp / "inputs.json").write_text("[1, 2]")
     with pytest.raises(UserError, match="inputs.json: unreadable fingerprint"):
@@ -245,6 +245,25 @@ def test_check_experiment(speech, tmp_path, monkeypatch):
     (tmp_path / "dump/cmvn.npz").unlink()
     with pytest.raises(UserError, match=r"dump/cmvn\.npz missing now; dump/vc/copy1/feats\.scp changed"):
         check_experiment(exp)
+
+
+def test_check_experiment_without_a_training_feature_config_compares_no_options(speech, tmp_path):
+    (tmp_path / "dump/train/fbank.yaml").unlink()  # features not made by make_fbank
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    write_inputs(exp, fingerprint(speech))
+    check_experiment(exp, [tmp_path / "dump/test"])  # nothing to compare the test options with
+
+
+def test_video_split_given_as_a_directory_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my" / "train").mkdir(parents=True)
+    (tmp_path / "my" / "train" / "frames.npy").write_bytes(b"frames")
+    data = absolute_data_paths({"data": {"type": "video", "train_split": "my/train", "valid_split": "dev"}})["data"]
+    assert data["train_split"] == str(tmp_path / "my/train")
+    assert data["valid_split"] == "dev"  # a name under root: left as it is
+    files = input_files({"data": data})
+    assert tmp_path / "my/train/frames.npy" in files and all(p.is_absolute() for p in files)
 
 
 def test_many_changes_are_summarised(speech, tmp_path):

@@ -134,9 +134,11 @@ def test_rerun_of_finished_run_does_nothing(tmp_path):
     out = tmp_path / "exp"
     _trainer(out, epochs=1, max_steps=5).fit()
     before = _final_params(out)
+    (out / "progress").unlink()
     summary = _trainer(out, epochs=1, max_steps=5).fit()
     assert summary["step"] == 5
     assert "nothing to do" in (out / "train.log").read_text()
+    assert (out / "progress").read_text() == "finished earlier: step 5/5, 0/1 epochs complete\n"
     assert all(torch.equal(before[k], v) for k, v in _final_params(out).items())
 
 
