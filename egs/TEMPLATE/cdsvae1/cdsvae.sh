@@ -402,7 +402,8 @@ stage_4() {
         # shellcheck disable=SC2086
         if ! msg=$(python -m cdsvae.bin.train --config "${config}" --outdir "${expdir}/${tag}" ${args} \
             ${seed_args} ${train_args} --check_inputs 2>&1 </dev/null); then
-            die "$(printf '%s\n' "${msg}" | tail -n 1 | sed 's/^[a-z_]*: error: //'); to go on, rerun with" \
+            die "$(printf '%s\n' "${msg}" | tail -n 1 | sed -e 's/^[a-z_]*: error: //' \
+                -e 's/; train into a new --outdir or move .* aside$//'); to go on, rerun with" \
                 "--retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix"
         fi
     done < <(experiments)
