@@ -58,11 +58,12 @@ def worker(cfg_json: str, out_json: str, outdir: str) -> None:
     """Run the trainer (alone or under torchrun); rank 0 writes what it logged and the peak memory."""
     import torch
 
-    from cdsvae.train.distributed import init_distributed, shutdown
+    from cdsvae.train.distributed import shutdown
     from cdsvae.train.task import build_trainer, check_config
+    from cdsvae.train.trainer import setup_process
 
     cfg = check_config(json.loads(cfg_json))
-    ctx = init_distributed(cfg["train"]["device"])
+    ctx = setup_process(cfg["train"], outdir)
     try:
         trainer = build_trainer(cfg, outdir, ctx)
         if ctx.device.type == "cuda":

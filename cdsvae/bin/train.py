@@ -1,6 +1,26 @@
 """Train a C-DSVAE (or DSVAE) model; rerunning the same command resumes from --outdir.
 
-Multi-process: ``torchrun --nproc_per_node N -m cdsvae.bin.train ...`` (see cdsvae.train.trainer).
+Launching (``DIR`` is the experiment directory; a rerun of the same command resumes from it)::
+
+    # CPU or one GPU
+    python -m cdsvae.bin.train --config conf/train.yaml --outdir DIR
+    # 4 GPUs on one node (what `run.sh --ngpu 4` runs)
+    torchrun --standalone --nproc_per_node 4 -m cdsvae.bin.train --config conf/train.yaml --outdir DIR
+    # 2 CPU processes with gloo (how the tests exercise the distributed path)
+    torchrun --standalone --nproc_per_node 2 -m cdsvae.bin.train --config conf/train.yaml \\
+        --outdir DIR --train.device cpu
+    # 2 nodes x 4 GPUs, torchrun rendezvous: run on every node
+    torchrun --nnodes 2 --nproc_per_node 4 --rdzv_id JOB --rdzv_backend c10d \\
+        --rdzv_endpoint HOST0:29400 -m cdsvae.bin.train --config conf/train.yaml --outdir DIR
+    # Slurm, one task per GPU (srun sets SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS)
+    export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1) MASTER_PORT=29500
+    srun --nodes 2 --ntasks-per-node 4 --gpus-per-node 4 \\
+        python -m cdsvae.bin.train --config conf/train.yaml --outdir DIR
+
+Multi-node runs need ``DIR`` on a file system every node sees: rank 0 alone writes, every rank
+reads the checkpoint it resumes from.
+
+The training semantics (batch per process, DDP, epoch order, resumption): :mod:`cdsvae.train.trainer`.
 """
 
 from __future__ import annotations
@@ -37,15 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    from cdsvae.train.config import merge, parse_overrides, read_yaml, to_plain
+    # Imported after parsing: torch takes seconds to import, and --help needs none of it.
+    from cdsvae.train.config import to_yaml
     from cdsvae.train.inputs import absolute_data_paths
-    from cdsvae.train.task import check_config, check_run_inputs, train
+    from cdsvae.train.task import check_run_inputs, load_train_config, train
 
-    raw = read_yaml(args.config) if args.config else {}
-    cfg = check_config(merge(raw, parse_overrides(rest)), args.config or "config")
+    cfg = load_train_config(args.config or None, rest)
     if args.print_config:
-        import yaml
-        print(yaml.safe_dump(to_plain(cfg), sort_keys=False, default_flow_style=False), end="")
+        print(to_yaml(cfg), end="")
         return 0
     if args.check_inputs:
         check_run_inputs(absolute_data_paths(cfg), args.outdir)

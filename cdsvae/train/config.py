@@ -1,8 +1,15 @@
-"""Typed, validated YAML configs: defaults per section, ``--section.key value`` overrides.
+"""Typed, validated YAML configs: the machinery, not the keys.
 
 A config is a dict of sections, each a dict of keys. Every key is declared in a schema with
 its default and type, so a typo or a wrong type fails at start-up with one line that names the
 key and lists the valid ones, instead of hours later (or never) inside a training run.
+
+This module provides the pieces (:class:`Field`, :class:`Section`, :func:`validate`, YAML
+reading and writing, ``--section.key value`` overrides, :func:`load_config`) and imports
+nothing else of :mod:`cdsvae.train`. Each section is declared once, by the code that uses it:
+``optim`` by :mod:`cdsvae.train.optim`, ``train`` by :mod:`cdsvae.train.trainer`, ``model``,
+``loss``, ``augment`` and ``data`` by :mod:`cdsvae.train.task`, which assembles the schema a
+caller passes in.
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ class Section:
 
     fields: dict[str, Field]
     open: bool = False
+
+    def defaults(self) -> dict[str, Any]:
+        """A fresh copy of the declared defaults (keys the config must set are left out)."""
+        return {k: copy.deepcopy(f.default) for k, f in self.fields.items() if f.default is not _MISSING}
 
 
 Schema = dict[str, Section]
@@ -213,22 +224,25 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | os.PathLike | None, overrides: Sequence[str] | Mapping = (),
-                schema: Schema | None = None) -> dict[str, dict[str, Any]]:
-    """Read ``path`` (optional), apply overrides, validate against ``schema``."""
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] | Mapping,
+                schema: Schema) -> dict[str, dict[str, Any]]:
+    """Read ``path`` (optional), apply overrides (``--section.key value`` arguments or a mapping),
+    validate against ``schema``; errors name ``path``."""
     raw = read_yaml(path) if path is not None else {}
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
     source = str(path) if path is not None else "config"
-    if schema is None:
-        from cdsvae.train.task import config_schema
-        schema = config_schema()
     return validate(merge(raw, overrides), schema, source)
+
+
+def to_yaml(cfg: Mapping[str, Any]) -> str:
+    """The config as YAML, sections and keys in their order."""
+    return yaml.safe_dump(to_plain(cfg), sort_keys=False, default_flow_style=False)
 
 
 def dump_config(cfg: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Write the resolved config atomically, so a later stage can read it back as its only input."""
-    atomic_write_text(path, yaml.safe_dump(to_plain(cfg), sort_keys=False, default_flow_style=False))
+    atomic_write_text(path, to_yaml(cfg))
 
 
 def to_plain(obj: Any) -> Any:

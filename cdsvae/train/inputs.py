@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_write_text
+from cdsvae.train.config import to_plain
 
 INPUTS_FILE = "inputs.json"
 CONFIG_SECTIONS = ("model", "loss", "optim", "augment", "data")
@@ -61,7 +62,7 @@ def absolute_data_paths(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(cfg)
     data = dict(cfg.get("data") or {})
     if data.get("type") == "video":
-        from cdsvae.data.video import VIDEO_DATA_DEFAULTS
+        from cdsvae.data.video import VIDEO_DATA_DEFAULTS  # the data module of data.type only
         data.setdefault("root", VIDEO_DATA_DEFAULTS["root"])
         frames = data.get("frames", VIDEO_DATA_DEFAULTS["frames"])
         for key in ("train_split", "valid_split"):  # a split may be a directory of its own
@@ -95,7 +96,7 @@ def file_digest(path: str | os.PathLike) -> str | None:
 
 
 def _speech_files(data: Mapping[str, Any]) -> list[Path]:
-    from cdsvae.data.speech import _motion_dirs
+    from cdsvae.data.speech import _motion_dirs  # the data module of data.type only
     dirs = [Path(data[k]) for k in sorted(data) if k.endswith("_feats") and k != "motion_feats"
             and isinstance(data[k], (str, os.PathLike))]
     motion = data.get("motion_feats")
@@ -110,6 +111,7 @@ def _speech_files(data: Mapping[str, Any]) -> list[Path]:
 
 
 def _video_files(data: Mapping[str, Any]) -> list[Path]:
+    # the data module of data.type only
     from cdsvae.data.video import FACTORS_FILE, LABELS_FILE, VIDEO_DATA_DEFAULTS, resolve_split_dir
     cfg = {**VIDEO_DATA_DEFAULTS, **data}
     files = []
@@ -133,7 +135,6 @@ def input_files(cfg: Mapping[str, Any]) -> list[Path]:
 
 def fingerprint(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``{"config": {section: ...}, "files": {path: sha256 or None}, "feature_config": path or None}``."""
-    from cdsvae.train.config import to_plain
     config = {sec: to_plain(cfg.get(sec)) for sec in CONFIG_SECTIONS}
     files = {str(p): file_digest(p) for p in input_files(cfg)}
     feature_config = None

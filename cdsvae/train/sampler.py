@@ -1,4 +1,8 @@
-"""Training order with at most one item per group (utterance) in every batch.
+"""The order of training items per epoch, split over ranks and resumable part-way into an epoch.
+
+:class:`ResumableDistributedSampler` is the plain shuffle (every process draws the same
+permutation per epoch and takes every N-th index). :class:`UniqueGroupSampler` is the order
+with at most one item per group (utterance) in every batch:
 
 A speech training split holds several random segments of each utterance. In a plain shuffle,
 two segments of one utterance often meet in a batch, and the contrastive terms then treat a
@@ -19,10 +23,34 @@ function of (seed, epoch), and an epoch can be resumed part-way (``set_position`
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """DistributedSampler that can start part-way into an epoch.
+
+    ``samples_done`` of :meth:`set_position` is counted in samples of the global order (all
+    ranks together); it must be a multiple of ``num_replicas`` for rank r to continue exactly
+    where it stopped.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        self.start = 0
+
+    def set_position(self, epoch: int, samples_done: int) -> None:
+        self.set_epoch(epoch)
+        self.start = min(samples_done // self.num_replicas, self.num_samples)
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -77,7 +105,7 @@ def unique_group_order(groups: Sequence[int] | np.ndarray, global_batch: int, se
 
 
 class UniqueGroupSampler(Sampler[int]):
-    """This rank's items of :func:`unique_group_order`, resumable like the trainer's default sampler."""
+    """This rank's items of :func:`unique_group_order`, resumable like :class:`ResumableDistributedSampler`."""
 
     def __init__(self, groups: Sequence[int] | np.ndarray, batch_size: int, num_replicas: int, rank: int,
                  seed: int):

@@ -1,11 +1,17 @@
-"""The C-DSVAE training task: config schema, datasets, the per-step loss, and ``load_model``.
+"""The C-DSVAE training task: the config schema and its checks, datasets, the per-step loss,
+running a training, and ``load_model``.
+
+The task declares the ``model``, ``loss``, ``augment`` and ``data`` sections and assembles the
+schema with the trainer's ``optim`` and ``train`` (:func:`config_schema`);
+:func:`load_train_config` is the one way a config file plus overrides becomes a checked config,
+which :func:`train` then runs.
 
 Per step: the content view is the batch with each sequence's frames shuffled (or reversed),
 or, with ``augment.content_view: segment`` (speech), another segment of the same utterance;
 the motion view is ``batch["x_motion"]`` when the dataset provides one (speech: voice-converted
-copies), else made on the fly for image sequences; then :func:`cdsvae.objectives.cdsvae_loss`. Model,
-objective, augmentation and data modules are imported only when used, so the trainer itself
-runs on any model and loss.
+copies), else made on the fly for image sequences; then :func:`cdsvae.objectives.cdsvae_loss`.
+The data modules (and the video augmentation) are imported only for the data type a config
+names, so a run reads only the code of its own data.
 """
 
 from __future__ import annotations
@@ -14,19 +20,22 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from cdsvae.augment.content import content_order
 from cdsvae.errors import UserError
+from cdsvae.models import MODEL_DEFAULTS, build_model, resolve_model_config
+from cdsvae.objectives import LossWeights, cdsvae_loss
 from cdsvae.train import checkpoint as ckpt
 from cdsvae.train import inputs
 from cdsvae.train.config import (Field, Schema, Section, dump_config, field_from_default, load_config, read_yaml,
                                  required, validate)
-from cdsvae.train.distributed import DistContext, init_distributed, shutdown
-from cdsvae.train.trainer import (OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything, set_deterministic,
-                                  setup_logging)
+from cdsvae.train.distributed import DistContext, shutdown
+from cdsvae.train.seeding import seed_everything
+from cdsvae.train.trainer import Trainer, config_sections, setup_process
 
 log = logging.getLogger("cdsvae.train")
 
@@ -35,50 +44,14 @@ CONTENT_VIEWS = ("shuffle", "reverse", "segment")
 CONFIG_FILE = "config.yaml"
 
 
-def _trainer_sections() -> Schema:
-    o, t = OPTIM_DEFAULTS, TRAIN_DEFAULTS
-    return {
-        "optim": Section({
-            "lr": Field(o["lr"], "float", minimum=0.0),
-            "betas": Field(o["betas"], "floats", length=2),
-            "eps": Field(o["eps"], "float", minimum=0.0),
-            "weight_decay": Field(o["weight_decay"], "float", minimum=0.0),
-            "grad_clip": Field(o["grad_clip"], "float", optional=True, minimum=0.0),
-            "schedule": Field(o["schedule"], "str", choices=("constant", "cosine")),
-            "warmup_steps": Field(o["warmup_steps"], "int", minimum=0),
-        }),
-        "train": Section({
-            "epochs": Field(t["epochs"], "int", minimum=1),
-            "batch_size": Field(t["batch_size"], "int", minimum=1),
-            "num_workers": Field(t["num_workers"], "int", minimum=0),
-            "seed": Field(t["seed"], "int", minimum=0),
-            "deterministic": Field(t["deterministic"], "bool"),
-            "amp": Field(t["amp"], "str", choices=("none", "bf16")),
-            "compile": Field(t["compile"], "bool"),
-            "log_every": Field(t["log_every"], "int", minimum=1),
-            "ckpt_every_steps": Field(t["ckpt_every_steps"], "int", minimum=0),
-            "keep_last": Field(t["keep_last"], "int", minimum=1),
-            "max_steps": Field(t["max_steps"], "int", optional=True, minimum=1),
-            "device": Field(t["device"], "str", choices=("auto", "cpu", "cuda")),
-            "find_unused_parameters": Field(t["find_unused_parameters"], "bool"),
-            "tensorboard": Field(t["tensorboard"], "bool"),
-            # null: on when a contrastive term is on (resolved by check_config)
-            "unique_utts_per_batch": Field(t["unique_utts_per_batch"], "bool", optional=True),
-        }),
-    }
-
-
 def config_schema() -> Schema:
     """Every section and key ``cdsvae.bin.train`` accepts, with defaults."""
-    from cdsvae.models import MODEL_DEFAULTS
-    from cdsvae.objectives import LossWeights
-
     loss_fields = {f.name: field_from_default(f.default) for f in dataclasses.fields(LossWeights)}
     loss_fields["mi_estimator"] = Field(LossWeights.mi_estimator, "str", choices=("contrastive", "mws"))
     return {
         "model": Section({k: field_from_default(v) for k, v in MODEL_DEFAULTS.items()}),
         "loss": Section(loss_fields),
-        **_trainer_sections(),
+        **config_sections(),  # optim, train: declared by the trainer
         "augment": Section({
             # shuffle | reverse: x's frames reordered (the paper); segment: another segment of the
             # same utterance (speech), the positive of self-supervised speaker-embedding recipes
@@ -95,11 +68,9 @@ def config_schema() -> Schema:
     }
 
 
-def check_config(cfg: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
-    """Schema validation plus the value checks owned by the model and the objective."""
-    cfg = validate(cfg, config_schema(), source)
-    from cdsvae.models import resolve_model_config
-    from cdsvae.objectives import LossWeights
+def _check_values(cfg: dict[str, Any], source: str) -> dict[str, Any]:
+    """The checks of a schema-valid config owned by the model and the objective, and the values
+    the task resolves (``train.unique_utts_per_batch: null``)."""
     try:
         resolve_model_config(cfg["model"])
         LossWeights(**cfg["loss"])
@@ -115,6 +86,18 @@ def check_config(cfg: Mapping[str, Any], source: str = "config") -> dict[str, An
     return cfg
 
 
+def check_config(cfg: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """Schema validation plus the value checks owned by the model and the objective."""
+    return _check_values(validate(cfg, config_schema(), source), source)
+
+
+def load_train_config(path: str | os.PathLike | None, overrides: Sequence[str] | Mapping = ()) -> dict[str, Any]:
+    """The checked config of a run: the YAML file ``path`` (optional) with ``--section.key value``
+    overrides, validated against :func:`config_schema` and checked; errors name ``path``."""
+    source = str(path) if path is not None else "config"
+    return _check_values(load_config(path, overrides, config_schema()), source)
+
+
 def uses_contrastive(loss_cfg: Mapping[str, Any]) -> bool:
     """Whether a contrastive term (con_s or con_z on views) is on."""
     return loss_cfg.get("mi_estimator", "contrastive") == "contrastive" and (
@@ -128,6 +111,7 @@ def content_segments(cfg: Mapping[str, Any]) -> bool:
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, content_segment: bool = False):
+    # Each data module is imported only for its own data.type (speech reads the feature code).
     kind = data_cfg["type"]
     if kind == "synthetic":
         from cdsvae.data.synthetic import build_synthetic_dataset
@@ -156,9 +140,6 @@ def check_frames(model_cfg: Mapping[str, Any], x: torch.Tensor, source: str = "d
 
 def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
     """``(model, batch, generator) -> (loss, terms)`` for the trainer."""
-    from cdsvae.augment.content import content_order
-    from cdsvae.objectives import LossWeights, cdsvae_loss
-
     weights = LossWeights(**cfg["loss"])
     mode = cfg["augment"]["content_view"]
     motion_opts = dict(cfg["augment"]["motion_view"] or {})
@@ -184,7 +165,7 @@ def make_loss_fn(cfg: Mapping[str, Any], dataset_size: int):
         w = weights
         if x_motion is None and needs_motion:
             if x.dim() == 5:
-                from cdsvae.augment.video import motion_view
+                from cdsvae.augment.video import motion_view  # image sequences only
                 # Drawn on x's device (per-pixel noise on the CPU would stall a GPU), from a seed
                 # taken from the step generator, so the views follow the checkpointed RNG state.
                 seed = int(torch.randint(1 << 62, (1,), generator=generator))
@@ -273,14 +254,14 @@ def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[
 
 
 def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistContext) -> Trainer:
-    """Datasets, model and loss of a checked config, wired into a Trainer.
+    """Datasets, model and loss of a checked config, wired into a Trainer, in a process set up by
+    :func:`cdsvae.train.trainer.setup_process`.
 
     Rank 0 first refuses a directory trained on other inputs (:func:`check_run_inputs`), then
     writes DIR/inputs.json, DIR/cmvn.npz (a copy of ``data.cmvn``) and DIR/config.yaml.
     """
     outdir = Path(outdir)
     t = cfg["train"]
-    setup_logging(outdir, ctx.is_main)
     if ctx.is_main:
         fp = check_run_inputs(cfg, outdir)
         inputs.write_inputs(outdir, fp)
@@ -297,7 +278,6 @@ def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistCo
         log.warning("validation split '%s' is empty: no validation, no best checkpoint", valid_split)
         valid_set = None
     check_frames(cfg["model"], train_set[0]["x"], f"data split '{cfg['data']['train_split']}'")
-    from cdsvae.models import build_model
     model = build_model(cfg["model"])
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %.2fM parameters; %d training / %s validation sequences", cfg["model"]["frame"],
@@ -307,11 +287,11 @@ def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistCo
 
 
 def train(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
-    """Validate ``cfg``, write DIR/config.yaml (data paths made absolute), and train (resuming from DIR
-    when it holds checkpoints of the same config and inputs)."""
-    cfg = inputs.absolute_data_paths(check_config(cfg, "config"))
-    set_deterministic(cfg["train"]["deterministic"])  # before any CUDA context (cuBLAS workspace setting)
-    ctx = init_distributed(cfg["train"]["device"])
+    """Train a checked config (:func:`load_train_config`, :func:`check_config`) into DIR: set up the
+    process, write DIR/config.yaml (data paths made absolute), and train (resuming from DIR when it
+    holds checkpoints of the same config and inputs)."""
+    cfg = inputs.absolute_data_paths(cfg)
+    ctx = setup_process(cfg["train"], outdir)
     try:
         return build_trainer(cfg, outdir, ctx).fit()
     finally:
@@ -373,7 +353,6 @@ def load_model_with_info(exp_dir: str | os.PathLike,
     """
     exp_dir = Path(exp_dir)
     cfg = load_config_file(exp_dir)
-    from cdsvae.models import build_model
     model = build_model(cfg["model"])
     path, state, why = _choose_checkpoint(exp_dir)
     try:
@@ -391,5 +370,5 @@ def load_model(exp_dir: str | os.PathLike, device: str | torch.device = "cpu") -
     return model, cfg
 
 
-__all__ = ["config_schema", "check_config", "check_run_inputs", "load_config", "load_model", "load_model_with_info", "checkpoint_summary",
-           "recon_consistency", "train", "build_trainer", "make_loss_fn"]
+__all__ = ["config_schema", "check_config", "load_train_config", "check_run_inputs", "load_model",
+           "load_model_with_info", "checkpoint_summary", "recon_consistency", "train", "build_trainer", "make_loss_fn"]

@@ -58,6 +58,32 @@ def test_train_print_config_and_nonfinite_exit(tmp_path):
     assert (out / "config.yaml").exists() and "non-finite" in (out / "train.log").read_text()
 
 
+def test_a_run_sets_up_its_process_and_checks_its_config_once(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from cdsvae.bin.train import main
+    from cdsvae.train import config, distributed, monitor, seeding, task, trainer
+
+    calls = Counter()
+    steps = {"validate": (config, task), "_check_values": (task,), "setup_logging": (monitor, trainer),
+             "set_deterministic": (seeding, trainer), "init_distributed": (distributed, trainer)}
+    for name, modules in steps.items():
+        for module in modules:
+            real = getattr(module, name)
+            monkeypatch.setattr(module, name,
+                                lambda *a, _real=real, _name=name, **k: (calls.update([_name]), _real(*a, **k))[1])
+    seeds = []
+    for module in (task, trainer):
+        real = module.seed_everything
+        monkeypatch.setattr(module, "seed_everything",
+                            lambda seed, _real=real, _mod=module.__name__: (seeds.append(_mod), _real(seed))[1])
+    assert main([*TINY, "--outdir", str(tmp_path / "exp"), "--train.epochs", "1"]) == 0
+    assert calls == {name: 1 for name in steps}
+    # once each: the initial parameters (the task, the same on every rank), the per-rank streams (the trainer)
+    assert seeds == ["cdsvae.train.task", "cdsvae.train.trainer"]
+    assert (tmp_path / "exp" / "checkpoints" / "best.pt").is_file()
+
+
 # -- a speech run on relative paths: absolute config, input fingerprint, CMVN copy, refused reruns
 
 SPEECH_TINY = ["--model.frame", "mlp", "--model.feat_dim", "5", "--model.s_dim", "4", "--model.z_dim", "2",
@@ -115,14 +141,13 @@ def _refused(argv, capsys):
 
 def test_speech_run_records_its_inputs_and_refuses_other_data(speech_recipe, monkeypatch, capsys):
     from cdsvae.bin.train import main
-    from cdsvae.train import trainer as trainer_mod
+    from cdsvae.train.monitor import Monitor
     from cdsvae.train.task import load_config_file
 
     tmp = speech_recipe
     lines = []
-    write = trainer_mod.Trainer._write_progress
-    monkeypatch.setattr(trainer_mod.Trainer, "_write_progress",
-                        lambda self, line: (lines.append(line), write(self, line))[1])
+    write = Monitor.write_progress
+    monkeypatch.setattr(Monitor, "write_progress", lambda self, line: (lines.append(line), write(self, line))[1])
     assert main(SPEECH_TINY) == 0
     out = tmp / "exp" / "cdsvae"
 

@@ -178,12 +178,12 @@ def test_every_recipe_has_help_and_rejects_unknown_options(recipe):
 @pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "sprites", "smmnist"])
 def test_recipe_training_configs_validate(recipe):
     """Every shipped training config passes the trainer's schema (typos fail here, not on a cluster)."""
-    from cdsvae.train.config import load_config
+    from cdsvae.train.task import load_train_config
 
     confs = sorted((REPO / "egs" / recipe / "cdsvae1" / "conf").glob("**/train*.yaml"))
     assert confs
     for conf in confs:
-        cfg = load_config(conf)
+        cfg = load_train_config(conf)
         weights = cfg["loss"]
         is_baseline = "dsvae" in conf.stem and "cdsvae" not in conf.stem
         assert (weights["con_s"] == weights["con_z"] == weights["mi_sz"] == 0) == is_baseline, conf

@@ -1,4 +1,5 @@
-"""A tiny model and per-sequence loss for the trainer tests, and a script that trains it.
+"""A tiny model and per-sequence loss for the trainer tests, helpers that build and run a
+Trainer on it, and a script that trains it.
 
 Independent of cdsvae.models on purpose: these tests check the training engine only.
 ``python tests/train/_toy.py --outdir DIR ...`` (optionally under torchrun) trains it on
@@ -8,11 +9,24 @@ synthetic sequences with the generic Trainer.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from cdsvae.bin import run_main
+from cdsvae.data.synthetic import SyntheticSequenceDataset
+from cdsvae.train import checkpoint as ckpt
+from cdsvae.train.distributed import shutdown
+from cdsvae.train.seeding import seed_everything
+from cdsvae.train.trainer import Trainer, setup_process
+
 FEAT = 6
+TOY = str(Path(__file__).resolve())
+REPO = Path(__file__).resolve().parents[2]
 
 
 class ToyModel(nn.Module):
@@ -56,6 +70,38 @@ def toy_config(**train) -> dict:
     return cfg
 
 
+def toy_data(n=32, **kw):
+    return SyntheticSequenceDataset(n, seq_len=4, frame_shape=(FEAT,), **kw)
+
+
+def new_trainer(outdir, loss, train_set, valid_set, cfg, **kw):
+    """A Trainer of a ToyModel initialised from seed 0, in a process set up as an entry point sets it up."""
+    ctx = setup_process(cfg["train"], outdir)
+    seed_everything(0)
+    return Trainer(ToyModel(), loss, train_set, valid_set, cfg, outdir, ctx, **kw)
+
+
+def toy_trainer(outdir, loss=toy_loss, n=32, valid=True, **train):
+    """The toy Trainer on ``n`` training and 8 validation sequences, ``train`` options over toy_config's."""
+    return new_trainer(outdir, loss, toy_data(n), toy_data(8, split="valid") if valid else None,
+                       toy_config(**train))
+
+
+def final_params(outdir) -> dict:
+    _, state = ckpt.load_latest(Path(outdir) / "checkpoints")
+    return state["model"]
+
+
+def toy_env():
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+def run_toy(args, outdir, **kw):
+    """This file run as a script in a fresh process."""
+    return subprocess.run([sys.executable, TOY, "--outdir", str(outdir), *args], env=toy_env(), capture_output=True,
+                          text=True, timeout=240, **kw)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--outdir", required=True)
@@ -70,20 +116,15 @@ def main(argv=None) -> None:
     p.add_argument("--schedule", default="cosine")
     args = p.parse_args(argv)
 
-    from cdsvae.data.synthetic import SyntheticSequenceDataset
-    from cdsvae.train.distributed import init_distributed, shutdown
-    from cdsvae.train.trainer import Trainer, seed_everything, setup_logging
-
-    ctx = init_distributed("cpu")
+    cfg = toy_config(epochs=args.epochs, batch_size=args.batch_size, ckpt_every_steps=args.ckpt_every_steps,
+                     num_workers=args.num_workers)
+    cfg["optim"]["schedule"] = args.schedule
+    ctx = setup_process(cfg["train"], args.outdir)
     try:
-        setup_logging(__import__("pathlib").Path(args.outdir), ctx.is_main)
-        train = SyntheticSequenceDataset(args.num_train, seq_len=4, frame_shape=(FEAT,), delay_s=args.delay_s)
-        valid = SyntheticSequenceDataset(args.num_valid, seq_len=4, frame_shape=(FEAT,), split="valid")
+        train = toy_data(args.num_train, delay_s=args.delay_s)
+        valid = toy_data(args.num_valid, split="valid")
         seed_everything(0)
         model = ToyModel()
-        cfg = toy_config(epochs=args.epochs, batch_size=args.batch_size, ckpt_every_steps=args.ckpt_every_steps,
-                         num_workers=args.num_workers)
-        cfg["optim"]["schedule"] = args.schedule
         Trainer(model, lambda m, b, g: toy_loss(m, b, g, noisy=args.noisy), train, valid, cfg, args.outdir,
                 ctx).fit()
     finally:
@@ -91,6 +132,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from cdsvae.bin import run_main
-
     run_main(main)

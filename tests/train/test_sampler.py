@@ -3,11 +3,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from _toy import FEAT, ToyModel, toy_config, toy_loss
+from _toy import FEAT, new_trainer, toy_config, toy_loss
 from cdsvae.data.synthetic import SyntheticSequenceDataset
 from cdsvae.errors import UserError
-from cdsvae.train.sampler import UniqueGroupSampler, unique_group_order
-from cdsvae.train.trainer import ResumableDistributedSampler, Trainer, seed_everything
+from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, unique_group_order
 
 
 def _groups(num_groups, per_group, shuffle_ids=False):
@@ -40,6 +39,31 @@ def test_order_is_a_function_of_seed_and_epoch():
     assert np.array_equal(a, unique_group_order(groups, 8, seed=1, epoch=0))
     assert not np.array_equal(a, unique_group_order(groups, 8, seed=1, epoch=1))
     assert not np.array_equal(a, unique_group_order(groups, 8, seed=2, epoch=0))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sampler_resume_and_global_blocks_match_a_loop(world):
+    data = list(range(24))
+    batch = 2
+    samplers = [ResumableDistributedSampler(data, world, r, seed=5) for r in range(world)]
+    for s in samplers:
+        s.set_position(epoch=3, samples_done=0)
+    full = [list(s) for s in samplers]
+    single = ResumableDistributedSampler(data, 1, 0, seed=5)
+    single.set_epoch(3)
+    order = list(single)
+    # Step k of the distributed run covers the k-th block of world*batch indices of the one order.
+    for k in range(len(full[0]) // batch):
+        got = sorted(i for r in range(world) for i in full[r][k * batch:(k + 1) * batch])
+        assert got == sorted(order[k * world * batch:(k + 1) * world * batch])
+    # Resuming after `done` global samples continues each rank's list where it stopped.
+    done = world * batch * 2
+    for r, s in enumerate(samplers):
+        s.set_position(epoch=3, samples_done=done)
+        assert list(s) == full[r][done // world:]
+        assert len(s) == len(full[r]) - done // world
+    samplers[0].set_position(epoch=4, samples_done=0)
+    assert list(samplers[0]) != full[0]  # a new epoch, a new permutation
 
 
 def test_a_plain_shuffle_would_repeat_groups():
@@ -99,10 +123,8 @@ def test_trainer_batches_follow_the_option(tmp_path, unique):
         seen.append(batch["group"].tolist())
         return toy_loss(model, batch, generator)
 
-    seed_everything(0)
     data = _Grouped(32, seq_len=4, frame_shape=(FEAT,))
-    trainer = Trainer(ToyModel(), loss, data, None, toy_config(epochs=2, unique_utts_per_batch=unique),
-                      tmp_path / "exp")
+    trainer = new_trainer(tmp_path / "exp", loss, data, None, toy_config(epochs=2, unique_utts_per_batch=unique))
     assert isinstance(trainer.sampler, UniqueGroupSampler) == unique
     trainer.fit()
     assert len(seen) == 16
@@ -113,5 +135,4 @@ def test_trainer_batches_follow_the_option(tmp_path, unique):
 def test_trainer_names_the_option_when_utterances_are_too_few(tmp_path):
     data = _Grouped(16, seq_len=4, frame_shape=(FEAT,))  # 4 groups, batch 8
     with pytest.raises(UserError, match=r"train.unique_utts_per_batch: .*4 groups.*set train.unique_utts_per_batch false"):
-        Trainer(ToyModel(), toy_loss, data, None, toy_config(batch_size=8, unique_utts_per_batch=True),
-                tmp_path / "exp")
+        new_trainer(tmp_path / "exp", toy_loss, data, None, toy_config(batch_size=8, unique_utts_per_batch=True))

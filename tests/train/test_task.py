@@ -9,7 +9,7 @@ import yaml
 from cdsvae.errors import UserError
 from cdsvae.train import checkpoint as ckpt
 from cdsvae.train import load_model
-from cdsvae.train.task import check_config, check_frames, make_loss_fn, train
+from cdsvae.train.task import check_config, check_frames, load_train_config, make_loss_fn, train
 
 TINY = {"frame": "mlp", "feat_dim": 12, "s_dim": 8, "z_dim": 4, "hidden_dim": 16, "g_dim": 8, "frame_hidden": 16}
 
@@ -27,7 +27,7 @@ def _cfg(**over):
 
 def test_real_model_trains_on_synthetic_data_and_load_model_returns_best(tmp_path):
     out = tmp_path / "exp"
-    summary = train(_cfg(), out)
+    summary = train(check_config(_cfg()), out)
     assert summary["step"] == 12 and summary["epoch"] == 3
 
     written = yaml.safe_load((out / "config.yaml").read_text())
@@ -56,14 +56,28 @@ def test_real_model_trains_on_synthetic_data_and_load_model_returns_best(tmp_pat
 
 def test_rerun_with_another_model_config_is_refused_but_more_epochs_continue(tmp_path, caplog):
     out = tmp_path / "exp"
-    train(_cfg(train__epochs=1), out)
+    train(check_config(_cfg(train__epochs=1)), out)
     with pytest.raises(UserError, match=r"holds a run with another config \(model.z_dim: 4 -> 5\)"):
-        train(_cfg(train__epochs=1, model__z_dim=5), out)
-    summary = train(_cfg(train__epochs=2), out)
+        train(check_config(_cfg(train__epochs=1, model__z_dim=5)), out)
+    summary = train(check_config(_cfg(train__epochs=2)), out)
     assert summary["epoch"] == 2 and summary["step"] == 8
     log = (out / "train.log").read_text()
     assert "resuming with changed train options: train.epochs: 1 -> 2" in log
     assert "resumed from" in log
+
+
+def test_load_train_config_reads_overrides_validates_and_checks_once(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(_cfg()))
+    cfg = load_train_config(path, ["--train.epochs", "2", "--loss.con_s", "0"])
+    assert cfg == check_config(_cfg(train__epochs=2, loss__con_s=0))
+    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved by the task: con_z is still on
+    with pytest.raises(UserError, match=rf"^{path}: 'augment.content_view: segment' needs several segments"):
+        load_train_config(path, ["--augment.content_view", "segment"])
+    with pytest.raises(UserError, match=rf"^{path}: unknown key 'train.epoch'"):
+        load_train_config(path, {"train": {"epoch": 2}})
+    with pytest.raises(UserError, match=r"^config: 'data.type' is required"):
+        load_train_config(None)
 
 
 def test_dsvae_needs_no_views_and_speech_without_motion_views_is_an_error(tmp_path):
@@ -150,7 +164,7 @@ def test_load_model_errors(tmp_path):
 
 def test_load_model_falls_back_from_corrupt_best_to_newest_step(tmp_path, caplog):
     out = tmp_path / "exp"
-    train(_cfg(train__epochs=1), out)
+    train(check_config(_cfg(train__epochs=1)), out)
     (out / "checkpoints" / ckpt.BEST).write_bytes(b"truncated")
     logger = logging.getLogger("cdsvae.train")
     logger.addHandler(caplog.handler)

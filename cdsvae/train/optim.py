@@ -1,0 +1,47 @@
+"""The ``optim`` config section and what it builds: Adam and the learning-rate schedule.
+
+Its keys are declared once, here (:data:`OPTIM`); the schema of :mod:`cdsvae.bin.train` takes
+this section as it is, and :class:`cdsvae.train.trainer.Trainer` fills keys a config leaves
+out from its defaults. ``grad_clip`` is applied by the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from cdsvae.train.config import Field, Section
+
+OPTIM = Section({
+    "lr": Field(1e-3, "float", minimum=0.0),
+    "betas": Field([0.9, 0.999], "floats", length=2),
+    "eps": Field(1e-8, "float", minimum=0.0),
+    "weight_decay": Field(0.0, "float", minimum=0.0),
+    "grad_clip": Field(None, "float", optional=True, minimum=0.0),  # max gradient norm; null: none
+    "schedule": Field("constant", "str", choices=("constant", "cosine")),
+    "warmup_steps": Field(0, "int", minimum=0),
+})
+
+
+def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate for optimiser step ``step`` (0-based)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine":
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, max(0.0, (step - warmup_steps) / span))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], opts: Mapping[str, Any],
+                    total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam with the options of ``opts`` (an ``optim`` section) and its per-step schedule."""
+    optimizer = torch.optim.Adam(params, lr=opts["lr"], betas=tuple(opts["betas"]), eps=opts["eps"],
+                                 weight_decay=opts["weight_decay"])
+    schedule, warmup = opts["schedule"], int(opts["warmup_steps"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, schedule, warmup, total_steps))
+    return optimizer, scheduler
