@@ -17,6 +17,7 @@ setup(
             "cdsvae-make-fbank = cdsvae.bin.make_fbank:cli",
             "cdsvae-make-report = cdsvae.bin.make_report:cli",
             "cdsvae-score = cdsvae.bin.score:cli",
+            "cdsvae-split-data-dir = cdsvae.bin.split_data_dir:cli",
             "cdsvae-subset-data-dir = cdsvae.bin.subset_data_dir:cli",
             "cdsvae-train = cdsvae.bin.train:cli",
             "cdsvae-train-judge = cdsvae.bin.train_judge:cli",

@@ -30,14 +30,10 @@ set -euo pipefail
 
 prog=${0##*/}
 usage="Usage: $prog [--max-jobs-run N] [--mem X] [--gpu N] [--time T] [--num-threads N] [JOB=1:N] LOGFILE command [args...]"
-
-usage_error() {
-    printf '%s\n%s: %s\n' "$usage" "$prog" "$*" >&2
-    exit 2
-}
+# usage_error, print_help, parse_job_range, substitute, say_jobs_done, show_log_tail
+. "$(dirname "${BASH_SOURCE[0]}")/jobs.sh"
 
 max_jobs_run=0
-tail_lines=20
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-jobs-run | --max_jobs_run)
@@ -51,7 +47,7 @@ while [ $# -gt 0 ]; do
             shift 2
             ;;
         --help | -h)
-            sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+            print_help
             exit 0
             ;;
         --*) usage_error "unknown option $1" ;;
@@ -59,14 +55,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-jobvar=""
-first=1
-last=1
-if [ $# -gt 0 ] && [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+)(:([0-9]+))?$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[4]:-$first}
-    [ "$first" -le "$last" ] || usage_error "empty job range $1"
+if parse_job_range "${1:-}"; then
     shift
 fi
 [ $# -ge 2 ] || usage_error "expected a log file and a command"
@@ -85,14 +74,6 @@ else
     done
     cmd_template=${cmd_template% }
 fi
-
-substitute() {
-    if [ -n "$jobvar" ]; then
-        printf '%s' "${1//$jobvar/$2}"
-    else
-        printf '%s' "$1"
-    fi
-}
 
 # Runs one job in the foreground; its exit status is the command's.
 run_one() {
@@ -128,7 +109,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-njobs=$((last - first + 1))
 # A job array of more than one job reports, on stderr, each time more of its jobs are done.
 shown=0
 show_done() {
@@ -139,7 +119,7 @@ show_done() {
     done
     if [ "$n" -gt "$shown" ]; then
         shown=$n
-        printf '%s: %d/%d jobs done (logs: %s)\n' "$prog" "$n" "$njobs" "$logfile_template" >&2
+        say_jobs_done "$n"
     fi
 }
 
@@ -183,8 +163,6 @@ else
     printf '%s: command failed; log: %s\n' "$prog" "$first_log" >&2
 fi
 if [ -f "$first_log" ]; then
-    printf -- '---- last %d lines of %s ----\n' "$tail_lines" "$first_log" >&2
-    tail -n "$tail_lines" "$first_log" >&2
-    printf -- '----\n' >&2
+    show_log_tail "$first_log"
 fi
 exit 1

@@ -36,11 +36,8 @@ set -euo pipefail
 prog=${0##*/}
 usage="Usage: $prog [--mem X] [--gpu N] [--time T] [--num-threads N] [--max-jobs-run M] [--partition P] [--sbatch-opts S] [--dry-run true|false] [JOB=1:N] LOGFILE command [args...]"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-usage_error() {
-    printf '%s\n%s: %s\n' "$usage" "$prog" "$*" >&2
-    exit 2
-}
+# usage_error, print_help, parse_job_range, substitute, say_jobs_done, show_log_tail
+. "$here/jobs.sh"
 
 mem=""
 gpu=0
@@ -51,11 +48,10 @@ partition=""
 sbatch_opts=""
 dry_run=false
 poll_secs=10
-tail_lines=20
 while [ $# -gt 0 ]; do
     case "$1" in
         --help | -h)
-            sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+            print_help
             exit 0
             ;;
         --*)
@@ -86,14 +82,7 @@ done
 [ "$dry_run" = true ] || [ "$dry_run" = false ] || usage_error "--dry-run expects true or false, got '$dry_run'"
 [[ "$poll_secs" =~ ^[1-9][0-9]*$ ]] || usage_error "--poll-secs expects a positive integer, got '$poll_secs'"
 
-jobvar=""
-first=1
-last=1
-if [ $# -gt 0 ] && [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+)(:([0-9]+))?$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[4]:-$first}
-    [ "$first" -le "$last" ] || usage_error "empty job range $1"
+if parse_job_range "${1:-}"; then
     shift
 fi
 [ $# -ge 2 ] || usage_error "expected a log file and a command"
@@ -159,14 +148,6 @@ fi
 command -v sbatch >/dev/null 2>&1 \
     || { echo "$prog: sbatch not found: is this a Slurm submit host? (cmd_backend=local in cmd.sh runs jobs locally)" >&2; exit 1; }
 
-substitute() {
-    if [ -n "$jobvar" ]; then
-        printf '%s' "${1//$jobvar/$2}"
-    else
-        printf '%s' "$1"
-    fi
-}
-
 # Remove stale logs so that a log without an end line can only come from this run.
 for ((id = first; id <= last; id++)); do
     rm -f "$(substitute "$logfile_template" "$id")"
@@ -188,7 +169,6 @@ trap 'cancel; exit 130' INT
 trap 'cancel; exit 143' TERM
 # While the array runs, say how many of its jobs have ended (their logs' last line), checking
 # every --poll-secs seconds.
-njobs=$((last - first + 1))
 shown=0
 while kill -0 "$sbatch_pid" 2>/dev/null; do
     for ((tick = 0; tick < poll_secs; tick++)); do
@@ -202,7 +182,7 @@ while kill -0 "$sbatch_pid" 2>/dev/null; do
     done
     if [ "$ended" -gt "$shown" ]; then
         shown=$ended
-        printf '%s: %d/%d jobs done (logs: %s)\n' "$prog" "$ended" "$njobs" "$logfile_template" >&2
+        say_jobs_done "$ended"
     fi
 done
 sbatch_code=0
@@ -223,7 +203,6 @@ for ((id = first; id <= last; id++)); do
 done
 [ ${#failed[@]} -eq 0 ] && exit 0
 
-njobs=$((last - first + 1))
 first_log=$(substitute "$logfile_template" "${failed[0]}")
 if [ -n "$jobvar" ]; then
     printf '%s: %d / %d jobs of Slurm job %s failed (%s=%s); log: %s\n' "$prog" "${#failed[@]}" \
@@ -234,9 +213,7 @@ fi
 if [ -f "$first_log" ]; then
     grep -q '^# Ended (code ' "$first_log" \
         || echo "$prog: $first_log has no end line: the job was killed; see Slurm's output in $qdir/" >&2
-    printf -- '---- last %d lines of %s ----\n' "$tail_lines" "$first_log" >&2
-    tail -n "$tail_lines" "$first_log" >&2
-    printf -- '----\n' >&2
+    show_log_tail "$first_log"
 else
     echo "$prog: $first_log was never written; see Slurm's output in $qdir/" >&2
 fi

@@ -3,6 +3,4 @@
 #   utils/validate_data_dir.sh [--no-check-audio] <data-dir>
 # A thin wrapper around `python -m cdsvae.bin.validate_data_dir` (run after path.sh).
 set -euo pipefail
-python=python
-command -v "$python" >/dev/null 2>&1 || python=python3
-exec "$python" -m cdsvae.bin.validate_data_dir "$@"
+exec python -m cdsvae.bin.validate_data_dir "$@"

@@ -258,4 +258,4 @@ def test_split_data_sh_wrapper(tmp_path):
     assert read_scp(src / "split2" / "2" / "utt2spk") == {"b-u00": "b", "b-u01": "b"}
     r = subprocess.run([str(script), str(src), "5"], capture_output=True, text=True, env=env)
     assert r.returncode == 1
-    assert r.stderr.strip() == f"split_data: error: {src}: cannot split 2 speakers into 5 parts"
+    assert r.stderr.strip() == f"split_data_dir: error: {src}: cannot split 2 speakers into 5 parts"

@@ -125,6 +125,41 @@ def fake_gpus(tmp_path: Path) -> Path:
     return bindir
 
 
+@pytest.mark.parametrize("modality, other", [("speech", "video"), ("video", "speech")])
+def test_each_modality_has_its_seven_stages_in_its_own_file(modality, other):
+    """stages/<modality>.sh defines stage_1 ... stage_7 of that modality, with no branch for the other."""
+    text = (TEMPLATE / "stages" / f"{modality}.sh").read_text()
+    assert sorted(re.findall(r"^(stage_\d)\(\) \{", text, re.M)) == [f"stage_{n}" for n in range(1, 8)]
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "${modality}" not in code
+    assert other not in code.lower()
+
+
+def test_the_entry_script_leaves_the_stages_to_the_modality_files():
+    script = (TEMPLATE / "cdsvae.sh").read_text()
+    assert not re.search(r"^stage_\d\(\)", script, re.M)
+    assert not re.search(r"\$\{modality\}\"? *!?=", script)  # no test of --modality beyond its check
+    assert '. "${cdsvae_dir}/stages/${modality}.sh"' in script
+
+
+def test_recipes_share_the_template_files_and_one_log():
+    for rdir in sorted((REPO / "egs").glob("*/cdsvae1")):
+        if rdir.parent.name == "TEMPLATE":
+            continue
+        for name in ("cdsvae.sh", "path.sh", "cmd.sh", "db.sh"):
+            assert (rdir / name).is_symlink(), rdir / name
+            assert (rdir / name).resolve() == (TEMPLATE / name).resolve(), rdir / name
+    defined = []
+    for top in ("utils", "egs"):
+        for root, _, files in os.walk(REPO / top):
+            for name in files:
+                path = Path(root) / name
+                if name.endswith(".sh") and not path.is_symlink() and re.search(
+                        r"^\s*log\(\) *\{", path.read_text(), re.M):
+                    defined.append(path.relative_to(REPO).as_posix())
+    assert defined == ["utils/log.sh"]
+
+
 def test_help_lists_the_seven_stages_and_options():
     r = run(TEMPLATE, "--help")
     assert r.returncode == 0, r.stderr

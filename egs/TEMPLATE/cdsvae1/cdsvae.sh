@@ -2,13 +2,29 @@
 # The seven stages shared by every cdsvae recipe.  A recipe's run.sh sets its corpus
 # options and calls this script (symlinked into the recipe) from the recipe directory,
 # passing "$@" on, so `./run.sh --stage 4 --ngpu 4` works everywhere.  See README.md here.
+#
+# This file holds the options, their checks, the helpers both modalities use and the stage
+# loop; the stages themselves are stage_1 ... stage_7 of stages/speech.sh or stages/video.sh
+# (--modality), next to the real location of this script.
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
+# This script's directory, through the recipe's symlink: egs/TEMPLATE/cdsvae1.
+cdsvae_dir=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+# log and log_up: console lines "<time> (<file>:<line>:<function>) <message>"
+. "${cdsvae_dir}/utils/log.sh"
 SECONDS=0
+
+# Error messages carry the file:line of the caller, like log().
+usage_error() {
+    log_up 1 "Error: $*"
+    echo "See '$0 --help'." >&2
+    exit 2
+}
+
+die() {
+    log_up 1 "Error: $*"
+    exit 1
+}
 
 stage=1                # first stage to run
 stop_stage=7           # last stage to run
@@ -89,22 +105,9 @@ EOF
 
 log "$0${*:+$(printf ' %q' "$@")}"
 if [ ! -f utils/parse_options.sh ]; then
-    log "Error: ${PWD}/utils/parse_options.sh not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
-    exit 1
+    die "${PWD}/utils/parse_options.sh not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
 fi
 . utils/parse_options.sh
-
-# Error messages carry the file:line of the caller, like log().
-usage_error() {
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) Error: $*" >&2
-    echo "See '$0 --help'." >&2
-    exit 2
-}
-
-die() {
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) Error: $*" >&2
-    exit 1
-}
 
 for opt in stage stop_stage ngpu nj num_nodes norm_max_utts train_jobs progress_secs; do
     [[ "${!opt}" =~ ^[0-9]+$ ]] || usage_error "--${opt} expects a non-negative integer, got '${!opt}'"
@@ -125,6 +128,13 @@ for seed in ${seeds}; do
 done
 [ "${norm_max_utts}" -ge 1 ] || usage_error "--norm_max_utts must be at least 1"
 [ "${progress_secs}" -ge 1 ] || usage_error "--progress_secs must be at least 1"
+
+# Derived from the options: the device of the tools, the GPUs of one job of stages 5-6, and
+# the test set that the judge (video) and the main results table use.
+device=cpu
+[ "${ngpu}" -eq 0 ] || device=cuda
+job_gpus=$((ngpu > 0 ? 1 : 0))
+first_test_set=${test_sets%% *}
 
 for f in path.sh cmd.sh; do
     [ -e "${f}" ] || die "${PWD}/${f} not found: run this script from a recipe directory (see egs/TEMPLATE/cdsvae1/README.md)"
@@ -197,8 +207,20 @@ experiments() {
     done
 }
 
+# The trainer option for an experiment's seed: none for "-" (the config's own seed).
+seed_option() {  # seed_option <seed>
+    [ "$1" = - ] || echo "--train.seed $1"
+}
+
 experiment_tags() {
     experiments | cut -d' ' -f2
+}
+
+experiment_dirs() {
+    local tag
+    for tag in $(experiment_tags); do
+        echo "${expdir}/${tag}"
+    done
 }
 
 data_sets() {
@@ -243,6 +265,16 @@ split_for_jobs() {
     echo "${n}"
 }
 
+# An integer field of a JSON file that a cdsvae.bin tool wrote (its first occurrence), or nothing.
+json_int() {  # json_int <file> <key>
+    sed -n "s/.*\"$2\": *\([0-9]*\).*/\1/p" "$1" | head -n 1
+}
+
+# A cdsvae.bin tool's error: the last line of its output <msg>, without "<tool>: error: ".
+tool_error() {  # tool_error <msg>
+    printf '%s\n' "$1" | tail -n 1 | sed 's/^[a-z_]*: error: //'
+}
+
 # The training launcher for --ngpu / --num_nodes, as words of a command.
 train_launcher() {
     if [ "${ngpu}" -le 1 ] && [ "${num_nodes}" -eq 1 ]; then
@@ -260,7 +292,8 @@ train_launcher() {
     fi
 }
 
-stage_1() {
+# Stage 1 of both modalities: local/data.sh writes data/<set>/ for every set of the run.
+prepare_data() {
     log "Stage 1: data preparation: local/data.sh${local_data_opts:+ ${local_data_opts}} -> data/{$(data_sets | tr ' ' ',')}"
     [ -x local/data.sh ] || die "local/data.sh not found or not executable in ${PWD}"
     # shellcheck disable=SC2086
@@ -268,91 +301,7 @@ stage_1() {
     local dset
     for dset in $(data_sets); do
         [ -d "data/${dset}" ] || die "local/data.sh did not create data/${dset}"
-        if [ "${modality}" = speech ]; then
-            # --skip_bad true: a missing audio file is counted here and its utterance skipped in stage 2
-            utils/validate_data_dir.sh $([ "${skip_bad}" = true ] && echo --allow-missing-audio) "data/${dset}" \
-                || die "data/${dset} is not a valid data dir (problems listed above)"
-        fi
     done
-}
-
-stage_2() {
-    if [ "${modality}" = video ]; then
-        log "Skip stage 2: video frames are the model input, there are no features to extract"
-        return
-    fi
-    log "Stage 2: features: data/{$(data_sets | tr ' ' ',')} -> ${dumpdir}/<set>/ (${feats_conf}; CMVN stats of ${train_set})"
-    require_tool cdsvae.bin.make_fbank cdsvae.bin.compute_cmvn_stats
-    [ -f "${feats_conf}" ] || die "feature config ${feats_conf} not found"
-    local dset n out fp
-    for dset in $(data_sets); do
-        out=${dumpdir}/${dset}
-        fp=$(fingerprint "data/${dset}/wav.scp" "data/${dset}/utt2spk" "data/${dset}/segments" \
-            "${feats_conf}" "skip_bad=${skip_bad}")
-        if is_done "${out}" "${fp}" && { [ "${dset}" != "${train_set}" ] || [ -f "${out}/cmvn.npz" ]; }; then
-            log "Features of ${dset} are up to date (same data and options): ${out}"
-            continue
-        fi
-        rm -f "${out}/.done"
-        n=$(split_for_jobs "data/${dset}")
-        log "Features of ${dset}: ${n} job(s), logs: ${out}/log/make_fbank.*.log"
-        ${cpu_cmd} JOB=1:"${n}" "${out}/log/make_fbank.JOB.log" \
-            python -m cdsvae.bin.make_fbank --config "${feats_conf}" --skip_bad "${skip_bad}" --job JOB \
-            "data/${dset}/split${n}/JOB" "${out}"
-        python -m cdsvae.bin.make_fbank --merge --nj "${n}" "data/${dset}" "${out}"
-        report_skipped "${out}/bad_utts" "data/${dset}" "unreadable audio"
-        utils/validate_data_dir.sh --no-check-audio "${out}" || die "${out} is not a valid data dir (problems listed above)"
-        if [ "${dset}" = "${train_set}" ]; then
-            python -m cdsvae.bin.compute_cmvn_stats "${out}/feats.scp" "${out}/cmvn.npz"
-        fi
-        mark_done "${out}" "${fp}"
-    done
-}
-
-stage_3() {
-    if [ "${modality}" = video ]; then
-        log "Skip stage 3: video motion views are made on the fly by the data loader"
-        return
-    fi
-    local src=${dumpdir}/${train_set} out=${dumpdir}/${train_set}_vc n
-    log "Stage 3: motion augmentation: ${src} -> ${out}/copy*/ (WORLD voice conversion; ${vc_conf})"
-    require_tool cdsvae.bin.world_vc
-    [ -f "${src}/feats.scp" ] || die "${src}/feats.scp not found: run stage 2 first"
-    [ -f "${vc_conf}" ] || die "voice-conversion config ${vc_conf} not found"
-    local fp
-    fp=$(fingerprint "${src}/feats.scp" "${src}/fbank.yaml" "${vc_conf}" "skip_bad=${skip_bad}")
-    if is_done "${out}" "${fp}"; then
-        log "Voice-converted features are up to date (same features and options): ${out}"
-        return
-    fi
-    rm -f "${out}/.done"
-    n=$(split_for_jobs "${src}")
-    log "Voice conversion of ${train_set}: ${n} job(s), logs: ${out}/log/world_vc.*.log"
-    ${cpu_cmd} JOB=1:"${n}" "${out}/log/world_vc.JOB.log" \
-        python -m cdsvae.bin.world_vc --vc_config "${vc_conf}" --fbank_config "${src}/fbank.yaml" \
-        --skip_bad "${skip_bad}" --job JOB "${src}/split${n}/JOB" "${out}"
-    python -m cdsvae.bin.world_vc --vc_config "${vc_conf}" --merge --nj "${n}" "${src}" "${out}"
-    report_skipped "${out}/copy1/bad_utts" "${src}" "voice conversion failed"
-    mark_done "${out}" "${fp}"
-}
-
-# The trainer options this script owns: the data paths of this run's sets (a config never
-# trains on another set than --dumpdir, --train_set and --dev_set say; --train_args come after),
-# --skip_bad, and the device of --ngpu.
-train_run_args() {
-    if [ "${modality}" = speech ]; then
-        local train=${dumpdir}/${train_set}
-        echo "--data.train_split train --data.train_feats ${train} --data.cmvn ${train}/cmvn.npz" \
-            "--data.motion_feats ${train}_vc --data.skip_bad ${skip_bad}"
-        if [ -n "${dev_set}" ]; then
-            echo "--data.valid_split dev --data.dev_feats ${dumpdir}/${dev_set}"
-        else
-            echo "--data.valid_split null"
-        fi
-    else
-        echo "--data.root data --data.train_split ${train_set} --data.valid_split ${dev_set:-null}"
-    fi
-    echo "--train.device $([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
 }
 
 # Moves a directory aside, never deleting it: <dir>.old1, <dir>.old2, ...
@@ -383,27 +332,28 @@ wait_for_trainings() {
     done
 }
 
-stage_4() {
+# Stage 4 of both modalities: trains every experiment (experiments above) with the trainer
+# options of this run: <data options> from the stage_4 of the modality (the data paths of
+# this run's sets: a config never trains on other sets than --dumpdir, --train_set and
+# --dev_set say; --train_args come after and can still override them), and the device of --ngpu.
+train_experiments() {  # train_experiments <data options...>
     local where=CPU
     [ "${ngpu}" -eq 0 ] || where="${ngpu} GPU(s) per node x ${num_nodes} node(s)"
     log "Stage 4: training on ${where}: ${dumpdir}/ -> ${expdir}/{$(experiment_tags | paste -sd,)}"
     require_tool cdsvae.bin.train
-    local launcher config tag seed cmd logfile seed_args args parallel=1 rc msg
+    local launcher config tag seed cmd logfile seed_args args="$* --train.device ${device}" parallel=1 rc msg
     launcher=$(train_launcher)
-    args=$(train_run_args | paste -sd' ')
     # Every experiment is checked before any starts: one trained on other inputs stops the stage.
     while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
-        seed_args=""
-        [ "${seed}" = - ] || seed_args="--train.seed ${seed}"
+        seed_args=$(seed_option "${seed}")
         if [ "${retrain}" = true ] && [ -e "${expdir}/${tag}" ]; then
             move_aside "${expdir}/${tag}"
         fi
         # shellcheck disable=SC2086
         if ! msg=$(python -m cdsvae.bin.train --config "${config}" --outdir "${expdir}/${tag}" ${args} \
             ${seed_args} ${train_args} --check_inputs 2>&1 </dev/null); then
-            die "$(printf '%s\n' "${msg}" | tail -n 1 | sed -e 's/^[a-z_]*: error: //' \
-                -e 's/; train into a new --outdir or move .* aside$//'); to go on, rerun with" \
+            die "$(tool_error "${msg}" | sed 's/; train into a new --outdir or move .* aside$//'); to go on, rerun with" \
                 "--retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix"
         fi
     done < <(experiments)
@@ -414,8 +364,7 @@ stage_4() {
     training_tags=()
     last_progress=${SECONDS}
     while read -r config tag seed; do
-        seed_args=""
-        [ "${seed}" = - ] || seed_args="--train.seed ${seed}"
+        seed_args=$(seed_option "${seed}")
         cmd=${gpu_cmd}
         logfile=${expdir}/${tag}/log/launch.log
         if [ "${num_nodes}" -gt 1 ]; then
@@ -459,104 +408,29 @@ stage_4() {
 # given feature dirs were made with other options than its training features.
 check_experiments() {  # check_experiments [feature dir...]
     require_tool cdsvae.bin.check_experiment
-    local tag dirs=() feats=() msg
-    for tag in $(experiment_tags); do
-        dirs+=("${expdir}/${tag}")
-    done
+    local dirs=() feats=() msg
+    mapfile -t dirs < <(experiment_dirs)
     [ $# -eq 0 ] || feats=(--feats "$@")
     if ! msg=$(python -m cdsvae.bin.check_experiment "${dirs[@]}" "${feats[@]}" 2>&1 </dev/null); then
-        die "$(printf '%s\n' "${msg}" | tail -n 1 | sed 's/^[a-z_]*: error: //'); rerun stage 4 with" \
+        die "$(tool_error "${msg}"); rerun stage 4 with" \
             "--retrain true (moves the experiment aside) or choose a new --tag_suffix"
     fi
 }
 
-stage_5() {
-    local tag dset
-    if [ "${modality}" = video ]; then
-        log "Stage 5: judge classifier: data/${train_set}, data/${test_sets%% *} -> ${expdir}/judge/ (log: ${expdir}/judge/train_judge.log)"
-        require_tool cdsvae.bin.train_judge
-        check_experiments
-        ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/judge/train_judge.log" \
-            python -m cdsvae.bin.train_judge --train "data/${train_set}" --test "data/${test_sets%% *}" \
-            --outdir "${expdir}/judge" ${judge_args}
-        return
-    fi
-    log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
-    require_tool cdsvae.bin.extract_embeddings
-    local subset out n_skipped
-    check_experiments $(for dset in ${test_sets} ${train_set}; do echo "${dumpdir}/${dset}"; done)
-    for tag in $(experiment_tags); do
-        for dset in ${test_sets} ${train_set}; do
-            subset=""
-            [ "${dset}" != "${train_set}" ] || subset="--max_utts ${norm_max_utts}"
-            out=${expdir}/${tag}/emb_${dset}
-            log "Embedding ${dset} with ${tag} (log: ${out}/extract.log)"
-            # shellcheck disable=SC2086
-            ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${out}/extract.log" \
-                python -m cdsvae.bin.extract_embeddings --expdir "${expdir}/${tag}" --feats "${dumpdir}/${dset}" \
-                --outdir "${out}" --skip_bad "${skip_bad}" ${subset} \
-                --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
-            n_skipped=$(sed -n 's/.*"n_skipped": *\([0-9]*\).*/\1/p' "${out}/meta.json" | head -n 1)
-            [ "${n_skipped:-0}" -eq 0 ] || log "Skipped ${n_skipped} utterance(s) of ${dumpdir}/${dset} at extraction" \
-                "(shorter than one segment; --skip_bad true): listed in ${out}/meta.json"
-        done
-    done
-}
-
-stage_6() {
-    local tag dset
-    if [ "${modality}" = video ]; then
-        log "Stage 6: judge metrics: ${expdir}/<tag>/ + ${expdir}/judge/ -> ${expdir}/<tag>/judge_results.json"
-        require_tool cdsvae.bin.judge_eval
-        check_experiments
-        for tag in $(experiment_tags); do
-            log "Judging ${tag} (log: ${expdir}/${tag}/judge_eval.log)"
-            ${gpu_cmd} --gpu "$((ngpu > 0 ? 1 : 0))" "${expdir}/${tag}/judge_eval.log" \
-                python -m cdsvae.bin.judge_eval --exp_dir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
-                --data "data/${test_sets%% *}" ${judge_eval_args}
-        done
-        return
-    fi
-    log "Stage 6: scoring: ${expdir}/<tag>/emb_<set>/ -> ${expdir}/<tag>/score_<set>/ (trials, cosine scores raw and mean-normalised with emb_${train_set}, EER/minDCF)"
-    require_tool cdsvae.bin.score
-    check_experiments
-    local out n_missing
-    for tag in $(experiment_tags); do
-        [ -f "${expdir}/${tag}/emb_${train_set}/s.scp" ] || die "${expdir}/${tag}/emb_${train_set}/s.scp not found: run stage 5 first"
-        for dset in ${test_sets}; do
-            out=${expdir}/${tag}/score_${dset}
-            log "Scoring ${dset} with ${tag} (log: ${out}/score.log)"
-            ${cpu_cmd} "${out}/score.log" \
-                python -m cdsvae.bin.score --emb_dir "${expdir}/${tag}/emb_${dset}" \
-                --utt2spk "data/${dset}/utt2spk" --outdir "${out}" \
-                --mean_from "${expdir}/${tag}/emb_${train_set}"
-            n_missing=$(sed -n 's/.*"n_without_embedding": *\([0-9]*\).*/\1/p' "${out}/results.json" | head -n 1)
-            [ "${n_missing:-0}" -eq 0 ] || log "Left ${n_missing} utterance(s) of data/${dset} without embedding" \
-                "(skipped in stages 2-5) out of the trials: listed in ${out}/results.json"
-        done
-    done
-}
-
-stage_7() {
-    local tag exps=() dset out
-    for tag in $(experiment_tags); do
-        exps+=("${expdir}/${tag}")
-    done
+# Stage 7 of both modalities: checks the experiments, then <writer> (a function of the
+# modality's stage file) writes the reports from their directories.
+report_stage() {  # report_stage <writer>
+    local exps=()
+    mapfile -t exps < <(experiment_dirs)
     log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and ${expdir}/RESULTS.md"
     check_experiments
-    if [ "${modality}" = video ]; then
-        require_tool cdsvae.bin.video_report
-        python -m cdsvae.bin.video_report --data "data/${test_sets%% *}" --out "${expdir}/RESULTS.md" "${exps[@]}"
-    else
-        require_tool cdsvae.bin.make_report
-        for dset in ${test_sets}; do
-            out=${expdir}/RESULTS.md
-            [ "${dset}" = "${test_sets%% *}" ] || out=${expdir}/RESULTS_${dset}.md
-            python -m cdsvae.bin.make_report --expdirs "${exps[@]}" --set "${dset}" --out "${out}"
-        done
-    fi
+    "$1" "${exps[@]}"
     log "Results: ${expdir}/RESULTS.md (a committed RESULTS.md in ${PWD}, if any, is the recipe's reference run)"
 }
+
+# stage_1 ... stage_7 of --modality.
+# shellcheck source=stages/speech.sh
+. "${cdsvae_dir}/stages/${modality}.sh"
 
 for ((n = stage; n <= stop_stage; n++)); do
     current_stage=${n}

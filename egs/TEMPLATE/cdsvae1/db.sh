@@ -1,6 +1,7 @@
-# Corpus roots.  A recipe reads the one it needs in local/data.sh; set it here (or in the
-# environment, e.g. `TIMIT=/data/timit ./run.sh`).  An empty or wrong root makes stage 1
-# stop with a message saying what it expected to find there.
+# Corpus roots of every recipe (each recipe's db.sh is a symlink to this file).  A recipe
+# reads the one it needs in local/data.sh; set it here (or in the environment, e.g.
+# `TIMIT=/data/timit ./run.sh`).  An empty or wrong root makes stage 1 stop with a message
+# saying what it expected to find there.
 
 # LDC93S1 TIMIT: the directory holding TRAIN/ and TEST/ (upper- or lower-case names), e.g.
 # <disc>/TIMIT, or <copy>/data in copies with a .WAV.wav beside every .WAV.
@@ -13,3 +14,6 @@ SPRITES=${SPRITES:-}
 # MNIST: the directory holding the IDX files (train-images-idx3-ubyte[.gz], ...).
 # Empty: SM-MNIST is made from scikit-learn's bundled digits.
 MNIST=${MNIST:-}
+# The embedded mini corpus: where local/make_corpus.py writes it (made on first use; a
+# relative path is taken from the recipe directory).
+MINI_CORPUS=${MINI_CORPUS:-corpus}

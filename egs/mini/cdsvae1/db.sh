@@ -1,17 +1,1 @@
-# Corpus roots.  A recipe reads the one it needs in local/data.sh; set it here (or in the
-# environment, e.g. `TIMIT=/data/timit ./run.sh`).  An empty or wrong root makes stage 1
-# stop with a message saying what it expected to find there.
-
-# LDC93S1 TIMIT: the directory holding TRAIN/ and TEST/ (upper- or lower-case names), e.g.
-# <disc>/TIMIT, or <copy>/data in copies with a .WAV.wav beside every .WAV.
-TIMIT=${TIMIT:-}
-# VCTK 0.92: the directory holding wav48_silence_trimmed/ and txt/ (or the older wav48/).
-VCTK=${VCTK:-}
-# Sprites: the authors' data.pkl, or the directory of the generator's per-(action, direction)
-# npy files.  Empty: the recipe makes a procedural Sprites-like set on this machine.
-SPRITES=${SPRITES:-}
-# MNIST: the directory holding the IDX files (train-images-idx3-ubyte[.gz], ...).
-# Empty: SM-MNIST is made from scikit-learn's bundled digits.
-MNIST=${MNIST:-}
-# The embedded mini corpus: where local/make_corpus.py writes it (made on first use).
-MINI_CORPUS=${MINI_CORPUS:-corpus}
+../../TEMPLATE/cdsvae1/db.sh

@@ -4,11 +4,6 @@
 # the TIMIT data preparation of ../../timit/cdsvae1/local unchanged on it -> data/{train,dev,test}.
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-
 help_message="Usage: $0 [options]
 Options:
   --corpus_dir DIR     where the corpus is written (default: \$MINI_CORPUS from db.sh, else corpus)
@@ -43,9 +38,10 @@ train_subsets=
 seed=0
 nj=2
 
-# Kaldi-style options (utils/parse_options.sh), found from this script's own location so that it
-# also runs outside a recipe directory.
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)/utils/parse_options.sh"
+# Kaldi-style options (utils/parse_options.sh) and log (utils/log.sh), found from this script's
+# own location so that it also runs outside a recipe directory.
+. "$(dirname "${BASH_SOURCE[0]}")/../../../../utils/log.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../../../utils/parse_options.sh"
 if [ $# -gt 0 ]; then
     echo "$0: unexpected argument $1" >&2
     echo "${help_message}" >&2

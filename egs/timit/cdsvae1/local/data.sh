@@ -7,11 +7,6 @@
 # data/<set>/phones keeps the .PHN alignments as "<utt> <start_s> <end_s> <phone>".
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-
 help_message="Usage: $0 [options]
 Options:
   --timit_root DIR    TIMIT root with TRAIN/ and TEST/ (default: \$TIMIT from db.sh)
@@ -25,9 +20,10 @@ data_dir=data
 include_sa=false
 skip_bad=false
 
-# Kaldi-style options (utils/parse_options.sh), found from this script's own location so that it
-# also runs outside a recipe directory.
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)/utils/parse_options.sh"
+# Kaldi-style options (utils/parse_options.sh) and log (utils/log.sh), found from this script's
+# own location so that it also runs outside a recipe directory.
+. "$(dirname "${BASH_SOURCE[0]}")/../../../../utils/log.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../../../utils/parse_options.sh"
 if [ $# -gt 0 ]; then
     echo "$0: unexpected argument $1" >&2
     echo "${help_message}" >&2

@@ -5,11 +5,6 @@
 # stage resamples to 16 kHz (resample: true in conf/fbank.yaml).
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-
 help_message="Usage: $0 [options]
 Options:
   --vctk_root DIR     VCTK root with txt/ and wav48_silence_trimmed/ or wav48/ (default: \$VCTK from db.sh)
@@ -23,9 +18,10 @@ data_dir=data
 mic=mic1
 skip_bad=false
 
-# Kaldi-style options (utils/parse_options.sh), found from this script's own location so that it
-# also runs outside a recipe directory.
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)/utils/parse_options.sh"
+# Kaldi-style options (utils/parse_options.sh) and log (utils/log.sh), found from this script's
+# own location so that it also runs outside a recipe directory.
+. "$(dirname "${BASH_SOURCE[0]}")/../../../../utils/log.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../../../utils/parse_options.sh"
 if [ $# -gt 0 ]; then
     echo "$0: unexpected argument $1" >&2
     echo "${help_message}" >&2

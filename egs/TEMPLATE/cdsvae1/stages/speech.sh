@@ -1,0 +1,136 @@
+# The seven stages for --modality speech (sourced by cdsvae.sh, which defines the options and
+# the helpers used here: log, die, require_tool, fingerprint, is_done, mark_done, ...).
+# Kaldi data dirs -> log-mel features -> WORLD voice-converted copies -> training -> s and z
+# embeddings -> speaker-verification scores (EER/minDCF) -> report.
+
+stage_1() {
+    prepare_data
+    local dset
+    for dset in $(data_sets); do
+        # --skip_bad true: a missing audio file is counted here and its utterance skipped in stage 2
+        utils/validate_data_dir.sh $([ "${skip_bad}" = true ] && echo --allow-missing-audio) "data/${dset}" \
+            || die "data/${dset} is not a valid data dir (problems listed above)"
+    done
+}
+
+stage_2() {
+    log "Stage 2: features: data/{$(data_sets | tr ' ' ',')} -> ${dumpdir}/<set>/ (${feats_conf}; CMVN stats of ${train_set})"
+    require_tool cdsvae.bin.make_fbank cdsvae.bin.compute_cmvn_stats
+    [ -f "${feats_conf}" ] || die "feature config ${feats_conf} not found"
+    local dset n out fp
+    for dset in $(data_sets); do
+        out=${dumpdir}/${dset}
+        fp=$(fingerprint "data/${dset}/wav.scp" "data/${dset}/utt2spk" "data/${dset}/segments" \
+            "${feats_conf}" "skip_bad=${skip_bad}")
+        if is_done "${out}" "${fp}" && { [ "${dset}" != "${train_set}" ] || [ -f "${out}/cmvn.npz" ]; }; then
+            log "Features of ${dset} are up to date (same data and options): ${out}"
+            continue
+        fi
+        rm -f "${out}/.done"
+        n=$(split_for_jobs "data/${dset}")
+        log "Features of ${dset}: ${n} job(s), logs: ${out}/log/make_fbank.*.log"
+        ${cpu_cmd} JOB=1:"${n}" "${out}/log/make_fbank.JOB.log" \
+            python -m cdsvae.bin.make_fbank --config "${feats_conf}" --skip_bad "${skip_bad}" --job JOB \
+            "data/${dset}/split${n}/JOB" "${out}"
+        python -m cdsvae.bin.make_fbank --merge --nj "${n}" "data/${dset}" "${out}"
+        report_skipped "${out}/bad_utts" "data/${dset}" "unreadable audio"
+        utils/validate_data_dir.sh --no-check-audio "${out}" || die "${out} is not a valid data dir (problems listed above)"
+        if [ "${dset}" = "${train_set}" ]; then
+            python -m cdsvae.bin.compute_cmvn_stats "${out}/feats.scp" "${out}/cmvn.npz"
+        fi
+        mark_done "${out}" "${fp}"
+    done
+}
+
+stage_3() {
+    local src=${dumpdir}/${train_set} out=${dumpdir}/${train_set}_vc n
+    log "Stage 3: motion augmentation: ${src} -> ${out}/copy*/ (WORLD voice conversion; ${vc_conf})"
+    require_tool cdsvae.bin.world_vc
+    [ -f "${src}/feats.scp" ] || die "${src}/feats.scp not found: run stage 2 first"
+    [ -f "${vc_conf}" ] || die "voice-conversion config ${vc_conf} not found"
+    local fp
+    fp=$(fingerprint "${src}/feats.scp" "${src}/fbank.yaml" "${vc_conf}" "skip_bad=${skip_bad}")
+    if is_done "${out}" "${fp}"; then
+        log "Voice-converted features are up to date (same features and options): ${out}"
+        return
+    fi
+    rm -f "${out}/.done"
+    n=$(split_for_jobs "${src}")
+    log "Voice conversion of ${train_set}: ${n} job(s), logs: ${out}/log/world_vc.*.log"
+    ${cpu_cmd} JOB=1:"${n}" "${out}/log/world_vc.JOB.log" \
+        python -m cdsvae.bin.world_vc --vc_config "${vc_conf}" --fbank_config "${src}/fbank.yaml" \
+        --skip_bad "${skip_bad}" --job JOB "${src}/split${n}/JOB" "${out}"
+    python -m cdsvae.bin.world_vc --vc_config "${vc_conf}" --merge --nj "${n}" "${src}" "${out}"
+    report_skipped "${out}/copy1/bad_utts" "${src}" "voice conversion failed"
+    mark_done "${out}" "${fp}"
+}
+
+# Training (train_experiments in cdsvae.sh) on the features of --train_set under --dumpdir,
+# their CMVN statistics and voice-converted copies, validated on --dev_set's features.
+stage_4() {
+    local train=${dumpdir}/${train_set} valid="--data.valid_split null"
+    [ -z "${dev_set}" ] || valid="--data.valid_split dev --data.dev_feats ${dumpdir}/${dev_set}"
+    train_experiments --data.train_split train --data.train_feats "${train}" --data.cmvn "${train}/cmvn.npz" \
+        --data.motion_feats "${train}_vc" --data.skip_bad "${skip_bad}" "${valid}"
+}
+
+stage_5() {
+    log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
+    require_tool cdsvae.bin.extract_embeddings
+    local tag dset subset out n_skipped
+    check_experiments $(for dset in ${test_sets} ${train_set}; do echo "${dumpdir}/${dset}"; done)
+    for tag in $(experiment_tags); do
+        for dset in ${test_sets} ${train_set}; do
+            subset=""
+            [ "${dset}" != "${train_set}" ] || subset="--max_utts ${norm_max_utts}"
+            out=${expdir}/${tag}/emb_${dset}
+            log "Embedding ${dset} with ${tag} (log: ${out}/extract.log)"
+            # shellcheck disable=SC2086
+            ${gpu_cmd} --gpu "${job_gpus}" "${out}/extract.log" \
+                python -m cdsvae.bin.extract_embeddings --expdir "${expdir}/${tag}" --feats "${dumpdir}/${dset}" \
+                --outdir "${out}" --skip_bad "${skip_bad}" ${subset} --device "${device}"
+            n_skipped=$(json_int "${out}/meta.json" n_skipped)
+            [ "${n_skipped:-0}" -eq 0 ] || log "Skipped ${n_skipped} utterance(s) of ${dumpdir}/${dset} at extraction" \
+                "(shorter than one segment; --skip_bad true): listed in ${out}/meta.json"
+        done
+    done
+    # The end of stage 5: a step that works on these embeddings (e.g. a demo) goes here.
+}
+
+stage_6() {
+    log "Stage 6: scoring: ${expdir}/<tag>/emb_<set>/ -> ${expdir}/<tag>/score_<set>/ (trials, cosine scores raw and mean-normalised with emb_${train_set}, EER/minDCF)"
+    require_tool cdsvae.bin.score
+    check_experiments
+    local tag dset out n_missing
+    for tag in $(experiment_tags); do
+        [ -f "${expdir}/${tag}/emb_${train_set}/s.scp" ] || die "${expdir}/${tag}/emb_${train_set}/s.scp not found: run stage 5 first"
+        for dset in ${test_sets}; do
+            out=${expdir}/${tag}/score_${dset}
+            log "Scoring ${dset} with ${tag} (log: ${out}/score.log)"
+            ${cpu_cmd} "${out}/score.log" \
+                python -m cdsvae.bin.score --emb_dir "${expdir}/${tag}/emb_${dset}" \
+                --utt2spk "data/${dset}/utt2spk" --outdir "${out}" \
+                --mean_from "${expdir}/${tag}/emb_${train_set}"
+            n_missing=$(json_int "${out}/results.json" n_without_embedding)
+            [ "${n_missing:-0}" -eq 0 ] || log "Left ${n_missing} utterance(s) of data/${dset} without embedding" \
+                "(skipped in stages 2-5) out of the trials: listed in ${out}/results.json"
+        done
+    done
+}
+
+stage_7() {
+    report_stage speech_report
+}
+
+# The reports of stage 7 from the experiment dirs: ${expdir}/RESULTS.md for the first test
+# set, ${expdir}/RESULTS_<set>.md for the others (and each experiment's own RESULTS.md, plots
+# and listening demo, written by make_report).
+speech_report() {  # speech_report <exp dir>...
+    require_tool cdsvae.bin.make_report
+    local dset out
+    for dset in ${test_sets}; do
+        out=${expdir}/RESULTS.md
+        [ "${dset}" = "${first_test_set}" ] || out=${expdir}/RESULTS_${dset}.md
+        python -m cdsvae.bin.make_report --expdirs "$@" --set "${dset}" --out "${out}"
+    done
+}
