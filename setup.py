@@ -14,6 +14,7 @@ setup(
             "cdsvae-compute-eer = cdsvae.bin.compute_eer:cli",
             "cdsvae-extract-embeddings = cdsvae.bin.extract_embeddings:cli",
             "cdsvae-judge-eval = cdsvae.bin.judge_eval:cli",
+            "cdsvae-make-demo = cdsvae.bin.make_demo:cli",
             "cdsvae-make-fbank = cdsvae.bin.make_fbank:cli",
             "cdsvae-make-report = cdsvae.bin.make_report:cli",
             "cdsvae-score = cdsvae.bin.score:cli",

@@ -2,9 +2,11 @@
 
     python -m cdsvae.bin.make_report --expdirs exp/cdsvae exp/dsvae --out RESULTS.md
 
-Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/`` and ``<exp>/score_<set>/``; writes
-``<exp>/RESULTS.md`` with DET curves, t-SNE plots and a listening demo under ``<exp>/report/``,
-and the comparison table at --out.
+Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/``, ``<exp>/score_<set>/`` and the listening demo
+index ``<exp>/demo/demo.json``; writes ``<exp>/RESULTS.md`` with DET curves and t-SNE plots under
+``<exp>/report/``, links to the demo's wav files (made beforehand by
+``python -m cdsvae.bin.make_demo``), and the comparison table at --out. No model is loaded.
+``--feats`` is accepted for older command lines and ignored: the demo step takes it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cdsvae.bin.make_report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -26,10 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the comparison RESULTS.md to write")
     parser.add_argument("--set", dest="test_set", default="test", help="evaluation set name (emb_<set>, score_<set>)")
     parser.add_argument("--plots", type=str2bool, default=True, help="DET and t-SNE figures (true|false)")
-    parser.add_argument("--demo", type=str2bool, default=True, help="listening demo wav files (true|false)")
-    parser.add_argument(
-        "--feats", type=Path, default=None, help="feature dir for the demo (default: the one the embeddings came from)"
-    )
+    parser.add_argument("--demo", type=str2bool, default=True,
+                        help="link the listening demo of <exp>/demo/, or say how to make it (true|false)")
+    parser.add_argument("--feats", type=Path, default=None, help=argparse.SUPPRESS)  # older command lines
     parser.add_argument("--command", default=None,
                         help="the command that made the experiments, recorded in the comparison (e.g. for a "
                              "recipe's reference RESULTS.md)")
@@ -38,9 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not d.is_dir():
             raise UserError(f"{d}: experiment directory not found")
 
-    from cdsvae.eval.report import results_table, write_recipe_report
+    from cdsvae.eval.report import write_recipe_report
+    from cdsvae.eval.tables import results_table
 
-    results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo, args.feats,
+    results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo,
                                   command=args.command)
     print(results_table(results), end="")
     print(f"wrote {args.out}")

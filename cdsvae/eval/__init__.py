@@ -1,1 +1,9 @@
-"""cdsvae.eval."""
+"""Evaluation: scoring the trained models, their demos, and the reports made from the results.
+
+eer, trials, scoring, embeddings  speaker verification of s and z (speech)
+judge                              the judge classifier and its metrics (video)
+demo, speech_demo, video_demo      the demo step: wav files and pictures in exp/<tag>/demo/
+experiment, results, tables        reading finished experiments into rows and tables
+plots, environment                 figures and the environment header shared by the reports
+report, video_report               RESULTS.md files; they read results and never load a model
+"""

@@ -1,91 +1,24 @@
-"""Pictures and tables for video models: swap grids, samples, and the judge results table.
+"""The video reports: the judge results table, ``<exp>/RESULTS.md`` and one RESULTS.md comparing them.
 
-A swap grid shows disentanglement at a glance: row i keeps s (appearance) of sequence i, column j
-keeps z_1:T (motion) of sequence j, so along a row the look stays and the motion changes, and down a
-column the motion stays and the look changes. The first row and column show the real sequences.
+Everything is read from the experiment dirs: ``judge_results.json`` (stage 6), ``config.yaml``
+for the system label, and the swap grids and samples of the demo step (``exp/<tag>/demo/``,
+made by ``python -m cdsvae.bin.make_demo``), which are linked, never drawn here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
-from cdsvae.eval.report import environment_header
-from cdsvae.io import atomic_open, atomic_write_text
-
-
-def _cell(seq: torch.Tensor, frame: int | None) -> np.ndarray:
-    """(T, C, H, W) -> (H, W*T, 3) strip of all frames, or (H, W, 3) of one frame."""
-    x = seq.detach().float().clamp(0, 1).cpu()
-    if frame is not None:
-        x = x[frame:frame + 1]
-    x = x.permute(0, 2, 3, 1)  # T, H, W, C
-    if x.shape[-1] == 1:
-        x = x.expand(*x.shape[:-1], 3)
-    return torch.cat(list(x), dim=1).numpy()
-
-
-def tile(cells: Sequence[Sequence[np.ndarray | None]], pad: int = 2) -> np.ndarray:
-    """Lay out equally sized cells (None = blank) on a white canvas with ``pad`` pixels between."""
-    shape = next(c.shape for row in cells for c in row if c is not None)
-    h, w = shape[:2]
-    rows, cols = len(cells), max(len(r) for r in cells)
-    canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), dtype=np.float32)
-    for i, row in enumerate(cells):
-        for j, c in enumerate(row):
-            if c is not None:
-                y0, x0 = pad + i * (h + pad), pad + j * (w + pad)
-                canvas[y0:y0 + h, x0:x0 + w] = c
-    return canvas
-
-
-@torch.no_grad()
-def swap_grid(model, x: torch.Tensor, frame: int | None = None) -> np.ndarray:
-    """Image of decode(s_i, z_j) for the N sequences of ``x`` (N, T, C, H, W), headers included."""
-    model.eval()
-    enc = model.encode(x)
-    s, z = enc.s_mean, enc.z_mean
-    n = x.shape[0]
-    # All N*N pairs in one decode: s repeated per row, z tiled per column.
-    dec = model.decode(s.repeat_interleave(n, dim=0), z.repeat(n, *([1] * (z.dim() - 1))))
-    dec = dec.view(n, n, *dec.shape[1:])
-    cells: list[list[np.ndarray | None]] = [[None] + [_cell(x[j], frame) for j in range(n)]]
-    for i in range(n):
-        cells.append([_cell(x[i], frame)] + [_cell(dec[i, j], frame) for j in range(n)])
-    return tile(cells)
-
-
-@torch.no_grad()
-def sequence_rows(seqs: torch.Tensor) -> np.ndarray:
-    """One row per sequence (N, T, C, H, W), frames left to right."""
-    return tile([[_cell(s, None)] for s in seqs])
-
-
-def save_png(path: str | os.PathLike, image: np.ndarray, title: str | None = None, dpi: int = 100) -> Path:
-    """Write an RGB array as a PNG (atomically), at one image pixel per output pixel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h, w = image.shape[:2]
-    extra = 0.3 if title else 0.0
-    fig = plt.figure(figsize=(w / dpi, h / dpi + extra), dpi=dpi)
-    ax = fig.add_axes([0, 0, 1, h / (h + extra * dpi)])
-    ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        fig.text(0.5, 1 - 0.5 * extra * dpi / (h + extra * dpi), title, ha="center", va="center", fontsize=9)
-    path = Path(path)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=dpi)
-    plt.close(fig)
-    return path
-
+from cdsvae.errors import UserError
+from cdsvae.eval.demo import demo_lines
+from cdsvae.eval.environment import environment_header
+from cdsvae.eval.experiment import load_config, system_label
+from cdsvae.io import atomic_write_text
 
 def _fmt(r: Mapping | None, scale: float = 1.0, digits: int = 2) -> str:
     if not r:
@@ -143,8 +76,36 @@ def judge_table(results: Mapping[str, Mapping]) -> str:
 
 
 def write_results_md(path: str | os.PathLike, results: Mapping[str, Mapping], title: str = "Results",
-                     command: str | None = None) -> Path:
+                     command: str | None = None, pictures: Sequence[str] = ()) -> Path:
+    """A RESULTS.md of judge tables; ``pictures`` holds markdown lines of the demo (none: no section)."""
     cmd = f"## Command\n\n    {command}\n\n" if command else ""
     text = f"# {title}\n\n{environment_header()}\n{cmd}## Judge metrics (test set)\n\n{judge_table(results)}"
+    if pictures:
+        text += "\n## Swap grids and samples\n\n" + "\n".join(pictures) + "\n"
     atomic_write_text(path, text)
     return Path(path)
+
+
+def write_video_reports(exp_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
+                        title: str = "Results", command: str | None = None) -> dict[str, Mapping]:
+    """``<exp>/RESULTS.md`` for every experiment with a ``judge_results.json`` (linking its demo
+    pictures), and the side-by-side tables of all of them at ``out``; returns the results by row name."""
+    if not exp_dirs:
+        raise UserError("no experiment directories given")
+    results: dict[str, Mapping] = {}
+    for d in exp_dirs:
+        exp = Path(d)
+        name = f"{system_label(load_config(exp))} ({exp.name})"
+        rj = exp / "judge_results.json"
+        if rj.is_file():
+            try:
+                results[name] = json.loads(rj.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{rj}: not valid JSON ({e.msg}, line {e.lineno})") from None
+            write_results_md(exp / "RESULTS.md", {name: results[name]}, f"{title}: {exp.name}",
+                             pictures=demo_lines(exp, exp, how=" --data <test split dir>"))
+    if out is not None:
+        if not results:
+            raise UserError("no judge_results.json in any experiment dir; run the scoring stage first")
+        write_results_md(out, results, title, command=command)
+    return results

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-TOOLS = ["extract_embeddings", "score", "make_report"]
+TOOLS = ["extract_embeddings", "score", "make_demo", "make_report"]
 
 
 def run(tool, *args, cwd=None):
@@ -41,6 +41,7 @@ def test_missing_files_give_one_line_errors(tmp_path):
                               "--outdir", tmp_path / "emb"), "extract_embeddings: error:", "feats.scp")
     assert_one_line_error(run("score", "--emb_dir", tmp_path / "emb", "--utt2spk", tmp_path / "utt2spk",
                               "--outdir", tmp_path / "score"), "score: error:", "s.scp")
+    assert_one_line_error(run("make_demo", "--expdir", tmp_path / "nope"), "make_demo: error:", "nope")
     assert_one_line_error(run("make_report", "--expdirs", tmp_path / "nope", "--out", tmp_path / "R.md"),
                           "make_report: error:", "nope")
 
@@ -63,7 +64,7 @@ def test_score_errors_on_bad_input(tmp_path):
 
 
 def test_stages_5_to_7_end_to_end(tmp_path):
-    """extract_embeddings -> score -> make_report on a tiny model, in a recipe-like directory."""
+    """extract_embeddings -> score -> make_report, and make_demo, on a tiny model in a recipe-like directory."""
     from cdsvae.models import build_model
     from cdsvae.train import checkpoint as ckpt
     from cdsvae.train.config import dump_config
@@ -125,10 +126,17 @@ def test_stages_5_to_7_end_to_end(tmp_path):
         assert (tmp_path / f"exp/{tag}/RESULTS.md").is_file()
         assert (tmp_path / f"exp/{tag}/report/test/det.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"exp/{tag}/report/test/tsne.png").read_bytes()[:4] == b"\x89PNG"
-    # the demo needs the feature options (fbank.yaml): without them the report says so instead of failing
-    out = run("make_report", "--expdirs", "exp/cdsvae", "--out", "R2.md", "--plots", "false", cwd=tmp_path)
+    # the demo needs the feature options (fbank.yaml): without them the demo step says so instead of
+    # failing, and the report shows its note; an experiment without a demo says how to make one
+    out = run("make_demo", "--expdir", "exp/cdsvae", "--set", "test", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "make_demo: No demo: dump/test/fbank.yaml" in out.stdout
+    out = run("make_report", "--expdirs", "exp/cdsvae", "exp/dsvae", "--out", "R2.md", "--plots", "false",
+              cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "No demo: dump/test/fbank.yaml" in (tmp_path / "exp/cdsvae/R2.md").read_text()
+    assert "No demo (run the demo step: `python -m cdsvae.bin.make_demo --expdir exp/dsvae --set test`)" \
+        in (tmp_path / "exp/dsvae/R2.md").read_text()
 
 
 def test_score_cli_mean_normalised_scoring(tmp_path):

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def run_recipe(rdir: Path, *args: str, timeout: int = 900, check: bool = True) -
     return r
 
 
+def make_demos(rdir: Path, tags, *args: str) -> None:
+    """The demo step of each experiment (python -m cdsvae.bin.make_demo), as stage 5 ends."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for tag in tags:
+        r = subprocess.run([sys.executable, "-m", "cdsvae.bin.make_demo", "--expdir", f"exp/{tag}", *args],
+                           cwd=rdir, capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr[-4000:]
+
+
 def table_rows(results_md: str) -> dict[str, list[str]]:
     """Rows of the markdown results table, keyed by their first cell."""
     rows = {}
@@ -55,13 +65,15 @@ def table_rows(results_md: str) -> dict[str, list[str]]:
 
 def test_mini_speech_recipe_end_to_end(tmp_path):
     rdir = make_tree(tmp_path, "mini")
+    tags = ("cdsvae_seed1", "cdsvae_seed2", "dsvae_seed1", "dsvae_seed2")
     r = run_recipe(
-        rdir, "--nj", "2", "--seeds", "1 2",
+        rdir, "--nj", "2", "--seeds", "1 2", "--stop_stage", "5",
         "--local_data_opts", "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 "
                              "--num_si 1 --test_num_sx 2 --test_num_si 1",
         "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2",
     )
-    log = r.stderr
+    make_demos(rdir, tags, "--set", "test", "--feats", "dump/test")
+    log = r.stderr + run_recipe(rdir, "--seeds", "1 2", "--stage", "6").stderr
     for n in range(1, 8):
         assert re.search(rf"Stage {n}: ", log), f"stage {n} did not run"
     assert "Successfully finished." in log
@@ -83,7 +95,9 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
         assert rows[tag][1].startswith("checkpoints/best.pt")  # the checkpoint table
         assert "eval/train ratio" in (rdir / "exp" / tag / "train.log").read_text()
     assert list((rdir / "exp").glob("*/report/test/*.png")), "no plots"
-    assert list((rdir / "exp").glob("*/report/test/**/*.wav")), "no listening demo"
+    assert list((rdir / "exp").glob("*/demo/*.wav")), "no listening demo"
+    for tag in tags:
+        assert "](demo/A_content_B_speaker.wav)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
     # Training already finished: running stage 4 again resumes at the end and trains no more.
     before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
     run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
@@ -146,15 +160,15 @@ def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(tmp_path):
 
 def test_sprites_video_recipe_end_to_end(tmp_path):
     rdir = make_tree(tmp_path, "sprites")
+    configs = ("--train_configs", "conf/tuning/train_cdsvae_cpu.yaml conf/tuning/train_dsvae_cpu.yaml")
     r = run_recipe(
-        rdir,
+        rdir, "--stop_stage", "5", *configs,
         "--local_data_opts", "--train_size 36 --test_size 27",
-        "--train_configs", "conf/tuning/train_cdsvae_cpu.yaml conf/tuning/train_dsvae_cpu.yaml",
         "--train_args", "--train.epochs 1 --train.max_steps 2 --train.batch_size 9",
         "--judge_args", "--epochs 1 --threshold 0",
-        "--judge_eval_args", "--n_draws 2",
     )
-    log = r.stderr
+    make_demos(rdir, ("cdsvae_cpu", "dsvae_cpu"), "--data", "data/test")
+    log = r.stderr + run_recipe(rdir, "--stage", "6", *configs, "--judge_eval_args", "--n_draws 2").stderr
     assert "Skip stage 2: " in log and "Skip stage 3: " in log
     for n in (1, 4, 5, 6, 7):
         assert re.search(rf"Stage {n}: ", log), f"stage {n} did not run"
@@ -163,7 +177,9 @@ def test_sprites_video_recipe_end_to_end(tmp_path):
         assert res, tag
     results = (rdir / "exp" / "RESULTS.md").read_text()
     assert "C-DSVAE" in results and "DSVAE" in results
-    assert list((rdir / "exp").glob("**/*.png")), "no swap grids"
+    assert list((rdir / "exp").glob("*/demo/swap_grid.png")), "no swap grids"
+    for tag in ("cdsvae_cpu", "dsvae_cpu"):
+        assert "](demo/swap_grid.png)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
 
 
 @pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "sprites", "smmnist"])

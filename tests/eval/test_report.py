@@ -1,73 +1,16 @@
-import json
+"""The speech reports: tables from results.json, figures, the linked demo, and no model anywhere."""
 
-import numpy as np
+import json
+import subprocess
+import sys
+
 import pytest
 import yaml
 
+from _experiments import CDSVAE_W, DEMO_WAVS, DSVAE_W, assert_png, make_exp, results, trained_speech_exp
 from cdsvae.errors import UserError
-from cdsvae.eval.embeddings import write_vectors
-from cdsvae.eval.report import (
-    embed_2d,
-    load_experiment,
-    plot_det,
-    plot_tsne,
-    results_table,
-    system_label,
-    write_recipe_report,
-)
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(path):
-    import matplotlib.image
-
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC
-    img = matplotlib.image.imread(path)
-    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
-
-
-def make_exp(root, tag, weights, results=None, n_spk=4, n_utt=3, seed=0):
-    """An experiment dir as the stages leave it: config, embeddings, and scores from the score CLI."""
-    exp = root / tag
-    exp.mkdir(parents=True)
-    (exp / "config.yaml").write_text(yaml.safe_dump({"model": {"frame": "mlp", "feat_dim": 8}, "loss": weights}))
-    rng = np.random.default_rng(seed)
-    utt2spk = {f"spk{s}_u{u}": f"spk{s}" for s in range(n_spk) for u in range(n_utt)}
-    centre = {f"spk{s}": rng.normal(size=6) * 3 for s in range(n_spk)}
-    emb = exp / "emb_test"
-    write_vectors(emb, "s", {u: centre[s] + rng.normal(size=6) * 0.3 for u, s in utt2spk.items()})
-    write_vectors(emb, "z", {u: rng.normal(size=4) for u in utt2spk})
-    (emb / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
-    if results is None:
-        from cdsvae.bin.score import main as score_main
-
-        assert score_main(["--emb_dir", str(emb), "--utt2spk", str(emb / "utt2spk"), "--outdir", str(exp / "score_test")]) == 0
-    else:
-        (exp / "score_test").mkdir()
-        (exp / "score_test" / "results.json").write_text(json.dumps(results))
-    return exp
-
-
-DSVAE_W = {"con_s": 0.0, "con_z": 0, "mi_sz": 0.0, "kl_s": 1.0}
-CDSVAE_W = {"con_s": 10.0, "con_z": 10.0, "mi_sz": 1.0}
-
-
-def results(eer_s, eer_z, dcf_s, dcf_z, nt, nn):
-    return {
-        "s": {"eer": eer_s, "min_dcf": dcf_s, "threshold": 0.1},
-        "z": {"eer": eer_z, "min_dcf": dcf_z, "threshold": 0.2},
-        "n_target": nt,
-        "n_nontarget": nn,
-    }
-
-
-def test_system_label_from_config():
-    assert system_label({"loss": DSVAE_W}) == "DSVAE"
-    assert system_label({"loss": CDSVAE_W}) == "C-DSVAE"
-    assert system_label({"loss": {"con_s": 0, "con_z": 0, "mi_sz": 0.5}}) == "C-DSVAE"
-    assert system_label({"model": {}}) == "C-DSVAE"  # objective defaults are C-DSVAE's
+from cdsvae.eval.results import load_experiment
+from cdsvae.eval.report import write_recipe_report
 
 
 def test_table_rows_from_results_json_and_config(tmp_path):
@@ -90,28 +33,6 @@ def test_table_rows_from_results_json_and_config(tmp_path):
     assert "| C-DSVAE | cdsvae | 5.00 | 30.00 |" in per_exp and "| DSVAE |" not in per_exp
 
 
-def test_results_table_known_answer():
-    from pathlib import Path
-
-    from cdsvae.eval.report import ExperimentResult
-
-    r = ExperimentResult(Path("exp/x"), "x", "DSVAE", 0.1, 0.4, 0.2, 0.3, 3, 7)
-    assert results_table([r]).splitlines()[-1] == "| DSVAE | x | 10.00 | 40.00 | 30.00 | 0.2000 | 0.3000 | 10 (3/7) |"
-
-
-def test_missing_or_broken_results_are_named(tmp_path):
-    exp = make_exp(tmp_path, "e", CDSVAE_W, results(0.1, 0.2, 0.3, 0.4, 1, 1))
-    (exp / "score_test" / "results.json").write_text('{"s": {}}')
-    with pytest.raises(UserError, match="results.json: missing or malformed entry"):
-        load_experiment(exp)
-    (exp / "score_test" / "results.json").unlink()
-    with pytest.raises(UserError, match="results.json: results not found"):
-        load_experiment(exp)
-    (exp / "config.yaml").unlink()
-    with pytest.raises(UserError, match="config.yaml: resolved config not found"):
-        load_experiment(exp)
-
-
 def test_plots_are_valid_png_files(tmp_path):
     a = make_exp(tmp_path, "cdsvae", CDSVAE_W)
     b = make_exp(tmp_path, "dsvae", DSVAE_W, seed=1)
@@ -128,117 +49,92 @@ def test_plots_are_valid_png_files(tmp_path):
     assert all(r.n_target == 4 * 3 and r.n_nontarget == 66 - 12 for r in got)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
-def test_tsne_copes_with_tiny_sets(tmp_path, n):
-    rng = np.random.default_rng(n)
-    x = rng.normal(size=(n, 5))
-    xy = embed_2d(x)
-    assert xy.shape == (n, 2) and np.isfinite(xy).all()
-    path = plot_tsne({"s": x, "z": x[:, :2]}, [f"spk{k % 2}" for k in range(n)], tmp_path / "t.png")
-    assert_png(path)
+def test_det_legend_gives_the_eers_of_results_json(tmp_path, monkeypatch):
+    """The DET legend is labelled with the table's EERs, not with a second computation."""
+    import cdsvae.eval.eer
+    import cdsvae.eval.plots
+
+    exp = make_exp(tmp_path, "cdsvae", CDSVAE_W)
+    res = json.loads((exp / "score_test" / "results.json").read_text())
+    monkeypatch.setattr(cdsvae.eval.eer, "compute_eer", lambda *a, **k: pytest.fail("EER recomputed"))
+    seen = {}
+    real = cdsvae.eval.plots.plot_det
+    monkeypatch.setattr(cdsvae.eval.plots, "plot_det", lambda curves, *a, **k: seen.update(curves) or real(curves, *a, **k))
+    write_recipe_report([exp], tmp_path / "RESULTS.md", demo=False)
+    assert sorted(seen) == [f"s (EER {100 * res['s']['eer']:.2f}%)", f"z (EER {100 * res['z']['eer']:.2f}%)"]
 
 
-def test_det_plot_handles_perfect_and_degenerate_curves(tmp_path):
-    from cdsvae.eval.eer import det_curve
+def test_report_links_the_demo_or_says_how_to_make_it(tmp_path):
+    from cdsvae.eval.demo import Demo, write_demo
 
-    perfect = det_curve([1.0, 2.0], [0.0, -1.0])
-    tied = det_curve([0.5, 0.5], [0.5])
-    assert_png(plot_det({"s": perfect, "z": tied}, tmp_path / "det.png"))
-
-
-def harmonic_wave(f0, seconds=1.0, sr=16000, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(sr * seconds)) / sr
-    f = f0 * (1 + 0.1 * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 6)))
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    amp = 0.1 * (1 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)))
-    return (amp * sum(np.sin(k * phase) / k for k in range(1, 15))).astype(np.float32)
-
-
-def frame_shape_correlation(a, b):
-    """Mean over frames of the correlation of the spectral shapes (level removed)."""
-    n = min(len(a), len(b))
-    a = a[:n] - a[:n].mean(axis=1, keepdims=True)
-    b = b[:n] - b[:n].mean(axis=1, keepdims=True)
-    return float(np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))))
-
-
-def test_logmel_inversion_gives_back_the_features():
-    from cdsvae.eval.report import logmel_to_waveform
-    from cdsvae.features import compute_fbank, load_fbank_config
-
-    cfg = load_fbank_config({"n_mels": 40})
-    feats = compute_fbank(harmonic_wave(130.0), cfg)
-    wave = logmel_to_waveform(feats, cfg, n_iter=16)
-    assert wave.dtype == np.float32 and np.isfinite(wave).all() and 0.5 < np.abs(wave).max() <= 0.9 + 1e-6
-    again = compute_fbank(wave, cfg)
-    assert abs(len(again) - len(feats)) <= 3
-    noise = compute_fbank(np.random.default_rng(0).normal(size=16000).astype(np.float32) * 0.1, cfg)
-    # measured: about 0.98 for the inversion, below 0 for white noise
-    assert frame_shape_correlation(feats, again) > 0.9
-    assert frame_shape_correlation(feats, noise) < 0.3
+    a = make_exp(tmp_path, "cdsvae", CDSVAE_W, results(0.05, 0.30, 0.5, 0.99, 10, 90))
+    b = make_exp(tmp_path, "dsvae", DSVAE_W, results(0.0625, 0.125, 0.75, 1.0, 10, 90))
+    (a / "demo").mkdir()
+    for name in ("A.wav", "B.wav"):
+        (a / "demo" / name).write_bytes(b"RIFF")
+    write_demo(a / "demo", Demo("speech", [("A, rebuilt", a / "demo" / "A.wav"), ("B, rebuilt", a / "demo" / "B.wav")],
+                                "Utterance A = x, B = y.", "test"))
+    write_recipe_report([a, b], tmp_path / "RESULTS.md", plots=False)
+    text = (a / "RESULTS.md").read_text()
+    assert "## Listening demo\n\nUtterance A = x, B = y.\n\n- [A.wav](demo/A.wav): A, rebuilt\n" \
+           "- [B.wav](demo/B.wav): B, rebuilt\n" in text
+    assert f"No demo (run the demo step: `python -m cdsvae.bin.make_demo --expdir {b} --set test`)." \
+        in (b / "RESULTS.md").read_text()
+    # --demo false: no section at all
+    write_recipe_report([a], tmp_path / "RESULTS.md", plots=False, demo=False)
+    assert "Listening demo" not in (a / "RESULTS.md").read_text()
+    # a file the index lists but which is gone is named, not linked
+    (a / "demo" / "B.wav").unlink()
+    with pytest.raises(UserError, match="lists B.wav, which is missing; rerun the demo step"):
+        write_recipe_report([a], tmp_path / "RESULTS.md", plots=False)
 
 
-def test_listening_demo_writes_wavs_indexed_in_results(tmp_path):
-    import soundfile as sf
-    import torch
+def test_full_report_of_a_finished_experiment_never_loads_a_model(tmp_path, monkeypatch):
+    """Figures and the listening demo of a finished experiment (demo step done) without any inference."""
+    import cdsvae.train
+    import cdsvae.train.task
+    from cdsvae.eval.speech_demo import make_speech_demo
 
-    from cdsvae.bin.score import main as score_main
-    from cdsvae.eval.embeddings import extract_feature_dir
-    from cdsvae.features import CMVNStats, FeatureWriter, compute_fbank, load_fbank_config
-    from cdsvae.models import build_model
-    from cdsvae.train import checkpoint as ckpt
-    from cdsvae.train.config import dump_config
-    from cdsvae.train.task import check_config
+    exp = trained_speech_exp(tmp_path)
+    make_speech_demo(exp, "test", n_iter=4)
 
-    fbank = load_fbank_config({"n_mels": 16})
-    feats_dir = tmp_path / "dump" / "test"
-    feats_dir.mkdir(parents=True)
-    (feats_dir / "fbank.yaml").write_text(yaml.safe_dump(fbank))
-    stats = CMVNStats()
-    utt2spk = {}
-    with FeatureWriter(feats_dir / "feats.ark", feats_dir / "feats.scp", feats_dir / "utt2num_frames") as w:
-        for spk, f0 in (("spkA", 110.0), ("spkB", 220.0)):
-            for k in range(2):
-                utt = f"{spk}_u{k}"
-                feats = compute_fbank(harmonic_wave(f0, 0.6, seed=k), fbank)
-                w.write(utt, feats)
-                stats.accumulate(feats)
-                utt2spk[utt] = spk
-    (feats_dir / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
-    stats.save(tmp_path / "cmvn.npz")
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report loaded a model")
 
-    model_cfg = {"frame": "mlp", "feat_dim": 16, "s_dim": 4, "z_dim": 3, "hidden_dim": 8, "g_dim": 8,
-                 "frame_hidden": 16, "init": "default"}
-    exp = tmp_path / "exp" / "cdsvae_tiny"
-    cfg = check_config({"model": model_cfg, "data": {"type": "speech", "segment_frames": 10,
-                                                     "cmvn": str(tmp_path / "cmvn.npz")}})
-    exp.mkdir(parents=True)
-    dump_config(cfg, exp / "config.yaml")
-    torch.manual_seed(0)
-    ckpt.save_checkpoint(ckpt.step_path(exp / "checkpoints", 1), {"model": build_model(model_cfg).state_dict()})
-
-    extract_feature_dir(exp, feats_dir, exp / "emb_test")
-    score_main(["--emb_dir", str(exp / "emb_test"), "--utt2spk", str(feats_dir / "utt2spk"),
-                "--outdir", str(exp / "score_test")])
-    write_recipe_report([exp], tmp_path / "RESULTS.md", plots=True, demo=True)
-
-    demo = exp / "report" / "test" / "demo"
-    names = ["A_input.wav", "B_input.wav", "A.wav", "B.wav", "A_content_B_speaker.wav"]
-    assert sorted(p.name for p in demo.iterdir()) == sorted(names)
-    lengths = {}
-    for name in names:
-        wave, sr = sf.read(demo / name)
-        assert sr == 16000 and np.isfinite(wave).all() and np.abs(wave).max() > 0.1
-        lengths[name] = len(wave)
-    # 58 frames -> 5 segments of 10 frames -> 50 frames of 160 samples (minus one hop, centred ISTFT)
-    assert lengths["A.wav"] == lengths["A_content_B_speaker.wav"] == lengths["A_input.wav"] == 49 * 160
+    for module in (cdsvae.train, cdsvae.train.task):
+        monkeypatch.setattr(module, "load_model", refuse)
+        monkeypatch.setattr(module, "load_model_with_info", refuse)
+    write_recipe_report([exp], tmp_path / "RESULTS.md")
     text = (exp / "RESULTS.md").read_text()
-    assert "## Listening demo" in text
-    assert "A = spkA_u0 (speaker spkA)" in text and "B = spkB_u0 (speaker spkB)" in text
-    for name in names:
-        assert f"[{name}](report/test/demo/{name})" in text
+    assert "(report/test/det.png)" in text and "(report/test/tsne.png)" in text
+    for name in DEMO_WAVS:
+        assert f"[{name}](demo/{name})" in text
     assert "| C-DSVAE | cdsvae_tiny |" in (tmp_path / "RESULTS.md").read_text()
+
+
+REPORT_MODULES = ("cdsvae.eval.report", "cdsvae.eval.video_report", "cdsvae.bin.make_report",
+                  "cdsvae.bin.video_report")
+
+
+def test_report_modules_do_not_import_the_trainer_or_the_models(tmp_path):
+    """Making both kinds of report imports neither cdsvae.train (load_model) nor cdsvae.models."""
+    a = make_exp(tmp_path, "cdsvae", CDSVAE_W)
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "config.yaml").write_text(yaml.safe_dump({"loss": CDSVAE_W, "data": {"type": "video"}}))
+    (tmp_path / "v" / "judge_results.json").write_text(json.dumps({"protocol_A": {}}))
+    code = (
+        "import sys\n"
+        f"for m in {REPORT_MODULES!r}: __import__(m)\n"
+        "from cdsvae.bin import make_report, video_report\n"
+        f"assert make_report.main(['--expdirs', {str(a)!r}, '--out', {str(tmp_path / 'R.md')!r}]) == 0\n"
+        f"assert video_report.main([{str(tmp_path / 'v')!r}, '--out', {str(tmp_path / 'V.md')!r}]) == 0\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[:2] in (['cdsvae', 'train'], ['cdsvae', 'models']))\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(report/test/tsne.png)" in (a / "R.md").read_text()
+    assert (tmp_path / "V.md").is_file()
 
 
 def test_reports_of_two_sets_do_not_overwrite_each_other(tmp_path):
@@ -251,20 +147,6 @@ def test_reports_of_two_sets_do_not_overwrite_each_other(tmp_path):
     dev = (exp / "RESULTS_dev.md").read_text()
     assert "| 25.00 | 50.00 |" in dev and "(dev set)" in dev
     assert "(cdsvae/RESULTS_dev.md)" in (tmp_path / "RESULTS_dev.md").read_text()
-
-
-def test_paired_p_value_matches_scipy_ttest_rel():
-    from scipy.stats import ttest_rel
-
-    from cdsvae.eval.report import paired_p_value
-
-    rng = np.random.default_rng(3)
-    for n in (2, 3, 5):
-        a, b = rng.normal(size=n), rng.normal(size=n) + 0.3
-        assert paired_p_value(a - b) == pytest.approx(ttest_rel(a, b).pvalue, rel=1e-10)
-    assert paired_p_value([0.0, 0.0]) == 1.0 and paired_p_value([0.5, 0.5]) == 0.0
-    with pytest.raises(ValueError):
-        paired_p_value([1.0])
 
 
 def _seeded(root, tag, weights, seed, eer_s, eer_z, mean_norm=None):
@@ -323,7 +205,7 @@ def test_one_seed_has_no_spread_tables(tmp_path):
 
 
 def test_skipped_utterances_are_noted_only_when_there_are_some(tmp_path):
-    from cdsvae.eval.report import skipped_note
+    from cdsvae.eval.tables import skipped_note
 
     res = results(0.05, 0.30, 0.5, 0.99, 10, 90)
     a = make_exp(tmp_path, "cdsvae", CDSVAE_W, {**res, "n_utts": 12, "n_without_embedding": 1,
