@@ -6,7 +6,6 @@ Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/``, ``<exp>/score_<set>/`` and th
 index ``<exp>/demo/demo.json``; writes ``<exp>/RESULTS.md`` with DET curves and t-SNE plots under
 ``<exp>/report/``, links to the demo's wav files (made beforehand by
 ``python -m cdsvae.bin.make_demo``), and the comparison table at --out. No model is loaded.
-``--feats`` is accepted for older command lines and ignored: the demo step takes it.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plots", type=str2bool, default=True, help="DET and t-SNE figures (true|false)")
     parser.add_argument("--demo", type=str2bool, default=True,
                         help="link the listening demo of <exp>/demo/, or say how to make it (true|false)")
-    parser.add_argument("--feats", type=Path, default=None, help=argparse.SUPPRESS)  # older command lines
     parser.add_argument("--command", default=None,
                         help="the command that made the experiments, recorded in the comparison (e.g. for a "
                              "recipe's reference RESULTS.md)")

@@ -18,14 +18,11 @@ from cdsvae.bin import run_main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="video_report", description=__doc__.split("\n\n")[0],
-        epilog="--data, --num, --num_samples and --seed are accepted for older command lines and ignored: "
-               "the pictures are made by python -m cdsvae.bin.make_demo.")
+        epilog="the pictures are made beforehand by python -m cdsvae.bin.make_demo (end of stage 5).")
     p.add_argument("exp_dirs", nargs="+", help="experiment dirs (row names are their base names)")
     p.add_argument("--out", default=None, help="combined RESULTS.md for all experiment dirs")
     p.add_argument("--title", default="Results")
     p.add_argument("--command", default=None, help="the command that made the experiments, recorded in --out")
-    for old in ("--data", "--num", "--num_samples", "--seed"):
-        p.add_argument(old, default=None, help=argparse.SUPPRESS)
     return p
 
 

@@ -37,10 +37,8 @@ def test_video_report_cli(tmp_path, monkeypatch):
     for module in (cdsvae.train, cdsvae.train.task):
         monkeypatch.setattr(module, "load_model", refuse)
         monkeypatch.setattr(module, "load_model_with_info", refuse)
-    # the stage 7 command line of old (--data) still works
     with pytest.raises(SystemExit) as e:
-        run_main(video_report.main, [str(cdsvae_exp), str(dsvae_exp), "--data", str(data), "--num", "3",
-                                     "--out", str(tmp_path / "RESULTS.md")])
+        run_main(video_report.main, [str(cdsvae_exp), str(dsvae_exp), "--out", str(tmp_path / "RESULTS.md")])
     assert e.value.code == 0
     for exp in (cdsvae_exp, dsvae_exp):
         assert (exp / "RESULTS.md").is_file()

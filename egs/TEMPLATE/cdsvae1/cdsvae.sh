@@ -63,10 +63,12 @@ Stages (the numbers are the same in every recipe):
      and each of --seeds (<tag>_seed<N>); the data paths come from --dumpdir, --train_set and --dev_set,
      and an experiment trained on other inputs is refused (see --retrain)
   5  extraction: speech: s and z embeddings of the test sets and of (up to --norm_max_utts utterances of)
-     <train_set> -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/
+     <train_set> -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/; then each
+     experiment's demo -> ${expdir}/<tag>/demo/ (speech: wav files; video: swap grids and samples)
   6  scoring: speech: trials, cosine scores (raw and after subtracting the mean of <train_set>),
      EER/minDCF -> ${expdir}/<tag>/score_<set>/; video: judge metrics
   7  report: ${expdir}/<tag>/RESULTS.md, plots, and ${expdir}/RESULTS.md comparing the experiments
+     (read from the results of stages 5-6; no model is loaded)
 
 Options:
   --stage N             first stage to run (default: ${stage})
@@ -406,6 +408,18 @@ train_experiments() {  # train_experiments <data options...>
 
 # Stops when an experiment's recorded training inputs changed since it was trained, or when the
 # given feature dirs were made with other options than its training features.
+# The end of stage 5: each experiment's demo -> ${expdir}/<tag>/demo/ (speech: the listening
+# demo; video: swap grids and samples), from the data the arguments name.  Stage 7 links it.
+demo_step() {  # demo_step <cdsvae.bin.make_demo arguments>...
+    require_tool cdsvae.bin.make_demo
+    local tag
+    for tag in $(experiment_tags); do
+        log "Demo of ${tag} -> ${expdir}/${tag}/demo/ (log: ${expdir}/${tag}/make_demo.log)"
+        ${cpu_cmd} "${expdir}/${tag}/make_demo.log" \
+            python -m cdsvae.bin.make_demo --expdir "${expdir}/${tag}" "$@"
+    done
+}
+
 check_experiments() {  # check_experiments [feature dir...]
     require_tool cdsvae.bin.check_experiment
     local dirs=() feats=() msg

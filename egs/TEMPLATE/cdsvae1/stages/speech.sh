@@ -94,7 +94,7 @@ stage_5() {
                 "(shorter than one segment; --skip_bad true): listed in ${out}/meta.json"
         done
     done
-    # The end of stage 5: a step that works on these embeddings (e.g. a demo) goes here.
+    demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}"
 }
 
 stage_6() {
@@ -124,7 +124,7 @@ stage_7() {
 
 # The reports of stage 7 from the experiment dirs: ${expdir}/RESULTS.md for the first test
 # set, ${expdir}/RESULTS_<set>.md for the others (and each experiment's own RESULTS.md, plots
-# and listening demo, written by make_report).
+# linking the listening demo of stage 5, written by make_report).
 speech_report() {  # speech_report <exp dir>...
     require_tool cdsvae.bin.make_report
     local dset out

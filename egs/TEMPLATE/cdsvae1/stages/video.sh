@@ -28,7 +28,7 @@ stage_5() {
     ${gpu_cmd} --gpu "${job_gpus}" "${expdir}/judge/train_judge.log" \
         python -m cdsvae.bin.train_judge --train "data/${train_set}" --test "data/${first_test_set}" \
         --outdir "${expdir}/judge" ${judge_args}
-    # The end of stage 5: a step that works on the experiments and the judge (e.g. a demo) goes here.
+    demo_step --data "data/${first_test_set}"
 }
 
 stage_6() {
@@ -53,5 +53,5 @@ stage_7() {
 # every experiment on the first test set).
 video_report() {  # video_report <exp dir>...
     require_tool cdsvae.bin.video_report
-    python -m cdsvae.bin.video_report --data "data/${first_test_set}" --out "${expdir}/RESULTS.md" "$@"
+    python -m cdsvae.bin.video_report --out "${expdir}/RESULTS.md" "$@"
 }
