@@ -451,9 +451,10 @@ def plot_tsne(
 
 def _experiment_plots(expdir: Path, test_set: str, outdir: Path) -> list[tuple[str, Path]]:
     """DET and t-SNE figures of one experiment; returns (caption, path) pairs."""
+    from cdsvae.data.datadir import read_utt2spk
     from cdsvae.eval.eer import compute_eer, det_curve
     from cdsvae.eval.scoring import load_embedding_matrix, read_scores
-    from cdsvae.eval.trials import read_trials, read_utt2spk
+    from cdsvae.eval.trials import read_trials
 
     figures = []
     score_dir = expdir / f"score_{test_set}"
@@ -680,8 +681,8 @@ def listening_demo(
     import kaldiio
     import torch
 
+    from cdsvae.data.datadir import read_utt2spk
     from cdsvae.eval.embeddings import cut_segments, speech_model_settings
-    from cdsvae.eval.trials import read_utt2spk
     from cdsvae.features import CMVNStats, load_fbank_config
     from cdsvae.train import load_model
 
