@@ -52,8 +52,8 @@ import torch
 from torch.utils.data import Dataset
 
 from cdsvae.data.datadir import read_scp
+from cdsvae.data.feats import CMVNStats, read_utt2num_frames
 from cdsvae.errors import UserError
-from cdsvae.features import CMVNStats, read_utt2num_frames
 
 log = logging.getLogger(__name__)
 
