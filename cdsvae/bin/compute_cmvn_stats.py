@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from cdsvae.bin import run_main
+from cdsvae.data.feats import CMVNStats
 from cdsvae.errors import UserError
-from cdsvae.features import CMVNStats, check_finite
+from cdsvae.fbank import check_finite
 
 logger = logging.getLogger("compute_cmvn_stats")
 

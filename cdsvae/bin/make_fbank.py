@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Sequence
 
 from cdsvae.bin import run_main, str2bool
+from cdsvae.data.jobs import audio_items, merge_jobs, run_job
 from cdsvae.errors import UserError
-from cdsvae.features import audio_items, load_fbank_config, merge_jobs, run_job
+from cdsvae.fbank import iter_fbank, load_fbank_config
 
+logger = logging.getLogger("make_fbank")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -51,16 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.merge:
         if args.nj < 1:
             raise UserError(f"--nj must be >= 1, got {args.nj}")
-        merge_jobs(Path(args.data_dir), featdir, args.nj)
+        merge_jobs(Path(args.data_dir), featdir, args.nj, log=logger)
         return 0
     cfg = load_fbank_config(args.config)
     items = audio_items(args.data_dir)
     job = args.job if args.job is not None else 1
     if job < 1:
         raise UserError(f"--job must be >= 1, got {job}")
-    run_job(items, cfg, featdir, job, args.skip_bad)
+    written, skipped = run_job(items, cfg, featdir, job, args.skip_bad, iter_fbank, log=logger)
+    logger.info("fbank job %d: wrote %d utterances, skipped %d bad", job, written, skipped)
     if args.job is None:
-        merge_jobs(Path(args.data_dir), featdir, 1)
+        merge_jobs(Path(args.data_dir), featdir, 1, log=logger)
     return 0
 
 

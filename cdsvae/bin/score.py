@@ -22,9 +22,10 @@ from typing import Sequence
 import numpy as np
 
 from cdsvae.bin import run_main
+from cdsvae.data.datadir import read_utt2spk
 from cdsvae.errors import UserError
 from cdsvae.eval.scoring import mean_embedding, score_trials, write_scores
-from cdsvae.eval.trials import all_pairs_trials, read_trials, read_utt2spk, write_trials
+from cdsvae.eval.trials import all_pairs_trials, read_trials, write_trials
 from cdsvae.io import atomic_write_text
 
 FACTORS = ("s", "z")

@@ -27,18 +27,18 @@ repeating it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import shutil
-import sys
 from pathlib import Path
 from typing import Sequence
 
+from cdsvae.audio import read_utterances
 from cdsvae.augment.world_vc import VCConfig, draw_conversion, load_vc_config, world_analyze, world_convert
 from cdsvae.bin import run_main, str2bool
+from cdsvae.data.feats import match_num_frames, read_utt2num_frames
+from cdsvae.data.jobs import audio_items, job_paths, merge_jobs, run_job
 from cdsvae.errors import UserError
-from cdsvae.features import (FeatureWriter, audio_items, compute_fbank, cut_segment, job_paths, load_fbank_config,
-                             match_num_frames, merge_jobs, read_audio, read_utt2num_frames, resample_if_needed)
+from cdsvae.fbank import compute_fbank, load_fbank_config
 from cdsvae.io import atomic_write_text
 
 logger = logging.getLogger("world_vc")
@@ -46,9 +46,6 @@ logger = logging.getLogger("world_vc")
 
 def convert_job(src: Path, outdir: Path, job: int, cfg: dict, vc: VCConfig, skip_bad: bool) -> tuple[int, int]:
     """Write copies 1..K of every utterance of ``src`` for one job; return (written, skipped)."""
-    import yaml
-    from tqdm import tqdm
-
     if not (src / "utt2num_frames").is_file():
         raise UserError(f"{src / 'utt2num_frames'}: missing (run make_fbank on this data first)")
     ref_frames = read_utt2num_frames(src / "utt2num_frames")
@@ -56,17 +53,15 @@ def convert_job(src: Path, outdir: Path, job: int, cfg: dict, vc: VCConfig, skip
     if not items:
         raise UserError(f"{src}: no utterance with features in utt2num_frames")
     k_copies = vc.num_copies
-    paths = [job_paths(outdir / f"copy{k}", job) for k in range(1, k_copies + 1)]
-    bad: list[str] = []
     params: list[list[str]] = [[] for _ in range(k_copies)]
-    with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(FeatureWriter(p["ark"], p["scp"], p["utt2num_frames"])) for p in paths]
-        for utt, spec, start, end in tqdm(items, desc=f"world_vc job {job}", unit="utt", mininterval=10,
-                                          file=sys.stderr):
-            what = f"{spec.strip()} (utterance {utt})"
+
+    def convert(items, cfg):
+        """(utt, [features of copies 1..K] or UserError); the parameters drawn go to ``params``."""
+        for utt, what, wave in read_utterances(items, int(cfg["sample_rate"]), bool(cfg.get("resample", False))):
+            if isinstance(wave, UserError):
+                yield utt, wave
+                continue
             try:
-                wave, rate = read_audio(spec, utt)
-                wave = resample_if_needed(cut_segment(wave, rate, start, end, what), rate, cfg, what)
                 analysis = world_analyze(wave, int(cfg["sample_rate"]), vc.frame_period, vc.f0_floor,
                                          vc.f0_ceil, vc.f0_method)
                 copies = []
@@ -76,21 +71,22 @@ def convert_job(src: Path, outdir: Path, job: int, cfg: dict, vc: VCConfig, skip
                     feats = match_num_frames(feats, ref_frames[utt], f"{what}, copy {k}")
                     copies.append((feats, f"{utt} {f0_scale:.6f} {warp:.6f}\n"))
             except UserError as e:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping bad utterance %s: %s", utt, e)
-                bad.append(f"{utt} {e}\n")
+                yield utt, e
                 continue
-            for k, (feats, line) in enumerate(copies):
-                writers[k].write(utt, feats)
+            for k, (_, line) in enumerate(copies):
                 params[k].append(line)
-    for k, p in enumerate(paths):
-        atomic_write_text(p["bad"], "".join(bad))
-        atomic_write_text(p["config"], yaml.safe_dump(cfg, sort_keys=True))
-        atomic_write_text(p["bad"].with_name(f"vc_params.{job}"), "".join(params[k]))
-    logger.info("world_vc job %d: %d utterances x %d copies, skipped %d bad", job, len(items) - len(bad),
-                k_copies, len(bad))
-    return len(items) - len(bad), len(bad)
+            yield utt, [feats for feats, _ in copies]
+
+    copy_dirs = [outdir / f"copy{k}" for k in range(1, k_copies + 1)]
+    written, skipped = run_job(items, cfg, copy_dirs, job, skip_bad, convert, desc="world_vc", log=logger)
+    for k, copy_dir in enumerate(copy_dirs):
+        atomic_write_text(_params_path(copy_dir, job), "".join(params[k]))
+    logger.info("world_vc job %d: %d utterances x %d copies, skipped %d bad", job, written, k_copies, skipped)
+    return written, skipped
+
+
+def _params_path(copy_dir: Path, job: int) -> Path:
+    return job_paths(copy_dir, job)["bad"].with_name(f"vc_params.{job}")
 
 
 def merge(src: Path, outdir: Path, nj: int, vc: VCConfig) -> None:
@@ -98,10 +94,8 @@ def merge(src: Path, outdir: Path, nj: int, vc: VCConfig) -> None:
 
     for k in range(1, vc.num_copies + 1):
         copy_dir = outdir / f"copy{k}"
-        merge_jobs(src, copy_dir, nj, desc="world_vc")
-        lines = []
-        for job in range(1, nj + 1):
-            lines.append(job_paths(copy_dir, job)["bad"].with_name(f"vc_params.{job}").read_text(encoding="utf-8"))
+        merge_jobs(src, copy_dir, nj, desc="world_vc", log=logger)
+        lines = [_params_path(copy_dir, job).read_text(encoding="utf-8") for job in range(1, nj + 1)]
         atomic_write_text(copy_dir / "vc_params", "".join(sorted("".join(lines).splitlines(keepends=True))))
     # Copies of an earlier run with more copies would still be read as motion views: remove them.
     for stale in sorted(outdir.glob("copy*")):

@@ -4,7 +4,7 @@ A data dir holds one table per file (``wav.scp``, ``utt2spk``, ``text``, ...), o
 per line: a key, whitespace, and the rest of the line as the value (a path, a pipe
 command, a speaker id, a full transcript).  Files are written sorted by key in
 ``LC_ALL=C`` byte order, atomically, so reading and writing a valid dir gives the same
-bytes back.
+bytes back.  Every reader of such a table in the package goes through ``iter_table_lines``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ from cdsvae.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
-UTT_TABLES = ("utt2spk", "text", "utt2dur", "segments", "utt2num_frames", "feats.scp")
-"""Tables keyed by utterance id."""
-
-SPK_TABLES = ("spk2gender",)
-"""Tables keyed by speaker id (``spk2utt`` is derived from ``utt2spk``)."""
-
-RECO_TABLES = ("reco2dur",)
-"""Tables keyed by recording id (``wav.scp`` too when ``segments`` is present)."""
+UTT_TABLES = ("utt2spk", "text", "utt2dur", "segments", "utt2num_frames", "feats.scp")  # keyed by utterance id
+SPK_TABLES = ("spk2gender",)  # keyed by speaker id (spk2utt is derived from utt2spk)
+RECO_TABLES = ("reco2dur",)  # keyed by recording id (wav.scp too when segments is present)
 
 TABLE_FILES = ("wav.scp", "spk2utt") + UTT_TABLES + SPK_TABLES + RECO_TABLES
 
@@ -43,30 +38,28 @@ def sorted_c(keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=c_sort_key)
 
 
-def iter_table_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, str | None]]:
-    """Yield ``(line_number, key, value)``; ``value`` is None for a line holding only a key.
+def iter_table_lines(path: str | os.PathLike, problems: list | None = None) -> Iterator[tuple[int, str, str | None]]:
+    """Yield ``(line_number, key, value)``: the one parser of table lines; ``value`` is None for a lone key.
 
-    Raises UserError naming the file and line for blank lines, lines starting with
-    whitespace and text that is not UTF-8.
+    A blank line, a line starting with whitespace or text that is not UTF-8 is a UserError naming
+    the file and line; with a ``problems`` list, ``(line_number, message)`` goes there instead.
     """
     path = Path(path)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+                problem = ("empty line" if not line.strip() else
+                           "line starts with whitespace" if line[0] in " \t" else None)
             except UnicodeDecodeError:
-                raise UserError(f"{path}:{lineno}: not valid UTF-8") from None
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                raise UserError(f"{path}:{lineno}: empty line")
-            if line[0] in " \t":
-                raise UserError(f"{path}:{lineno}: line starts with whitespace")
+                problem = "not valid UTF-8"
+            if problem is not None:
+                if problems is None:
+                    raise UserError(f"{path}:{lineno}: {problem}")
+                problems.append((lineno, problem))
+                continue
             parts = _WHITESPACE.split(line, maxsplit=1)
-            key = parts[0]
-            value = parts[1] if len(parts) > 1 else None
-            if value is not None and not value.strip():
-                value = None
-            yield lineno, key, value
+            yield lineno, parts[0], parts[1] if len(parts) > 1 and parts[1].strip() else None
 
 
 def read_scp(path: str | os.PathLike, allow_empty_value: bool = False) -> dict[str, str]:
@@ -88,6 +81,13 @@ def read_scp(path: str | os.PathLike, allow_empty_value: bool = False) -> dict[s
         table[key] = value
         first_line[key] = lineno
     return table
+
+
+def read_utt2spk(path: str | os.PathLike) -> dict[str, str]:
+    """The ``utt2spk`` table of a data dir (or an embeddings dir); a missing file is a UserError."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: utt2spk not found")
+    return read_scp(path)
 
 
 def write_scp(path: str | os.PathLike, table: Mapping[str, str]) -> None:
@@ -248,8 +248,7 @@ class DataDir:
 
     @property
     def speakers(self) -> list[str]:
-        spk2utt = self.spk2utt
-        return sorted_c(spk2utt) if spk2utt is not None else []
+        return sorted_c(self.spk2utt or ())
 
     def subset(self, utterances: Iterable[str]) -> "DataDir":
         """The dir restricted to ``utterances``, with speaker and recording tables to match.
@@ -264,8 +263,7 @@ class DataDir:
         speakers = set(tables["utt2spk"].values()) if "utt2spk" in tables else None
         for name in SPK_TABLES:
             if name in self.tables:
-                table = self.tables[name]
-                tables[name] = {k: v for k, v in table.items() if speakers is None or k in speakers}
+                tables[name] = {k: v for k, v in self.tables[name].items() if speakers is None or k in speakers}
         if "segments" in tables:
             recordings = {value.split()[0] for value in tables["segments"].values()}
             for name in ("wav.scp",) + RECO_TABLES:

@@ -51,8 +51,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cdsvae.data.datadir import read_scp
+from cdsvae.data.feats import CMVNStats, read_utt2num_frames
 from cdsvae.errors import UserError
-from cdsvae.features import CMVNStats, read_utt2num_frames
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,7 @@ _ALIASES = {"dev": "valid", "valid": "dev"}
 def _read_table(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise UserError(f"{path}: missing")
-    out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split(None, 1)
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise UserError(f"{path}:{lineno}: expected 'key value', got {line.strip()!r}")
-            if parts[0] in out:
-                raise UserError(f"{path}:{lineno}: duplicate key '{parts[0]}'")
-            out[parts[0]] = parts[1].strip()
-    return out
+    return {key: value.strip() for key, value in read_scp(path).items()}
 
 
 class FeatureSet:

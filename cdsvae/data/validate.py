@@ -13,12 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdsvae.data.datadir import TABLE_FILES, UTT_TABLES, c_sort_key
+from cdsvae.data.datadir import TABLE_FILES, UTT_TABLES, c_sort_key, iter_table_lines
 from cdsvae.errors import UserError
 
 REQUIRED_FILES = ("wav.scp", "utt2spk", "spk2utt")
 MAX_REPORTED_PER_CHECK = 20
-_WHITESPACE = re.compile(r"[ \t]+")
 _ARK_OFFSET = re.compile(r"^(.+):\d+$")
 
 
@@ -103,41 +102,34 @@ def _read_table(path: Path, report: _Report) -> _Table:
     entries: dict[str, tuple[int, str]] = {}
     previous: str | None = None
     unsorted_reported = False
-    n_lines = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            n_lines += 1
-            try:
-                line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
-            except UnicodeDecodeError:
-                report.add(path, lineno, "malformed", "not valid UTF-8")
-                continue
-            if not line.strip():
-                report.add(path, lineno, "malformed", "empty line")
-                continue
-            if line[0] in " \t":
-                report.add(path, lineno, "malformed", "line starts with whitespace")
-                continue
-            parts = _WHITESPACE.split(line, maxsplit=1)
-            key = parts[0]
-            value = parts[1] if len(parts) > 1 else ""
-            if not value.strip() and name != "text":
-                report.add(path, lineno, "malformed", f"'{key}' has no value")
-                continue
-            why = _check_value(name, value)
-            if why is not None:
-                report.add(path, lineno, "malformed", why)
-            if key in entries:
-                report.add(path, lineno, "duplicate", f"duplicate key '{key}' (first at line {entries[key][0]})")
-                continue
-            if previous is not None and c_sort_key(key) < c_sort_key(previous) and not unsorted_reported:
-                report.add(path, lineno, "unsorted",
-                           f"not sorted under LC_ALL=C: '{key}' comes after '{previous}' (sort with LC_ALL=C sort)")
-                unsorted_reported = True
-            previous = key
-            if why is None:
-                entries[key] = (lineno, value)
-    if n_lines == 0:
+    problems: list[tuple[int, str]] = []
+
+    def report_problems() -> None:  # the lines iter_table_lines skipped, in line order
+        for lineno, message in problems:
+            report.add(path, lineno, "malformed", message)
+        problems.clear()
+
+    for lineno, key, value in iter_table_lines(path, problems):
+        report_problems()
+        value = value or ""
+        if not value.strip() and name != "text":
+            report.add(path, lineno, "malformed", f"'{key}' has no value")
+            continue
+        why = _check_value(name, value)
+        if why is not None:
+            report.add(path, lineno, "malformed", why)
+        if key in entries:
+            report.add(path, lineno, "duplicate", f"duplicate key '{key}' (first at line {entries[key][0]})")
+            continue
+        if previous is not None and c_sort_key(key) < c_sort_key(previous) and not unsorted_reported:
+            report.add(path, lineno, "unsorted",
+                       f"not sorted under LC_ALL=C: '{key}' comes after '{previous}' (sort with LC_ALL=C sort)")
+            unsorted_reported = True
+        previous = key
+        if why is None:
+            entries[key] = (lineno, value)
+    report_problems()
+    if path.stat().st_size == 0:
         report.add(path, None, "empty", "empty file")
     return _Table(path, entries)
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cdsvae.data.feats import FeatureWriter
 from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -147,21 +147,16 @@ def extract_embeddings(
 
 
 def write_vectors(outdir: str | os.PathLike, name: str, vectors: Mapping[str, np.ndarray]) -> Path:
-    """Write ``<outdir>/<name>.ark`` and ``<name>.scp`` with kaldiio; each file appears complete or not at all.
+    """Write ``<outdir>/<name>.ark`` and ``<name>.scp`` (Kaldi float vectors, in the given order).
 
-    The ark is renamed into place before the scp that points into it.
+    Written by the feature-file writer: each file appears complete or not at all, the ark
+    before the scp that points into it.
     """
     outdir = Path(outdir)
-    ark = outdir / f"{name}.ark"
     scp = outdir / f"{name}.scp"
-    lines = []
-    with atomic_open(ark, "wb") as f:
+    with FeatureWriter(outdir / f"{name}.ark", scp, vectors=True) as writer:
         for key, vec in vectors.items():
-            position = f.tell() + len(key.encode("utf-8")) + 1
-            kaldiio.save_ark(f, {key: np.asarray(vec, dtype=np.float32)})
-            lines.append(f"{key} {ark}:{position}\n")
-    with atomic_open(scp, "w", encoding="utf-8") as f:
-        f.writelines(lines)
+            writer.write(key, vec)
     return scp
 
 

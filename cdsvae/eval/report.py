@@ -33,10 +33,11 @@ def experiment_figures(result: ExperimentResult, test_set: str, outdir: Path) ->
 
     The EERs in the DET legend are those of ``results.json`` (the table's), not recomputed.
     """
+    from cdsvae.data.datadir import read_utt2spk
     from cdsvae.eval.eer import det_curve
     from cdsvae.eval.plots import plot_det, plot_tsne
     from cdsvae.eval.scoring import load_embedding_matrix, read_scores
-    from cdsvae.eval.trials import read_trials, read_utt2spk
+    from cdsvae.eval.trials import read_trials
 
     expdir = result.expdir
     figures = []

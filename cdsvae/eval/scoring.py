@@ -9,7 +9,7 @@ import kaldiio
 import numpy as np
 
 from cdsvae.errors import UserError
-from cdsvae.eval.trials import SpeakerVerificationTrials
+from cdsvae.eval.trials import SpeakerVerificationTrials, iter_pair_lines
 from cdsvae.io import atomic_open
 
 _WRITE_CHUNK = 100_000
@@ -114,18 +114,7 @@ def write_scores(path: str | os.PathLike, trials: SpeakerVerificationTrials, sco
 def read_scores(path: str | os.PathLike, trials: SpeakerVerificationTrials) -> np.ndarray:
     """Scores from an ``enroll test score`` file, aligned to ``trials``; missing pairs are an error."""
     path = Path(path)
-    table: dict[tuple[str, str], float] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                if len(fields) != 3:
-                    raise ValueError
-                table[(fields[0], fields[1])] = float(fields[2])
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: expected 'enroll test score', got {line.strip()!r}") from None
+    table = {(e, t): score for e, t, score in iter_pair_lines(path, "enroll test score", float)}
     out = np.empty(len(trials), dtype=np.float64)
     for k, (e, t, _) in enumerate(trials.pairs()):
         try:

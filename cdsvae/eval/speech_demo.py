@@ -1,8 +1,8 @@
 """The speech listening demo: what a trained model sounds like, as wav files.
 
 Utterances A and B of two speakers are encoded; their reconstructions and A's z decoded with
-B's s are turned back into audio (:func:`logmel_to_waveform`: inverse mel filterbank and
-Griffin-Lim) next to A and B as fed to the model. ``make_speech_demo`` writes them under
+B's s are turned back into audio (:func:`cdsvae.fbank.logmel_to_waveform`: inverse mel
+filterbank and Griffin-Lim) next to A and B as fed to the model. ``make_speech_demo`` writes them under
 ``exp/<tag>/demo/`` with the index of :mod:`cdsvae.eval.demo`.
 """
 
@@ -17,47 +17,8 @@ import numpy as np
 
 from cdsvae.errors import UserError
 from cdsvae.eval.demo import Demo, demo_dir, write_demo
+from cdsvae.fbank import load_fbank_config, logmel_to_waveform
 from cdsvae.io import atomic_write_bytes
-
-
-def logmel_to_waveform(logmel: np.ndarray, fbank_cfg: Mapping[str, Any] | None = None, n_iter: int = 32) -> np.ndarray:
-    """Audio from log-mel filterbanks made by :mod:`cdsvae.features` (for listening, not for scoring).
-
-    Undoes the feature pipeline step by step: exp of the log, a least-squares inverse of Kaldi's
-    mel banks (torchaudio's InverseMelScale with its banks swapped for the ones the features
-    used), Griffin-Lim phase recovery with the same window and hop, de-emphasis, and a peak
-    normalisation (the level is not recoverable once the log floor and DC removal are applied).
-    """
-    import torch
-    import torchaudio
-    from scipy.signal import lfilter
-    from torchaudio.compliance import kaldi
-
-    from cdsvae.features import load_fbank_config, shift_samples, window_samples
-
-    cfg = load_fbank_config(dict(fbank_cfg or {}))
-    logmel = np.asarray(logmel, dtype=np.float64)
-    if logmel.ndim != 2 or logmel.shape[1] != int(cfg["n_mels"]):
-        raise UserError(f"expected log-mel frames (T, {cfg['n_mels']}), got shape {logmel.shape}")
-    sr, win, hop = int(cfg["sample_rate"]), window_samples(cfg), shift_samples(cfg)
-    n_fft = win if cfg["n_fft"] is not None and int(cfg["n_fft"]) == win else 1 << (win - 1).bit_length()
-    high = 0.0 if cfg["fmax"] is None else float(cfg["fmax"])
-    banks, _ = kaldi.get_mel_banks(int(cfg["n_mels"]), n_fft, float(sr), float(cfg["fmin"]), high, 100.0, -500.0, 1.0)
-    banks = torch.nn.functional.pad(banks, (0, 1))  # Kaldi leaves out the Nyquist bin
-    inverse_mel = torchaudio.transforms.InverseMelScale(
-        n_stft=n_fft // 2 + 1, n_mels=int(cfg["n_mels"]), sample_rate=sr, driver="gelsd"
-    )
-    inverse_mel.fb = banks.T.contiguous().float()
-    mel_power = torch.from_numpy(np.exp(np.minimum(logmel, 50.0)).T.copy()).float()
-    griffin_lim = torchaudio.transforms.GriffinLim(n_fft=n_fft, win_length=win, hop_length=hop, power=2.0, n_iter=n_iter)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        wave = griffin_lim(inverse_mel(mel_power[None]))[0].numpy().astype(np.float64)
-    if cfg["preemphasis"]:
-        wave = lfilter([1.0], [1.0, -float(cfg["preemphasis"])], wave)
-    wave = wave - wave.mean()
-    peak = np.abs(wave).max()
-    return (0.9 * wave / peak if peak > 0 else wave).astype(np.float32)
 
 
 def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
@@ -98,9 +59,9 @@ def listening_demo(
     import kaldiio
     import torch
 
+    from cdsvae.data.datadir import read_utt2spk
+    from cdsvae.data.feats import CMVNStats
     from cdsvae.eval.embeddings import cut_segments, speech_model_settings
-    from cdsvae.eval.trials import read_utt2spk
-    from cdsvae.features import CMVNStats, load_fbank_config
     from cdsvae.train import load_model
 
     expdir, outdir = Path(expdir), Path(outdir)

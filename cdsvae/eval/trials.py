@@ -2,6 +2,7 @@
 
 Trials are held as integer index pairs into one sorted utterance list, so a test set with
 thousands of utterances (millions of pairs) costs a few arrays, not millions of strings.
+``iter_pair_lines`` is the one parser of ``a b value`` lines, which scores files share.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from cdsvae.io import atomic_open
 
 _LABELS = {"target": True, "nontarget": False}
 _WRITE_CHUNK = 100_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,6 @@ class SpeakerVerificationTrials:
             (self.utts[i], self.utts[j], bool(t))
             for i, j, t in zip(self.enroll_idx.tolist(), self.test_idx.tolist(), self.target.tolist())
         ]
-
-
-def read_utt2spk(path: str | os.PathLike) -> dict[str, str]:
-    """The ``utt2spk`` table of a Kaldi data dir (or an embeddings dir)."""
-    from cdsvae.data.datadir import read_scp
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: utt2spk not found")
-    return read_scp(path)
 
 
 def all_pairs_trials(utt2spk: Mapping[str, str]) -> SpeakerVerificationTrials:
@@ -87,6 +79,32 @@ def write_trials(path: str | os.PathLike, trials: SpeakerVerificationTrials) -> 
             f.write("\n")
 
 
+def iter_pair_lines(path: str | os.PathLike, form: str, parse: Callable[[str], T]) -> Iterator[tuple[str, str, T]]:
+    """``(a, b, parse(value))`` of every ``a b value`` line (trials, scores); blank lines are skipped.
+
+    A line of another shape, or a value ``parse`` refuses with ValueError, is an error naming
+    the file and line and the expected ``form``.
+    """
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 3:
+                    raise ValueError
+                value = parse(fields[2])
+            except ValueError:
+                raise UserError(f"{path}:{lineno}: expected '{form}', got {line.strip()!r}") from None
+            yield fields[0], fields[1], value
+
+
+def _label(text: str) -> bool:
+    if text not in _LABELS:
+        raise ValueError(text)
+    return _LABELS[text]
+
+
 def read_trials(path: str | os.PathLike) -> SpeakerVerificationTrials:
     """Read a Kaldi trials file; a malformed line is an error naming the file and line."""
     path = Path(path)
@@ -94,18 +112,10 @@ def read_trials(path: str | os.PathLike) -> SpeakerVerificationTrials:
     enroll: list[int] = []
     test: list[int] = []
     target: list[bool] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3 or fields[2] not in _LABELS:
-                raise UserError(
-                    f"{path}:{lineno}: expected 'enroll test target|nontarget', got {line.strip()!r}"
-                )
-            enroll.append(index.setdefault(fields[0], len(index)))
-            test.append(index.setdefault(fields[1], len(index)))
-            target.append(_LABELS[fields[2]])
+    for a, b, is_target in iter_pair_lines(path, "enroll test target|nontarget", _label):
+        enroll.append(index.setdefault(a, len(index)))
+        test.append(index.setdefault(b, len(index)))
+        target.append(is_target)
     if not target:
         raise UserError(f"{path}: no trials")
     return SpeakerVerificationTrials(

@@ -97,7 +97,7 @@ SPEECH_TINY = ["--model.frame", "mlp", "--model.feat_dim", "5", "--model.s_dim",
 def _speech_feats(path, offset=0.0, seed=0):
     import numpy as np
 
-    from cdsvae.features import FeatureWriter
+    from cdsvae.data.feats import FeatureWriter
 
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
@@ -114,7 +114,7 @@ def speech_recipe(tmp_path, monkeypatch):
     """A recipe dir (the cwd) with dump/{train,dev,vc/copy1} feature dirs and dump/cmvn.npz."""
     import numpy as np
 
-    from cdsvae.features import CMVNStats
+    from cdsvae.data.feats import CMVNStats
 
     _speech_feats(tmp_path / "dump" / "train")
     _speech_feats(tmp_path / "dump" / "dev", seed=1)

@@ -13,9 +13,11 @@ import pytest
 from cdsvae.data.datadir import (
     DataDir,
     _contiguous_split,
+    iter_table_lines,
     merge_data_dirs,
     read_scp,
     read_spk2utt,
+    read_utt2spk,
     split_data_dir,
     spk2utt_to_utt2spk,
     utt2spk_to_spk2utt,
@@ -79,6 +81,21 @@ def test_read_scp_errors_name_file_and_line(tmp_path):
     p.write_bytes(b"a s\nb \xff\n")
     with pytest.raises(UserError, match=r"utt2spk:2: not valid UTF-8"):
         read_scp(p)
+
+
+def test_line_problems_can_be_collected_instead_of_raised(tmp_path):
+    p = tmp_path / "utt2spk"
+    p.write_bytes(b"a s\n\n b s\nc\nd \xff\ne  t u \n")
+    problems = []
+    assert list(iter_table_lines(p, problems)) == [(1, "a", "s"), (4, "c", None), (6, "e", "t u ")]
+    assert problems == [(2, "empty line"), (3, "line starts with whitespace"), (5, "not valid UTF-8")]
+
+
+def test_read_utt2spk(tmp_path):
+    (tmp_path / "utt2spk").write_text("a_1 a\n")
+    assert read_utt2spk(tmp_path / "utt2spk") == {"a_1": "a"}
+    with pytest.raises(UserError, match="nope/utt2spk: utt2spk not found"):
+        read_utt2spk(tmp_path / "nope" / "utt2spk")
 
 
 def test_empty_transcript_allowed_only_when_asked(tmp_path):

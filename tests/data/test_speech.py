@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from cdsvae.data.feats import CMVNStats, FeatureWriter
 from cdsvae.data.speech import SPEECH_DATA_DEFAULTS, FeatureSet, build_speech_dataset, feature_normaliser
 from cdsvae.errors import UserError
-from cdsvae.features import CMVNStats, FeatureWriter
 
 DIM = 3
 LENGTHS = {"spkA-u1": 25, "spkA-u2": 47, "spkB-u1": 20, "spkC-u1": 61}

@@ -15,7 +15,7 @@ import yaml
 
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.features import fbank_from_audio, load_fbank_config, num_frames
+from cdsvae.fbank import fbank_from_audio, load_fbank_config, num_frames
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "vctk" / "cdsvae1"
 DATA_SH = RECIPE / "local" / "data.sh"

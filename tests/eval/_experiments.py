@@ -76,7 +76,8 @@ def trained_speech_exp(root):
     (two speakers, two utterances each, 58 frames of 16 mel bins, fbank.yaml and CMVN)."""
     from cdsvae.bin.score import main as score_main
     from cdsvae.eval.embeddings import extract_feature_dir
-    from cdsvae.features import CMVNStats, FeatureWriter, compute_fbank, load_fbank_config
+    from cdsvae.data.feats import CMVNStats, FeatureWriter
+    from cdsvae.fbank import compute_fbank, load_fbank_config
     from cdsvae.models import build_model
     from cdsvae.train import checkpoint as ckpt
     from cdsvae.train.config import dump_config

@@ -111,7 +111,7 @@ def test_write_vectors_is_readable_by_kaldiio(tmp_path):
 
 
 def test_extract_feature_dir_applies_training_cmvn(tmp_path):
-    from cdsvae.features import CMVNStats
+    from cdsvae.data.feats import CMVNStats
 
     model = tiny_model(3)
     feats = make_feats_dir(tmp_path / "dump" / "test", [12, 25, 8, 3, 16])

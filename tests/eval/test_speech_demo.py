@@ -1,35 +1,12 @@
-"""The speech listening demo: the inverse filterbank, and the wav files with their index."""
+"""The speech listening demo: the wav files with their index (the inverse filterbank: tests/test_fbank.py)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from _experiments import DEMO_WAVS, harmonic_wave, trained_speech_exp
-from cdsvae.eval.speech_demo import logmel_to_waveform, make_speech_demo, pick_demo_pair
-
-
-def frame_shape_correlation(a, b):
-    """Mean over frames of the correlation of the spectral shapes (level removed)."""
-    n = min(len(a), len(b))
-    a = a[:n] - a[:n].mean(axis=1, keepdims=True)
-    b = b[:n] - b[:n].mean(axis=1, keepdims=True)
-    return float(np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))))
-
-
-def test_logmel_inversion_gives_back_the_features():
-    from cdsvae.features import compute_fbank, load_fbank_config
-
-    cfg = load_fbank_config({"n_mels": 40})
-    feats = compute_fbank(harmonic_wave(130.0), cfg)
-    wave = logmel_to_waveform(feats, cfg, n_iter=16)
-    assert wave.dtype == np.float32 and np.isfinite(wave).all() and 0.5 < np.abs(wave).max() <= 0.9 + 1e-6
-    again = compute_fbank(wave, cfg)
-    assert abs(len(again) - len(feats)) <= 3
-    noise = compute_fbank(np.random.default_rng(0).normal(size=16000).astype(np.float32) * 0.1, cfg)
-    # measured: about 0.98 for the inversion, below 0 for white noise
-    assert frame_shape_correlation(feats, again) > 0.9
-    assert frame_shape_correlation(feats, noise) < 0.3
+from _experiments import DEMO_WAVS, trained_speech_exp
+from cdsvae.eval.speech_demo import make_speech_demo, pick_demo_pair
 
 
 def test_listening_demo_writes_wavs_indexed_in_demo_json(tmp_path):

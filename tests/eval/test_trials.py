@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cdsvae.errors import UserError
-from cdsvae.eval.trials import all_pairs_trials, read_trials, write_trials
+from cdsvae.eval.trials import all_pairs_trials, iter_pair_lines, read_trials, write_trials
 
 UTT2SPK = {"spkB_u1": "spkB", "spkA_u2": "spkA", "spkA_u1": "spkA", "spkC_u1": "spkC", "spkB_u2": "spkB"}
 
@@ -64,4 +64,16 @@ def test_bad_trials_line_names_file_and_line(tmp_path):
     path = tmp_path / "trials"
     path.write_text("a b target\na c maybe\n")
     with pytest.raises(UserError, match=r"trials:2: expected"):
+        read_trials(path)
+
+
+def test_pair_lines_are_parsed_once_for_trials_and_scores(tmp_path):
+    path = tmp_path / "scores"
+    path.write_text("a b 0.5\n\nc d -1e-3\n")
+    assert list(iter_pair_lines(path, "enroll test score", float)) == [("a", "b", 0.5), ("c", "d", -0.001)]
+    path.write_text("a b 0.5\nc d\n")
+    with pytest.raises(UserError, match=r"scores:2: expected 'enroll test score', got 'c d'"):
+        list(iter_pair_lines(path, "enroll test score", float))
+    path.write_text("a b target\nc d x\n")
+    with pytest.raises(UserError, match=r"scores:2: expected 'enroll test target\|nontarget', got 'c d x'"):
         read_trials(path)

@@ -22,7 +22,7 @@ dev list and the 24-speaker core-test list. SA sentences (read by every speaker)
 unless ``--include_sa true``, because their shared text lets a system identify speakers from
 content.
 
-Each data dir gets wav.scp (plain paths, read by ``cdsvae.features.read_audio`` downstream;
+Each data dir gets wav.scp (plain paths, read by ``cdsvae.audio.read_audio`` downstream;
 files in the shorten-compressed SPHERE variant become ``sph2pipe -f wav PATH |`` pipes), text,
 utt2spk, spk2utt, utt2dur (sample count / sample rate of the file's header) and ``phones``:
 one line ``<utt> <start_s> <end_s> <phone>`` per .PHN segment, in seconds, for analysis.
@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from cdsvae.audio import audio_file_info, read_sphere_header, sniff_audio_format
 from cdsvae.bin import str2bool
 from cdsvae.data import datadir
 from cdsvae.errors import UserError
-from cdsvae.features import audio_file_info, sniff_audio_format
 from cdsvae.io import atomic_write_text
 
 ROOT_EXPECTED = "expected TRAIN/ and TEST/ (or train/ test/) with DR1..DR8 speaker folders"
@@ -119,62 +119,6 @@ def check_root(root: str) -> tuple[Path, dict[str, Path]]:
     if not found:
         raise UserError(f"TIMIT={root}: {ROOT_EXPECTED}")
     return found[0]
-
-
-def read_sphere_header(path: Path) -> dict[str, int | float | str]:
-    """Parse the ASCII header of a NIST SPHERE file (``NIST_1A``, header size, ``key -type value`` lines)."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(1024)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror}") from None
-    if size == 0:
-        raise UserError(f"{path}: empty file")
-    lines = head.split(b"\n")
-    if not head.startswith(b"NIST_1A") or len(lines) < 3:
-        raise UserError(f"{path}: not a NIST SPHERE file (no NIST_1A header)")
-    try:
-        header_size = int(lines[1])
-    except ValueError:
-        raise UserError(f"{path}: bad SPHERE header size {lines[1][:20]!r}") from None
-    if header_size > len(head):
-        with open(path, "rb") as f:
-            head = f.read(header_size)
-        lines = head.split(b"\n")
-    fields: dict[str, int | float | str] = {"header_size": header_size}
-    for raw in lines[2:]:
-        line = raw.decode("ascii", errors="replace").strip()
-        if line == "end_head":
-            break
-        parts = line.split(None, 2)
-        if len(parts) < 3 or not parts[1].startswith("-"):
-            continue
-        key, kind, value = parts
-        try:
-            if kind == "-i":
-                fields[key] = int(value)
-            elif kind == "-r":
-                fields[key] = float(value)
-            else:
-                fields[key] = value
-        except ValueError:
-            raise UserError(f"{path}: bad SPHERE header field {line!r}") from None
-    else:
-        raise UserError(f"{path}: SPHERE header has no end_head (truncated header?)")
-    for key in ("sample_rate", "sample_count"):
-        if key not in fields:
-            raise UserError(f"{path}: SPHERE header lacks {key}")
-    coding = str(fields.get("sample_coding", "pcm"))
-    if coding.split(",")[0] != "pcm":
-        raise UserError(f"{path}: SPHERE sample_coding {coding!r} is not supported (expected pcm)")
-    if "shorten" in coding:
-        return fields
-    frame_bytes = int(fields.get("sample_n_bytes", 2)) * int(fields.get("channel_count", 1))
-    expected = header_size + int(fields["sample_count"]) * frame_bytes
-    if size < expected:
-        raise UserError(f"{path}: truncated: {size} bytes, header announces {expected}")
-    return fields
 
 
 def read_text(path: Path) -> str:
