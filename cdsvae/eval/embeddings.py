@@ -250,7 +250,7 @@ def extract_feature_dir(
 
     from cdsvae.data.datadir import write_scp
     from cdsvae.io import atomic_write_text
-    from cdsvae.train import load_model_with_info
+    from cdsvae.train.task import load_model_with_info
 
     expdir, feats_dir, outdir = Path(expdir), Path(feats_dir), Path(outdir)
     feats, utt2spk = read_feature_table(feats_dir)

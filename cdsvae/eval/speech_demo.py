@@ -62,7 +62,7 @@ def listening_demo(
     from cdsvae.data.datadir import read_utt2spk
     from cdsvae.data.feats import CMVNStats
     from cdsvae.eval.embeddings import cut_segments, speech_model_settings
-    from cdsvae.train import load_model
+    from cdsvae.train.task import load_model
 
     expdir, outdir = Path(expdir), Path(outdir)
     emb_dir = expdir / f"emb_{test_set}"

@@ -54,7 +54,7 @@ def make_video_demo(
 ) -> Demo:
     """Swap grids of ``num`` sequences of ``data_dir`` and ``num_samples`` samples, indexed by demo.json."""
     from cdsvae.eval.judge import sample_with
-    from cdsvae.train import load_model
+    from cdsvae.train.task import load_model
 
     exp = Path(expdir)
     outdir = Path(outdir) if outdir is not None else demo_dir(exp)

@@ -1,5 +1,6 @@
-"""Training: a generic resumable, distributed trainer and the C-DSVAE task built on it."""
+"""Training: a generic resumable, distributed trainer (``trainer`` and the modules it uses) and the
+C-DSVAE task built on it (``task``: config schema, datasets, loss, ``load_model``).
 
-from cdsvae.train.task import load_model, load_model_with_info
-
-__all__ = ["load_model", "load_model_with_info"]
+The package imports nothing itself, so importing one of its modules never loads the others:
+``from cdsvae.train.task import load_model``.
+"""

@@ -101,7 +101,7 @@ def test_full_report_of_a_finished_experiment_never_loads_a_model(tmp_path, monk
     def refuse(*args, **kwargs):
         raise AssertionError("the report loaded a model")
 
-    for module in (cdsvae.train, cdsvae.train.task):
+    for module in (cdsvae.train.task,):
         monkeypatch.setattr(module, "load_model", refuse)
         monkeypatch.setattr(module, "load_model_with_info", refuse)
     write_recipe_report([exp], tmp_path / "RESULTS.md")

@@ -8,7 +8,7 @@ import yaml
 
 from cdsvae.errors import UserError
 from cdsvae.train import checkpoint as ckpt
-from cdsvae.train import load_model
+from cdsvae.train.task import load_model
 from cdsvae.train.task import check_config, check_frames, load_train_config, make_loss_fn, train
 
 TINY = {"frame": "mlp", "feat_dim": 12, "s_dim": 8, "z_dim": 4, "hidden_dim": 16, "g_dim": 8, "frame_hidden": 16}

@@ -1,0 +1,84 @@
+"""The shape of the cdsvae package, checked on its source: imports run one way (no circle,
+function-level imports and the package __init__ files included), no module is over 400 lines,
+and every module opens with a docstring saying what it owns."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "cdsvae"
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = path
+    return mods
+
+
+def import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the cdsvae modules its imports execute (a submodule import also runs its packages)."""
+    graph: dict[str, set[str]] = {name: set() for name in mods}
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for target in targets:
+                parts = target.split(".")
+                for k in range(1, len(parts) + 1):
+                    dep = ".".join(parts[:k])
+                    # a module's own packages are already running when it is imported
+                    if dep in mods and dep != name and not name.startswith(dep + "."):
+                        graph[name].add(dep)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a list of modules (first repeated last), or None."""
+    state: dict[str, int] = {}
+
+    def visit(node, stack):
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep, stack + [dep])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node, [node])
+            if found:
+                return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_import_circle_in_the_package():
+    cycle = find_cycle(import_graph(_modules()))
+    assert cycle is None, " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_module_size_and_docstring(name):
+    path = _modules()[name]
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"{path} has {len(text.splitlines())} lines"
+    if text.strip():
+        assert ast.get_docstring(ast.parse(text)), f"{path} does not open with a docstring"
