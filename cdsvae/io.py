@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""File I/O shared by every part of the package: atomic writes (a reader sees the old file or the
+complete new one, never a partial one) and reading a YAML mapping with one-line errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
+
+import yaml
+
+from cdsvae.errors import UserError
 
 
 @contextlib.contextmanager
@@ -46,3 +51,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error becomes a one-line error with the line number."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data

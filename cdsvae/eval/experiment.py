@@ -10,29 +10,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from cdsvae.errors import UserError
+from cdsvae.io import read_yaml
 
 CONTRASTIVE_KEYS = ("con_s", "con_z", "mi_sz")
 CONFIG_FILE = "config.yaml"
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping; a syntax error becomes a one-line error with the line number."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}:{where}: invalid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
-    return data
 
 
 def load_config(expdir: str | os.PathLike) -> dict:
@@ -40,7 +22,7 @@ def load_config(expdir: str | os.PathLike) -> dict:
     path = Path(expdir) / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"{path}: resolved config not found (is {expdir} an experiment dir?)")
-    return _read_yaml(path)
+    return read_yaml(path)
 
 
 def system_label(cfg: Mapping[str, Any]) -> str:

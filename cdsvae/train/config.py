@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import atomic_write_text, read_yaml
 
 _MISSING = object()
 
@@ -204,24 +204,6 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]) -
         current = out.get(section)
         out[section] = {**(current if isinstance(current, Mapping) else {}), **values}
     return out
-
-
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping; a syntax error becomes a one-line error with the line number."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}:{where}: invalid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
-    return data
 
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] | Mapping,
