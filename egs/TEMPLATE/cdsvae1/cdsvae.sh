@@ -406,8 +406,6 @@ train_experiments() {  # train_experiments <data options...>
     [ "${#failed[@]}" -eq 0 ] || die "training failed: ${failed[*]}"
 }
 
-# Stops when an experiment's recorded training inputs changed since it was trained, or when the
-# given feature dirs were made with other options than its training features.
 # The end of stage 5: each experiment's demo -> ${expdir}/<tag>/demo/ (speech: the listening
 # demo; video: swap grids and samples), from the data the arguments name.  Stage 7 links it.
 demo_step() {  # demo_step <cdsvae.bin.make_demo arguments>...
@@ -420,6 +418,8 @@ demo_step() {  # demo_step <cdsvae.bin.make_demo arguments>...
     done
 }
 
+# Stops when an experiment's recorded training inputs changed since it was trained, or when the
+# given feature dirs were made with other options than its training features.
 check_experiments() {  # check_experiments [feature dir...]
     require_tool cdsvae.bin.check_experiment
     local dirs=() feats=() msg
