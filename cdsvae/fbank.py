@@ -19,10 +19,10 @@ import os
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-import yaml
 
 from cdsvae.audio import audio_label, read_audio, read_utterances
 from cdsvae.errors import UserError
+from cdsvae.io import read_yaml
 
 # torch, torchaudio and scipy are imported inside the functions that compute: reading or
 # checking a configuration does not load them.
@@ -52,18 +52,19 @@ def load_fbank_config(cfg: Mapping | str | os.PathLike | None = None) -> dict:
         cfg = {}
     elif isinstance(cfg, (str, os.PathLike)):
         source = str(cfg)
-        try:
-            with open(cfg, encoding="utf-8") as f:
-                cfg = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{source}: not valid YAML: {e}") from None
-        if not isinstance(cfg, Mapping):
-            raise UserError(f"{source}: expected a mapping of fbank options")
+        cfg = read_yaml(cfg, "fbank options")
     unknown = sorted(set(cfg) - set(FBANK_DEFAULTS))
     if unknown:
         raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FBANK_DEFAULTS)}")
     out = dict(FBANK_DEFAULTS)
     out.update(cfg)
+    for key, value in out.items():
+        default = FBANK_DEFAULTS[key]
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool) or key in ("n_fft", "fmax")
+        if numeric and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{source}: {key} must be a number, got {value!r}")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise UserError(f"{source}: {key} must be true or false, got {value!r}")
     if int(out["sample_rate"]) <= 0 or int(out["n_mels"]) <= 0:
         raise UserError(f"{source}: sample_rate and n_mels must be positive")
     win, shift = window_samples(out), shift_samples(out)

@@ -53,8 +53,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping; a syntax error becomes a one-line error with the line number."""
+def read_yaml(path: str | os.PathLike, what: str = "sections") -> dict[str, Any]:
+    """Read a YAML mapping (an empty file is an empty one); a syntax error, or a document that is
+    not a mapping (of ``what``), becomes a one-line error naming the file (and the line)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     try:
@@ -67,5 +68,5 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        raise UserError(f"{path}: expected a mapping of {what}, got {type(data).__name__}")
     return data

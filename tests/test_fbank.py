@@ -1,6 +1,7 @@
 """Log-mel filterbanks: a plain numpy twin of Kaldi's fbank, options, frame counts, and the inverse."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -101,6 +102,15 @@ def test_config_validation(tmp_path):
     path.write_text("n_mels: [\n")
     with pytest.raises(UserError, match=str(path)):
         load_fbank_config(path)
+    # a value of the wrong type is one line naming the file and key, not a traceback
+    for text, message in (("n_mels: eighty\n", "n_mels must be a number, got 'eighty'"),
+                          ("frame_shift_ms: [10]\n", "frame_shift_ms must be a number"),
+                          ("resample: 3\n", "resample must be true or false, got 3"),
+                          ("- 40\n", "expected a mapping of fbank options, got list")):
+        path.write_text(text)
+        with pytest.raises(UserError, match=f"^{path}: {re.escape(message)}") as e:
+            load_fbank_config(path)
+        assert "\n" not in str(e.value)
 
 
 def test_fft_size_rule():

@@ -11,7 +11,8 @@
 log_up() {
     local n=$1
     shift
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[n + 1]##*/}:${BASH_LINENO[n]}:${FUNCNAME[n + 1]}) $*" >&2
+    local file=${BASH_SOURCE[n + 1]-${0}}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${file##*/}:${BASH_LINENO[n]-0}:${FUNCNAME[n + 1]-main}) $*" >&2
 }
 
 log() {

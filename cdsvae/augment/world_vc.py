@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from cdsvae.errors import UserError
+from cdsvae.io import read_yaml
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,8 @@ def load_vc_config(cfg: Mapping | str | os.PathLike | None = None) -> VCConfig:
     if cfg is None:
         cfg = {}
     elif isinstance(cfg, (str, os.PathLike)):
-        import yaml
-
         source = str(cfg)
-        try:
-            with open(cfg, encoding="utf-8") as f:
-                cfg = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{source}: not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(cfg, Mapping):
-            raise UserError(f"{source}: expected a mapping of voice-conversion options")
+        cfg = read_yaml(cfg, "voice-conversion options")
     names = [f.name for f in fields(VCConfig)]
     unknown = [k for k in cfg if k not in names]
     if unknown:

@@ -3,9 +3,10 @@
     python -m cdsvae.bin.make_report --expdirs exp/cdsvae exp/dsvae --out RESULTS.md
 
 Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/``, ``<exp>/score_<set>/`` and the listening demo
-index ``<exp>/demo/demo.json``; writes ``<exp>/RESULTS.md`` with DET curves and t-SNE plots under
-``<exp>/report/``, links to the demo's wav files (made beforehand by
-``python -m cdsvae.bin.make_demo``), and the comparison table at --out. No model is loaded.
+index ``<exp>/demo/demo.json``; writes each experiment's report, named after --out (``<exp>/RESULTS.md``,
+``<exp>/RESULTS_<set>.md``, ...), with DET curves and t-SNE plots under ``<exp>/report/<set>/`` and
+links to the demo's wav files (made beforehand by ``python -m cdsvae.bin.make_demo``), and the
+comparison table at --out. No model is loaded.
 """
 
 from __future__ import annotations

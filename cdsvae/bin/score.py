@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +25,7 @@ from cdsvae.data.datadir import read_utt2spk
 from cdsvae.errors import UserError
 from cdsvae.eval.scoring import mean_embedding, score_trials, write_scores
 from cdsvae.eval.trials import all_pairs_trials, read_trials, write_trials
-from cdsvae.io import atomic_write_text
+from cdsvae.io import atomic_write_bytes, atomic_write_text
 
 FACTORS = ("s", "z")
 
@@ -84,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials_path = args.outdir / "trials"
         if trials_path.resolve() != args.trials.resolve():
             args.outdir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(args.trials, trials_path)
+            atomic_write_bytes(trials_path, args.trials.read_bytes())
     else:
         utt2spk = read_utt2spk(args.utt2spk)
         embedded = _embedded_utterances(args.emb_dir)

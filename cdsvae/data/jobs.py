@@ -141,5 +141,7 @@ def merge_jobs(data_dir: Path, featdir: Path, nj: int, stem: str = "raw_fbank", 
         write_scp(featdir / "bad_utts", bad)
         log.warning("%s: skipped %d of %d utterances (bad audio), listed in %s",
                     featdir, len(bad), len(utts), featdir / "bad_utts")
+    else:  # a list from an earlier run would be counted as skipped now
+        (featdir / "bad_utts").unlink(missing_ok=True)
     log.info("%s: %d utterances, %d frames", featdir / "feats.scp", len(kept), sum(frames[u] for u in kept))
     return len(kept), len(bad)

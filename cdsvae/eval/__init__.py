@@ -1,6 +1,7 @@
 """Evaluation: scoring the trained models, their demos, and the reports made from the results.
 
 eer, trials, scoring, embeddings  speaker verification of s and z (speech)
+per, swap                          unit error rates (content judges) and swap speaker scores (speech)
 judge                              the judge classifier and its metrics (video)
 demo, speech_demo, video_demo      the demo step: wav files and pictures in exp/<tag>/demo/
 experiment, results, tables        reading finished experiments into rows and tables

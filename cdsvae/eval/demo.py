@@ -111,14 +111,15 @@ def demo_lines(expdir: str | os.PathLike, relative_to: str | os.PathLike, how: s
         return [no_demo_note(expdir, how), ""]
     out = [demo.note, ""] if demo.note else []
     if demo.kind == "video":
-        out += [f"![{caption}]({_relative(path, relative_to)})" for caption, path in demo.files]
+        out += [f"![{caption}]({relative_link(path, relative_to)})" for caption, path in demo.files]
     else:
-        out += [f"- [{path.name}]({_relative(path, relative_to)}): {caption}" for caption, path in demo.files]
+        out += [f"- [{path.name}]({relative_link(path, relative_to)}): {caption}" for caption, path in demo.files]
     if demo.files:
         out.append("")
     return out
 
 
-def _relative(path: Path, start: str | os.PathLike) -> str:
+def relative_link(path: Path, start: str | os.PathLike) -> str:
+    """``path`` relative to ``start``, with forward slashes: a markdown link from a report."""
     return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
 

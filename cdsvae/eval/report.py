@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cdsvae.errors import UserError
-from cdsvae.eval.demo import demo_lines
+from cdsvae.eval.demo import demo_lines, relative_link
 from cdsvae.eval.environment import environment_header
 from cdsvae.eval.results import SCORINGS, ExperimentResult, load_experiment
 from cdsvae.eval.tables import (checkpoint_table, difference_table, group_results, results_table, seed_table,
@@ -22,10 +22,6 @@ from cdsvae.eval.tables import (checkpoint_table, difference_table, group_result
 from cdsvae.io import atomic_write_text
 
 REPORT_SUBDIR = "report"
-
-
-def _relative(path: Path, start: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def experiment_figures(result: ExperimentResult, test_set: str, outdir: Path) -> list[tuple[str, Path]]:
@@ -89,7 +85,7 @@ def experiment_markdown(
     out += ["## Checkpoint", "", checkpoint_table([result])]
     if figures:
         out += ["## Figures", ""]
-        out += [f"![{caption}]({_relative(path, result.expdir)})" for caption, path in figures]
+        out += [f"![{caption}]({relative_link(path, result.expdir)})" for caption, path in figures]
         out.append("")
     if demo:
         out += ["## Listening demo", "", *demo]
@@ -150,7 +146,7 @@ def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: st
               checkpoint_table(results)]
     lines += ["Per experiment (figures, listening demo):", ""]
     for r in sorted(results, key=lambda r: r.tag):
-        lines.append(f"- [{r.tag}]({_relative(r.expdir / out.name, out.parent)}) ({r.system})")
+        lines.append(f"- [{r.tag}]({relative_link(r.expdir / out.name, out.parent)}) ({r.system})")
     lines.append("")
     return "\n".join(lines)
 

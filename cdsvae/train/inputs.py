@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import atomic_open, atomic_write_text
 from cdsvae.train.config import to_plain
 
 INPUTS_FILE = "inputs.json"
@@ -179,13 +179,17 @@ def _flat(value: Any, prefix: str) -> dict[str, Any]:
     return {prefix: value}
 
 
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any],
+                   sections: Sequence[str] = CONFIG_SECTIONS) -> list[str]:
+    """``"section.key: old -> new"`` for every key of ``sections`` that differs between two configs."""
+    a = _flat({sec: old.get(sec) or {} for sec in sections}, "")
+    b = _flat({sec: new.get(sec) or {} for sec in sections}, "")
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
 def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two fingerprints, one short phrase each (config keys first)."""
-    out = []
-    a, b = _flat(old.get("config") or {}, ""), _flat(new.get("config") or {}, "")
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            out.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    out = config_changes(old.get("config") or {}, new.get("config") or {})
     fa, fb = old.get("files") or {}, new.get("files") or {}
     for path in sorted(set(fa) | set(fb)):
         if fa.get(path) == fb.get(path):
@@ -271,9 +275,8 @@ def copy_cmvn(exp_dir: str | os.PathLike, data_cfg: Mapping[str, Any]) -> Path |
         raise UserError(f"{source}: no such CMVN statistics file (data.cmvn)")
     if file_digest(dest) == file_digest(source):
         return dest
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    with open(source, "rb") as src, atomic_open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
     return dest
 
 

@@ -215,27 +215,17 @@ def recon_consistency(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch
     return errors[0], errors[1]
 
 
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any], sections) -> list[str]:
-    out = []
-    for sec in sections:
-        a, b = old.get(sec) or {}, new.get(sec) or {}
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                out.append(f"{sec}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
-    return out
-
-
 def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
     """A directory with checkpoints of another model/objective/data is not silently continued."""
     prev_file = outdir / CONFIG_FILE
     if not prev_file.is_file() or not ckpt.list_step_checkpoints(outdir / "checkpoints"):
         return
     prev = read_yaml(prev_file)
-    changed = _diff(prev, cfg, ("model", "loss", "optim", "augment", "data"))
+    changed = inputs.config_changes(prev, cfg)
     if changed:
         raise UserError(f"{outdir} holds a run with another config ({'; '.join(changed)}); "
                         f"{inputs.restart_hint(outdir)}")
-    changed = _diff(prev, cfg, ("train",))
+    changed = inputs.config_changes(prev, cfg, ("train",))
     if changed:
         log.warning("resuming with changed train options: %s", "; ".join(changed))
 

@@ -118,6 +118,10 @@ def test_bad_audio_fails_or_is_skipped_and_counted(tmp_path, caplog):
     assert "spk1-utt0" in bad and "truncated" in bad and "spk0-utt1" in bad
     assert (tmp_path / "f" / "utt2spk").read_text() == "spk0-utt0 spk0\nspk1-utt1 spk1\n"
     assert (tmp_path / "f" / "spk2utt").read_text() == "spk0 spk0-utt0\nspk1 spk1-utt1\n"
+    # the audio mended, a rerun skips nothing and leaves no list of skipped utterances behind
+    data2, _ = make_data_dir(tmp_path / "good")
+    assert main(["--skip_bad", "true", str(data2), str(tmp_path / "f")]) == 0
+    assert not (tmp_path / "f" / "bad_utts").exists()
 
 
 def test_sample_rate_mismatch_names_the_file(tmp_path):

@@ -180,6 +180,7 @@ def test_help_lists_the_seven_stages_and_options():
     (["--num_nodes", "2"], "--num_nodes 2 needs --ngpu >= 1"),
     (["--seeds", "1 two"], "--seeds expects non-negative integers, got 'two'"),
     (["--norm_max_utts", "0"], "--norm_max_utts must be at least 1"),
+    (["--ngpu", "1", "--num_nodes", "2", "--retrain", "true"], "--retrain true with --num_nodes 2: move the"),
 ])
 def test_bad_stage_options_fail_clearly(args, message):
     r = run(TEMPLATE, *args, *SETS)

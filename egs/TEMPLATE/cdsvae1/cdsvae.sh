@@ -3,8 +3,8 @@
 # options and calls this script (symlinked into the recipe) from the recipe directory,
 # passing "$@" on, so `./run.sh --stage 4 --ngpu 4` works everywhere.  See README.md here.
 #
-# This file holds the options, their checks, the helpers both modalities use and the stage
-# loop; the stages themselves are stage_1 ... stage_7 of stages/speech.sh or stages/video.sh
+# This file holds the options, their checks, the shared helpers (a few, such as the stage
+# fingerprints and job splits, are used by speech only) and the stage loop; the stages themselves are stage_1 ... stage_7 of stages/speech.sh or stages/video.sh
 # (--modality), next to the real location of this script.
 set -euo pipefail
 
@@ -121,6 +121,9 @@ fi
 [ "${nj}" -ge 1 ] || usage_error "--nj must be at least 1"
 [ "${train_jobs}" -ge 1 ] || usage_error "--train_jobs must be at least 1"
 [ "${num_nodes}" -ge 1 ] || usage_error "--num_nodes must be at least 1"
+# Every node runs this script on the shared experiment dirs: only one may move them aside.
+[ "${retrain}" = false ] || [ "${num_nodes}" -eq 1 ] \
+    || usage_error "--retrain true with --num_nodes ${num_nodes}: move the experiments aside once (e.g. mv exp/<tag> exp/<tag>.old1), then start every node without --retrain"
 [ "${num_nodes}" -eq 1 ] || [ "${ngpu}" -ge 1 ] || usage_error "--num_nodes ${num_nodes} needs --ngpu >= 1 (GPUs per node)"
 case "${modality}" in speech | video) ;; *) usage_error "--modality must be speech or video, got '${modality}'" ;; esac
 [ -n "${train_set}" ] || usage_error "--train_set is required"
@@ -263,7 +266,7 @@ split_for_jobs() {
     local data=$1 num_spk n
     num_spk=$(wc -l <"${data}/spk2utt")
     n=$((nj < num_spk ? nj : num_spk))
-    utils/split_data.sh "${data}" "${n}" >&2
+    utils/split_data.sh "${data}" "${n}" >&2 || return 1  # errexit is off inside $(...)
     echo "${n}"
 }
 
@@ -364,6 +367,7 @@ train_experiments() {  # train_experiments <data options...>
         parallel=${train_jobs}
     fi
     training_tags=()
+    declare -A launch_logs=()
     last_progress=${SECONDS}
     while read -r config tag seed; do
         seed_args=$(seed_option "${seed}")
@@ -389,6 +393,7 @@ train_experiments() {  # train_experiments <data options...>
             echo "${rc}" >"${expdir}/${tag}/log/launch.rc"
         ) &
         training_tags+=("${tag}")
+        launch_logs[${tag}]=${logfile}
     done < <(experiments)
     while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
         wait_for_trainings
@@ -400,7 +405,7 @@ train_experiments() {  # train_experiments <data options...>
         if [ "${rc}" = 0 ]; then
             log "Trained ${tag}: $(cat "${expdir}/${tag}/progress" 2>/dev/null || echo "done (no progress recorded)")"
         else
-            failed+=("${tag} (exit ${rc}, log: ${expdir}/${tag}/log/launch.log)")
+            failed+=("${tag} (exit ${rc}, log: ${launch_logs[${tag}]})")
         fi
     done
     [ "${#failed[@]}" -eq 0 ] || die "training failed: ${failed[*]}"

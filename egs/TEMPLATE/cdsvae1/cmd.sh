@@ -3,7 +3,7 @@
 #     $cmd [--gpu N] [JOB=1:N] LOGFILE command args...
 # train_cmd: general jobs (data preparation, statistics)
 # cpu_cmd:   CPU-heavy job arrays of --nj jobs (features, voice conversion) and scoring
-# gpu_cmd:   training and extraction; cdsvae.sh adds --gpu <ngpu>
+# gpu_cmd:   training (cdsvae.sh adds --gpu <ngpu>), extraction and the video judge (--gpu 0 or 1)
 cmd_backend=${cmd_backend:-local}
 
 case "${cmd_backend}" in
