@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from _signals import harmonic_wave
 from cdsvae.errors import UserError
 from cdsvae.fbank import FBANK_DEFAULTS, compute_fbank, fft_size, load_fbank_config, logmel_to_waveform, num_frames
 
@@ -138,15 +139,6 @@ def test_iter_fbank_gives_features_or_the_error(tmp_path, noise):
     for utt, spec, start, end in (items[0], items[1], items[3]):
         np.testing.assert_array_equal(got[utt], fbank_from_audio(spec, cfg, utt, start, end))
     assert isinstance(got["c"], UserError) and "too short" in str(got["c"]) and "(utterance c)" in str(got["c"])
-
-
-def harmonic_wave(f0, seconds=1.0, sr=16000, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(sr * seconds)) / sr
-    f = f0 * (1 + 0.1 * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 6)))
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    amp = 0.1 * (1 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)))
-    return (amp * sum(np.sin(k * phase) / k for k in range(1, 15))).astype(np.float32)
 
 
 def frame_shape_correlation(a, b):

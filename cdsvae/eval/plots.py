@@ -50,15 +50,16 @@ def plot_det(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out_png: str |
     ax.legend(loc="upper right")
     if title:
         ax.set_title(title)
-    out_png = Path(out_png)
-    _save_figure(fig, out_png)
-    plt.close(fig)
-    return out_png
+    return _write_figure(fig, out_png, dpi=120, bbox_inches="tight")
 
 
-def _save_figure(fig, out_png: Path) -> None:
-    with atomic_open(out_png, "wb") as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+def _write_figure(fig, path: str | os.PathLike, **savefig) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (atomically), close it, and return the path."""
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", **savefig)
+    _pyplot().close(fig)
+    return path
 
 
 def embed_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -102,10 +103,7 @@ def plot_tsne(
         axes[0][-1].legend(fontsize=6, loc="best", markerscale=0.8)
     if title:
         fig.suptitle(title)
-    out_png = Path(out_png)
-    _save_figure(fig, out_png)
-    plt.close(fig)
-    return out_png
+    return _write_figure(fig, out_png, dpi=120, bbox_inches="tight")
 
 
 def _cell(seq, frame: int | None) -> np.ndarray:
@@ -164,8 +162,4 @@ def save_png(path: str | os.PathLike, image: np.ndarray, title: str | None = Non
     ax.set_axis_off()
     if title:
         fig.text(0.5, 1 - 0.5 * extra * dpi / (h + extra * dpi), title, ha="center", va="center", fontsize=9)
-    path = Path(path)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=dpi)
-    plt.close(fig)
-    return path
+    return _write_figure(fig, path, dpi=dpi)

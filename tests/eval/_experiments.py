@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import yaml
 
+from _signals import harmonic_wave
 from cdsvae.eval.embeddings import write_vectors
 
 DSVAE_W = {"con_s": 0.0, "con_z": 0, "mi_sz": 0.0, "kl_s": 1.0}
@@ -60,15 +61,6 @@ def make_exp(root, tag, weights, results=None, n_spk=4, n_utt=3, seed=0):
         (exp / "score_test").mkdir()
         (exp / "score_test" / "results.json").write_text(json.dumps(results))
     return exp
-
-
-def harmonic_wave(f0, seconds=1.0, sr=16000, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(sr * seconds)) / sr
-    f = f0 * (1 + 0.1 * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 6)))
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    amp = 0.1 * (1 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)))
-    return (amp * sum(np.sin(k * phase) / k for k in range(1, 15))).astype(np.float32)
 
 
 def trained_speech_exp(root):
