@@ -15,6 +15,8 @@ from typing import Sequence
 
 from cdsvae.errors import UserError
 from cdsvae.eval.demo import demo_lines, relative_link
+from cdsvae.eval.disentangle_tables import (EXPLAIN, disentanglement_table, seed_disentanglement_table,
+                                            swap_detail_table)
 from cdsvae.eval.environment import environment_header
 from cdsvae.eval.results import SCORINGS, ExperimentResult, load_experiment
 from cdsvae.eval.tables import (checkpoint_table, difference_table, group_results, results_table, seed_table,
@@ -66,6 +68,21 @@ def _scoring_sections(results: Sequence[ExperimentResult], table) -> list[str]:
     return out
 
 
+def disentanglement_section(results: Sequence[ExperimentResult], test_set: str, seeds: bool = False) -> list[str]:
+    """The disentanglement tables (stage 6) with the judges of ``<expdir>/../judge``; none without metrics."""
+    judge_dir = results[0].expdir.parent / "judge" if results else None
+    table = disentanglement_table(results, test_set, judge_dir)
+    if not table:
+        return []
+    out = [f"## Disentanglement ({test_set} set)", "", EXPLAIN, ""]
+    if seeds:
+        by_seed = seed_disentanglement_table(results, test_set)
+        if by_seed:
+            out += ["### Mean ± std over seeds", "", by_seed, "### Every experiment", ""]
+    out += [table, "### Swap protocol in detail", "", swap_detail_table(results, test_set)]
+    return out
+
+
 def experiment_markdown(
     result: ExperimentResult,
     figures: Sequence[tuple[str, Path]],
@@ -82,6 +99,7 @@ def experiment_markdown(
     out.append("")
     out += skipped_note([result], test_set)
     out += _scoring_sections([result], results_table)
+    out += disentanglement_section([result], test_set)
     out += ["## Checkpoint", "", checkpoint_table([result])]
     if figures:
         out += ["## Figures", ""]
@@ -136,7 +154,8 @@ def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: st
             lines += diff_sections
         lines += ["### Every experiment", ""]
     lines += _scoring_sections(results, results_table)
-    lines += ["### Checkpoints", "",
+    lines += disentanglement_section(results, test_set, seeds=any(len(rows) > 1 for rows in groups.values()))
+    lines += ["## Checkpoints", "",
               "Every system is evaluated with the checkpoint of lowest validation negative ELBO (recon + KL terms) "
               "on the dev set. The eval/train ratios are that checkpoint's eval-mode over train-mode reconstruction "
               "error on a fixed batch: near 1 on the training batch means the batch-norm running statistics "

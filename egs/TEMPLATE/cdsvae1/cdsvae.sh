@@ -40,6 +40,10 @@ train_configs="conf/train.yaml conf/train_dsvae.yaml"  # one experiment per conf
 train_args=            # extra arguments for every training run, e.g. "--train.epochs 1"
 judge_args=            # video: extra arguments for cdsvae.bin.train_judge, e.g. "--epochs 20"
 judge_eval_args=       # video: extra arguments for cdsvae.bin.judge_eval, e.g. "--n_draws 10"
+judges=true            # speech: train the speaker and content judges (stage 5) and measure disentanglement (stage 6)
+judge_conf=conf/judges.yaml  # speech: judge, probe and swap sizes and the judges' gate thresholds
+speaker_judge=         # speech: a pretrained speechbrain speaker model dir to judge with instead of training one
+unit_map=              # speech: folding map of the content units for scoring, e.g. local/phones.61-39.map
 feats_conf=conf/fbank.yaml
 vc_conf=conf/vc.yaml
 local_data_opts=       # arguments for local/data.sh
@@ -62,11 +66,14 @@ Stages (the numbers are the same in every recipe):
   4  training: ${dumpdir}/ -> ${expdir}/<tag>/ for each of --train_configs (conf/train.yaml -> cdsvae, conf/train_X.yaml -> X)
      and each of --seeds (<tag>_seed<N>); the data paths come from --dumpdir, --train_set and --dev_set,
      and an experiment trained on other inputs is refused (see --retrain)
-  5  extraction: speech: s and z embeddings of the test sets and of (up to --norm_max_utts utterances of)
-     <train_set> -> ${expdir}/<tag>/emb_<set>/; video: judge classifier -> ${expdir}/judge/; then each
-     experiment's demo -> ${expdir}/<tag>/demo/ (speech: wav files; video: swap grids and samples)
+  5  extraction: speech: the speaker and content judges -> ${expdir}/judge/{speaker,content}/ (shared by
+     every experiment; stops when a judge misses its gate in --judge_conf), s and z embeddings of the test
+     sets and of (up to --norm_max_utts utterances of) <train_set> -> ${expdir}/<tag>/emb_<set>/;
+     video: judge classifier -> ${expdir}/judge/; then each experiment's demo -> ${expdir}/<tag>/demo/
+     (speech: wav files with judged swaps; video: swap grids and samples)
   6  scoring: speech: trials, cosine scores (raw and after subtracting the mean of <train_set>),
-     EER/minDCF -> ${expdir}/<tag>/score_<set>/; video: judge metrics
+     EER/minDCF -> ${expdir}/<tag>/score_<set>/, and disentanglement (CTC probes of z and s, swaps
+     judged for speaker and content) -> ${expdir}/<tag>/disentangle_<set>/; video: judge metrics
   7  report: ${expdir}/<tag>/RESULTS.md, plots, and ${expdir}/RESULTS.md comparing the experiments
      (read from the results of stages 5-6; no model is loaded)
 
@@ -87,6 +94,13 @@ Options:
   --train_args "ARGS"   extra arguments for the trainer (default: "${train_args}")
   --judge_args "ARGS"   video: extra arguments for the judge training (default: "${judge_args}")
   --judge_eval_args "A" video: extra arguments for the judge metrics (default: "${judge_eval_args}")
+  --judges BOOL         speech: train the judges (stage 5) and measure disentanglement (stage 6) (default: ${judges})
+  --judge_conf FILE     speech: judge, probe and swap settings and gate thresholds (default: ${judge_conf})
+  --speaker_judge DIR   speech: judge speakers with this pretrained speechbrain model (a directory with
+                        hyperparams.yaml, loaded by EncoderClassifier.from_hparams) instead of training
+                        an ECAPA-TDNN in the recipe (default: "${speaker_judge}")
+  --unit_map FILE       speech: fold the content units with this map before scoring, e.g. TIMIT's
+                        61 phones to 39 (default: "${unit_map}")
   --feats_conf FILE     feature config (default: ${feats_conf})
   --vc_conf FILE        voice-conversion config (default: ${vc_conf})
   --local_data_opts "A" arguments for local/data.sh (default: "${local_data_opts}")
@@ -126,6 +140,7 @@ fi
     || usage_error "--retrain true with --num_nodes ${num_nodes}: move the experiments aside once (e.g. mv exp/<tag> exp/<tag>.old1), then start every node without --retrain"
 [ "${num_nodes}" -eq 1 ] || [ "${ngpu}" -ge 1 ] || usage_error "--num_nodes ${num_nodes} needs --ngpu >= 1 (GPUs per node)"
 case "${modality}" in speech | video) ;; *) usage_error "--modality must be speech or video, got '${modality}'" ;; esac
+case "${judges}" in true | false) ;; *) usage_error "--judges expects true or false, got '${judges}'" ;; esac
 [ -n "${train_set}" ] || usage_error "--train_set is required"
 [ -n "${test_sets}" ] || usage_error "--test_sets is required"
 for seed in ${seeds}; do

@@ -74,7 +74,39 @@ stage_4() {
         --data.motion_feats "${train}_vc" --data.skip_bad "${skip_bad}" "${valid}"
 }
 
+# The speaker and content judges of the recipe, trained on --train_set (or the pretrained speaker
+# judge of --speaker_judge) and evaluated on the first test set; both train at the same time.
+# A judge that misses its gate in --judge_conf stops the stage.
+speech_judges() {
+    if [ "${judges}" = false ]; then
+        log "Judges: skipped (--judges false)"
+        return
+    fi
+    require_tool cdsvae.bin.train_speech_judge
+    [ -f "${judge_conf}" ] || die "judge config ${judge_conf} not found (or run with --judges false)"
+    [ -z "${unit_map}" ] || [ -f "${unit_map}" ] || die "unit map ${unit_map} not found (--unit_map)"
+    local train=${dumpdir}/${train_set} test=${dumpdir}/${first_test_set} which out pids=() failed=()
+    for which in speaker content; do
+        out=${expdir}/judge/${which}
+        log "Judge of ${which}: ${train} -> ${out}/ (log: ${out}/train.log)"
+        # shellcheck disable=SC2086
+        ${gpu_cmd} --gpu "${job_gpus}" "${out}/train.log" \
+            python -m cdsvae.bin.train_speech_judge --judge "${which}" --config "${judge_conf}" \
+            --train_feats "${train}" --train_data "data/${train_set}" --test_feats "${test}" \
+            --test_data "data/${first_test_set}" --outdir "${out}" --device "${device}" \
+            ${unit_map:+--unit_map "${unit_map}"} ${speaker_judge:+--external "${speaker_judge}"} &
+        pids+=("$!")
+    done
+    for which in 0 1; do
+        wait "${pids[${which}]}" || failed+=("${expdir}/judge/$([ "${which}" = 0 ] && echo speaker || echo content)/train.log")
+    done
+    [ ${#failed[@]} -eq 0 ] || die "judge training failed; see ${failed[*]}"
+    python -m cdsvae.bin.train_speech_judge --check --config "${judge_conf}" --judge_dir "${expdir}/judge" \
+        --test_data "data/${first_test_set}" || die "a judge missed its gate (above); the judges are kept in ${expdir}/judge"
+}
+
 stage_5() {
+    speech_judges
     log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
     require_tool cdsvae.bin.extract_embeddings
     local tag dset subset out n_skipped
@@ -116,6 +148,38 @@ stage_6() {
                 "(skipped in stages 2-5) out of the trials: listed in ${out}/results.json"
         done
     done
+    disentangle_experiments
+}
+
+# Probes and judged swaps of every experiment on the first test set, --train_jobs at a time on
+# the CPU (one at a time on GPUs), with the judges of stage 5.
+disentangle_experiments() {
+    if [ "${judges}" = false ]; then
+        log "Disentanglement metrics: skipped (--judges false)"
+        return
+    fi
+    require_tool cdsvae.bin.disentangle
+    local tag out pids=() tags=() k failed=() jobs=$((ngpu > 0 ? 1 : train_jobs))
+    for which in speaker content; do
+        [ -f "${expdir}/judge/${which}/judge.json" ] || die "${expdir}/judge/${which}/judge.json not found: run stage 5 first"
+    done
+    for tag in $(experiment_tags); do
+        out=${expdir}/${tag}/disentangle_${first_test_set}
+        log "Disentanglement of ${tag} on ${first_test_set}: CTC probes of z and s, judged swaps (log: ${out}/disentangle.log)"
+        # shellcheck disable=SC2086
+        ${gpu_cmd} --gpu "${job_gpus}" "${out}/disentangle.log" \
+            python -m cdsvae.bin.disentangle --expdir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
+            --config "${judge_conf}" --train_feats "${dumpdir}/${train_set}" --train_data "data/${train_set}" \
+            --test_feats "${dumpdir}/${first_test_set}" --test_data "data/${first_test_set}" --outdir "${out}" \
+            --device "${device}" ${unit_map:+--unit_map "${unit_map}"} &
+        pids+=("$!")
+        tags+=("${tag}")
+        while [ "$(jobs -rp | wc -l)" -ge "${jobs}" ]; do sleep 1; done
+    done
+    for k in "${!pids[@]}"; do
+        wait "${pids[${k}]}" || failed+=("${expdir}/${tags[${k}]}/disentangle_${first_test_set}/disentangle.log")
+    done
+    [ ${#failed[@]} -eq 0 ] || die "disentanglement metrics failed; see ${failed[*]}"
 }
 
 stage_7() {

@@ -1,0 +1,145 @@
+"""Markdown tables of the speech disentanglement metrics (stage 6, :mod:`cdsvae.bin.disentangle`)
+next to the EERs, with the judges of the recipe as reference rows.
+
+Read from ``<exp>/disentangle_<set>/results.json`` and ``<judge dir>/{speaker,content}/judge.json``;
+swap figures are mean ± std over the protocol's draws, and with several seeds the summary
+table gives mean ± std over seeds of each experiment's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cdsvae.errors import UserError
+from cdsvae.eval.results import ExperimentResult
+from cdsvae.eval.tables import group_results, mean_std
+
+HEADER = ("| system | experiment | EER s (%) | EER z (%) | unit error z (%) | unit error s (%) "
+          "| swap speaker score | swap content error (%) |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+DETAIL_HEADER = ("| experiment | swap (s_A, z_B): closer to A | swap: content error vs B (%) "
+                 "| random s (s ~ p(s), z_B): closer to B | random s: content error vs B (%) "
+                 "| random z (s_A, z ~ p(z)): closer to A | random z: content error vs B (%) "
+                 "| reconstruction of B: content error (%) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+EXPLAIN = (
+    "Unit error z / s: a CTC probe trained on the training set to read the unit transcript from z_1:T, or "
+    "from s repeated at every frame, scored on the test set (low for z, high for s is disentangled). Swap: "
+    "for pairs (A, B) of test utterances of different speakers, log-mel decoded from (s_A, z_B); speaker "
+    "score = fraction the speaker judge places closer to A's speaker than to B's (1 is best), content "
+    "error = the content judge's unit error rate against B's transcript (low is best). Swap figures are "
+    "mean ± std over draws of pairs. Judge rows are the supervised references: what a model trained with "
+    "the labels reaches on the real test audio.")
+
+
+def load_disentanglement(expdir: str | os.PathLike, test_set: str) -> dict[str, Any] | None:
+    """``<exp>/disentangle_<set>/results.json``, or None when the metrics were not run."""
+    path = Path(expdir) / f"disentangle_{test_set}" / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+
+
+def _pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
+    if not values:
+        return "n/a"
+    m, sd = mean_std([scale * v for v in values])
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def row_figures(d: Mapping[str, Any]) -> dict[str, float]:
+    """The summary figures of one experiment: probe errors and the swap means over draws."""
+    s = d["swap"]["summary"]
+    return {"probe_z": float(d["probes"]["z"]["rate"]), "probe_s": float(d["probes"]["s"]["rate"]),
+            "swap_speaker": float(np.mean(s["swap"]["speaker"])),
+            "swap_content": float(np.mean(s["swap"]["content_error"]))}
+
+
+def _judges(judge_dir: Path | None, test_set: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    if judge_dir is None:
+        return out
+    for kind in ("speaker", "content"):
+        path = judge_dir / kind / "judge.json"
+        if path.is_file():
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if test_set in record.get("eval", {}):
+                out[kind] = {"description": record.get("description", ""), **record["eval"][test_set]}
+    return out
+
+
+def judge_rows(judge_dir: Path | None, test_set: str) -> str:
+    j = _judges(judge_dir, test_set)
+    lines = ""
+    if "speaker" in j:
+        lines += (f"| speaker judge (supervised reference: {j['speaker']['description']}) | judge/speaker "
+                  f"| {100 * j['speaker']['eer']:.2f} | | | | | |\n")
+    if "content" in j:
+        lines += (f"| content judge (supervised reference: {j['content']['description']}) | judge/content "
+                  f"| | | {100 * j['content']['error_rate']:.2f} (on the audio) | | | |\n")
+    return lines
+
+
+def disentanglement_table(results: Sequence[ExperimentResult], test_set: str,
+                          judge_dir: str | os.PathLike | None = None) -> str:
+    """One row per experiment that has disentanglement metrics, then the judges; "" when none has."""
+    rows = []
+    for r in group_results(results).values():
+        for res in r:
+            d = load_disentanglement(res.expdir, test_set)
+            if d is None:
+                continue
+            f = row_figures(d)
+            sw = d["swap"]["summary"]["swap"]
+            rows.append(f"| {res.system} | {res.tag} | {100 * res.eer_s:.2f} | {100 * res.eer_z:.2f} "
+                        f"| {100 * f['probe_z']:.2f} | {100 * f['probe_s']:.2f} | {_pm(sw['speaker'], 1.0, 3)} "
+                        f"| {_pm(sw['content_error'])} |\n")
+    if not rows:
+        return ""
+    return HEADER + "".join(rows) + judge_rows(Path(judge_dir) if judge_dir else None, test_set)
+
+
+def seed_disentanglement_table(results: Sequence[ExperimentResult], test_set: str) -> str:
+    """Mean ± std over the seeds of each experiment group (groups with every seed measured)."""
+    lines = []
+    for group, rows in group_results(results).items():
+        ds = [load_disentanglement(r.expdir, test_set) for r in rows]
+        if len(rows) < 2 or any(d is None for d in ds):
+            continue
+        figs = [row_figures(d) for d in ds]
+        lines.append(f"| {rows[0].system} | {group} ({len(rows)} seeds) | {_pm([r.eer_s for r in rows])} "
+                     f"| {_pm([r.eer_z for r in rows])} | {_pm([f['probe_z'] for f in figs])} "
+                     f"| {_pm([f['probe_s'] for f in figs])} | {_pm([f['swap_speaker'] for f in figs], 1.0, 3)} "
+                     f"| {_pm([f['swap_content'] for f in figs])} |\n")
+    return HEADER + "".join(lines) if lines else ""
+
+
+def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str:
+    """Every variant and reference of the swap protocol, mean ± std over draws."""
+    lines = []
+    for rows in group_results(results).values():
+        for r in rows:
+            d = load_disentanglement(r.expdir, test_set)
+            if d is None:
+                continue
+            s = d["swap"]["summary"]
+            lines.append(
+                f"| {r.tag} | {_pm(s['swap']['speaker'], 1.0, 3)} | {_pm(s['swap']['content_error'])} "
+                f"| {_pm(s['random_s']['speaker'], 1.0, 3)} | {_pm(s['random_s']['content_error'])} "
+                f"| {_pm(s['random_z']['speaker'], 1.0, 3)} | {_pm(s['random_z']['content_error'])} "
+                f"| {_pm(s['reconstruction_b']['content_error'])} |\n")
+            refs = (s["input_a"].get("speaker", []), s["input_b"].get("content_error", []))
+    if not lines:
+        return ""
+    note = (f"References on the real inputs of the same pairs: the speaker judge places A's own input closer to "
+            f"A's speaker in {_pm(refs[0], 1.0, 3)} of the pairs; the content judge's error on B's own input is "
+            f"{_pm(refs[1])} %. Ideal: swap and random z close to 1 for the speaker; random s near 0.5 (z_B alone "
+            "does not carry B's voice); content errors of swap and random s near the reconstruction's, random z "
+            "far above it.\n")
+    return DETAIL_HEADER + "".join(lines) + "\n" + note
