@@ -125,8 +125,9 @@ class SpeakerJudge:
 
     def __init__(self, cfg: SpeakerJudgeConfig, ecapa: torch.nn.Module, speakers: Sequence[str],
                  cmvn_mean: np.ndarray, cmvn_std: np.ndarray, device: str | torch.device = "cpu",
-                 epochs_trained: int | None = None):
+                 epochs_trained: int | None = None, history: Sequence[Mapping] = ()):
         self.cfg, self.speakers = cfg, list(speakers)
+        self.history = [dict(h) for h in history]  # per epoch: epoch, loss, accuracy, lr
         self.device = torch.device(device)
         self.ecapa = ecapa.to(self.device).eval()
         self.mean = torch.as_tensor(cmvn_mean, dtype=torch.float32, device=self.device)
@@ -154,7 +155,7 @@ class SpeakerJudge:
             ecapa, _ = _build(cfg, int(state["cmvn_mean"].numel()), len(state["speakers"]))
             ecapa.load_state_dict(state["embedding_model"])
             judge = cls(cfg, ecapa, state["speakers"], state["cmvn_mean"].numpy(), state["cmvn_std"].numpy(),
-                        "cpu", state.get("epochs"))
+                        "cpu", state.get("epochs"), state.get("history", ()))
         except Exception as e:  # truncated, foreign or from another version: say which file
             raise UserError(f"{path}: not a readable speaker judge ({e.__class__.__name__}: {first_line(e)})") from None
         try:
@@ -316,9 +317,7 @@ def train_speaker_judge(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, s
            "embedding_model": _cpu(ecapa.state_dict()), "classifier": _cpu(classifier.state_dict()),
            "cmvn_mean": torch.from_numpy(mean.copy()), "cmvn_std": torch.from_numpy(std.copy()),
            "history": history}, workdir / JUDGE_FILE)
-    judge = SpeakerJudge(cfg, ecapa, speakers, mean, std, dev)
-    judge.history = history
-    return judge
+    return SpeakerJudge(cfg, ecapa, speakers, mean, std, dev, cfg.epochs, history)
 
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict:
@@ -327,8 +326,9 @@ def _cpu(state: Mapping[str, torch.Tensor]) -> dict:
 
 def load_speaker_judge(spec: str | os.PathLike, fbank_cfg_path=None, device: str = "cpu",
                        n_iter: int = 32):
-    """A ``judge.pt`` file -> ``SpeakerJudge``; a directory with ``hyperparams.yaml`` ->
-    ``SpeechBrainSpeakerJudge`` (features described by ``fbank_cfg_path``)."""
+    """A ``judge.pt`` file (or a directory holding one) -> ``SpeakerJudge``; a directory with
+    ``hyperparams.yaml`` -> ``SpeechBrainSpeakerJudge`` (features described by ``fbank_cfg_path``,
+    Griffin-Lim with ``n_iter`` iterations); anything else is a UserError."""
     path = Path(spec)
     if path.is_file():
         return SpeakerJudge.load(path, device)

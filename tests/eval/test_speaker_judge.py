@@ -141,6 +141,7 @@ def test_judge_file_is_plain_and_checked(data, trained, tmp_path):
     loaded = load_speaker_judge(workdir / "judge.pt")
     mats = [test[u] for u in sorted(test)[:5]]
     np.testing.assert_array_equal(loaded.embed(mats), judge.embed(mats))
+    assert loaded.history == judge.history and loaded.speakers == judge.speakers
     assert "ECAPA-TDNN" in loaded.name and "6 training speakers" in loaded.name
     bad = tmp_path / "judge.pt"
     bad.write_bytes((workdir / "judge.pt").read_bytes()[:1000])
@@ -240,3 +241,29 @@ def test_speechbrain_model_directory_loads_offline_and_embeds_griffin_lim_audio(
     assert not np.allclose(got[0], got[1], atol=1e-3)
     # nothing was written into the model directory
     assert sorted(p.name for p in model_dir.iterdir()) == ["embedding_model.ckpt", "hyperparams.yaml"]
+
+
+def test_speechbrain_model_at_another_rate_hears_resampled_audio_and_a_broken_one_is_refused(tmp_path):
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    torch.manual_seed(7)
+    ecapa = ECAPA_TDNN(80, channels=[16, 16, 16, 16, 48], attention_channels=8, se_channels=8,
+                       res2net_scale=4, lin_neurons=24)
+    model_dir = tmp_path / "sb8k"
+    model_dir.mkdir()
+    hparams = HPARAMS.replace("n_mels: 80\n", "n_mels: 80\nsample_rate: 8000\n").replace(
+        "    n_mels: !ref <n_mels>\nmean", "    n_mels: !ref <n_mels>\n    sample_rate: !ref <sample_rate>\nmean")
+    (model_dir / "hyperparams.yaml").write_text(hparams)
+    torch.save(ecapa.state_dict(), model_dir / "embedding_model.ckpt")
+    judge = load_speaker_judge(model_dir, None, n_iter=2)
+    assert judge.sample_rate == 8000
+    mat = np.random.default_rng(0).normal(-3, 1, (50, 80)).astype(np.float32)
+    from cdsvae.fbank import logmel_to_waveform
+
+    at_16k = logmel_to_waveform(mat, None, 2)
+    assert at_16k.size > 0 and judge.waveform(mat).size == at_16k.size // 2
+    assert judge.embed([mat]).shape == (1, 24)
+    (model_dir / "embedding_model.ckpt").unlink()
+    with pytest.raises(UserError, match="hyperparams.yaml: cannot load the speechbrain speaker model") as e:
+        load_speaker_judge(model_dir, None)
+    assert "\n" not in str(e.value)
