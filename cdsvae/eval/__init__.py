@@ -3,6 +3,7 @@
 eer, trials, scoring, embeddings  speaker verification of s and z (speech)
 per, swap                          unit error rates (content judges) and swap speaker scores (speech)
 judge                              the judge classifier and its metrics (video)
+speaker_judge, speechbrain_judge   the speaker judge (speech): in-recipe ECAPA-TDNN or a pretrained speechbrain model
 demo, speech_demo, video_demo      the demo step: wav files and pictures in exp/<tag>/demo/
 experiment, results, tables        reading finished experiments into rows and tables
 plots, environment                 figures and the environment header shared by the reports
