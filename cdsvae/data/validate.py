@@ -84,6 +84,8 @@ def _check_value(name: str, value: str) -> str | None:
         return f"expected a file path or a command ending in '|', got '{value}'"
     if name == "feats.scp" and len(fields) != 1:
         return f"expected one rxfilename (ark:offset), got '{value}'"
+    if name == "units" and value != " ".join(fields):
+        return f"expected units separated by single spaces, got '{value}'"
     if name in ("utt2dur", "reco2dur"):
         if len(fields) != 1 or not _is_float(fields[0]) or not float(fields[0]) > 0:
             return f"expected a positive duration in seconds, got '{value}'"
@@ -116,7 +118,7 @@ def _read_table(path: Path, report: _Report) -> _Table:
         report_problems()
         value = value or ""
         if not value.strip() and name != "text":
-            report.add(path, lineno, "malformed", f"'{key}' has no value")
+            report.add(path, lineno, "malformed", f"'{key}' has no {'units' if name == 'units' else 'value'}")
             continue
         why = _check_value(name, value)
         if why is not None:
