@@ -18,6 +18,7 @@ setup(
             "cdsvae-make-demo = cdsvae.bin.make_demo:cli",
             "cdsvae-make-fbank = cdsvae.bin.make_fbank:cli",
             "cdsvae-make-report = cdsvae.bin.make_report:cli",
+            "cdsvae-make-units = cdsvae.bin.make_units:cli",
             "cdsvae-score = cdsvae.bin.score:cli",
             "cdsvae-split-data-dir = cdsvae.bin.split_data_dir:cli",
             "cdsvae-subset-data-dir = cdsvae.bin.subset_data_dir:cli",

@@ -2,7 +2,8 @@
 
 A data dir holds one table per file (``wav.scp``, ``utt2spk``, ``text``, ...), one entry
 per line: a key, whitespace, and the rest of the line as the value (a path, a pipe
-command, a speaker id, a full transcript).  Files are written sorted by key in
+command, a speaker id, a full transcript); ``units`` (space-separated content units) may
+cover only the utterances that have a transcript.  Files are written sorted by key in
 ``LC_ALL=C`` byte order, atomically, so reading and writing a valid dir gives the same
 bytes back.  Every reader of such a table in the package goes through ``iter_table_lines``.
 """
@@ -20,7 +21,7 @@ from cdsvae.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
-UTT_TABLES = ("utt2spk", "text", "utt2dur", "segments", "utt2num_frames", "feats.scp")  # keyed by utterance id
+UTT_TABLES = ("utt2spk", "text", "utt2dur", "segments", "utt2num_frames", "feats.scp", "units")  # keyed by utt id
 SPK_TABLES = ("spk2gender",)  # keyed by speaker id (spk2utt is derived from utt2spk)
 RECO_TABLES = ("reco2dur",)  # keyed by recording id (wav.scp too when segments is present)
 

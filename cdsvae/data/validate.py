@@ -2,7 +2,8 @@
 
 Reports every problem found, one per line with file:line where there is one, instead of
 stopping at the first: sorting under ``LC_ALL=C``, duplicate keys, malformed lines,
-utt2spk/spk2utt agreement, speaker-prefixed utterance ids, matching key sets, segments
+utt2spk/spk2utt agreement, speaker-prefixed utterance ids, matching key sets (``units`` may
+leave utterances out, but names no unknown one and no line without units), segments
 pointing at known recordings, audio files that exist.
 """
 
@@ -17,6 +18,8 @@ from cdsvae.data.datadir import TABLE_FILES, UTT_TABLES, c_sort_key, iter_table_
 from cdsvae.errors import UserError
 
 REQUIRED_FILES = ("wav.scp", "utt2spk", "spk2utt")
+# Keyed by utterance id but covering only some utterances (``units``: those with a transcript).
+PARTIAL_UTT_TABLES = ("units",)
 MAX_REPORTED_PER_CHECK = 20
 _ARK_OFFSET = re.compile(r"^(.+):\d+$")
 
@@ -81,6 +84,8 @@ def _check_value(name: str, value: str) -> str | None:
         return f"expected a file path or a command ending in '|', got '{value}'"
     if name == "feats.scp" and len(fields) != 1:
         return f"expected one rxfilename (ark:offset), got '{value}'"
+    if name == "units" and value != " ".join(fields):
+        return f"expected units separated by single spaces, got '{value}'"
     if name in ("utt2dur", "reco2dur"):
         if len(fields) != 1 or not _is_float(fields[0]) or not float(fields[0]) > 0:
             return f"expected a positive duration in seconds, got '{value}'"
@@ -113,7 +118,7 @@ def _read_table(path: Path, report: _Report) -> _Table:
         report_problems()
         value = value or ""
         if not value.strip() and name != "text":
-            report.add(path, lineno, "malformed", f"'{key}' has no value")
+            report.add(path, lineno, "malformed", f"'{key}' has no {'units' if name == 'units' else 'value'}")
             continue
         why = _check_value(name, value)
         if why is not None:
@@ -140,6 +145,13 @@ def _compare_keys(reference: _Table, other: _Table, report: _Report, what: str =
         if key not in other.entries:
             report.add(other.path, None, f"missing {what}",
                        f"{what} '{key}' ({reference.path.name} line {lineno}) has no entry")
+    for key, (lineno, _) in other.entries.items():
+        if key not in reference.entries:
+            report.add(other.path, lineno, f"extra {what}", f"{what} '{key}' is not in {reference.path.name}")
+
+
+def _check_subset(reference: _Table, other: _Table, report: _Report, what: str = "utterance") -> None:
+    """Report keys of ``other`` not in ``reference`` (``other`` may leave some of them out)."""
     for key, (lineno, _) in other.entries.items():
         if key not in reference.entries:
             report.add(other.path, lineno, f"extra {what}", f"{what} '{key}' is not in {reference.path.name}")
@@ -234,7 +246,9 @@ def validate_data_dir(data_dir: str | os.PathLike, check_audio: bool = True) -> 
             _check_speakers(utt2spk, tables["spk2utt"], report)
         segments = tables.get("segments")
         for name in UTT_TABLES:
-            if name != "utt2spk" and name in tables:
+            if name in PARTIAL_UTT_TABLES and name in tables:
+                _check_subset(utt2spk, tables[name], report)
+            elif name != "utt2spk" and name in tables:
                 _compare_keys(utt2spk, tables[name], report)
         if segments is None and "wav.scp" in tables:
             _compare_keys(utt2spk, tables["wav.scp"], report)

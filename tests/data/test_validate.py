@@ -132,6 +132,32 @@ def test_text_key_set_differs(good_dir):
     assert messages(good_dir) == ["text: utterance 'spkA-002' (utt2spk line 2) has no entry"]
 
 
+def test_units_may_leave_utterances_out(good_dir):
+    (good_dir / "units").write_text("spkA-001 sh iy hh ae d\nspkB-001 d ow n t\n")
+    assert messages(good_dir) == []
+
+
+def test_units_unknown_utterance_empty_line_and_order(good_dir):
+    (good_dir / "units").write_text("spkA-002 a b\nspkA-001 sh\nspkA-003 x\nspkB-001\n")
+    assert messages(good_dir) == [
+        "units:2: not sorted under LC_ALL=C: 'spkA-001' comes after 'spkA-002' (sort with LC_ALL=C sort)",
+        "units:4: 'spkB-001' has no units",
+        "units:3: utterance 'spkA-003' is not in utt2spk",
+    ]
+    (good_dir / "units").write_text("spkA-001 sh  iy\nspkA-002 sh\nspkA-002 iy\n")
+    assert messages(good_dir) == [
+        "units:1: expected units separated by single spaces, got 'sh  iy'",
+        "units:3: duplicate key 'spkA-002' (first at line 2)",
+    ]
+
+
+def test_cli_names_units_file_and_line(good_dir):
+    (good_dir / "units").write_text("spkA-001 sh\nspkZ-001 x\n")
+    r = run_cli("data/train", cwd=good_dir.parent.parent)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stdout.splitlines() == ["data/train/units:2: utterance 'spkZ-001' is not in utt2spk"]
+
+
 def test_missing_audio_file_but_pipes_are_skipped(good_dir):
     (good_dir.parent.parent / "audio" / "a2.wav").unlink()
     assert messages(good_dir) == ["wav.scp:2: audio file of 'spkA-002' not found: audio/a2.wav"]

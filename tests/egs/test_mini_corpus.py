@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def make(out: Path, *args: str, path: str | None = None) -> subprocess.Completed
 
 def digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in (".WAV", ".TXT")}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in (".WAV", ".TXT", ".PHONES")}
 
 
 def test_tiny_corpus_has_the_timit_shape_and_passes_the_prep(tmp_path):
@@ -82,7 +83,15 @@ def test_tiny_corpus_has_the_timit_shape_and_passes_the_prep(tmp_path):
         assert validate_data_dir(d.path) == []
         assert all(len(utts) == 2 for utts in d.spk2utt.values())
         assert not any("_sa" in u for u in d.utterances)
-    assert "without .PHN" in res.stderr
+    assert "without .PHN" in res.stderr and "without units" not in res.stderr
+    # units: the .PHONES of every utterance, through the TIMIT prep
+    for name, d in sets.items():
+        assert sorted(d.tables["units"]) == d.utterances, name
+        for utt, units in d.tables["units"].items():
+            spk, stem = utt.split("_")
+            phones_file = next(root.glob(f"*/DR*/{spk.upper()}/{stem.upper()}.PHONES"))
+            assert units == phones_file.read_text().rstrip("\n")
+    assert "4 with units from .PHONES" in res.stderr and "2 with units from .PHONES" in res.stderr
     # --train_subsets 1: one of the training speakers, all of their utterances
     subset = DataDir.load(tmp_path / "data" / "train_spk1")
     assert len(subset.speakers) == 1 and set(subset.speakers) <= set(sets["train"].speakers)
@@ -101,7 +110,7 @@ def test_same_corpus_whatever_nj_and_rerun_is_a_no_op(tmp_path):
              "--num_sx", "1", "--num_si", "1", "--test_num_sx", "1", "--test_num_si", "1", "--sx_pool", "2"]
     assert make(tmp_path / "a", *small, "--nj", "1").returncode == 0
     assert make(tmp_path / "b", *small, "--nj", "2").returncode == 0
-    assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 18
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 27
 
     stamp = (tmp_path / "a" / "corpus.json").stat().st_mtime_ns
     res = make(tmp_path / "a", *small, "--nj", "2")
@@ -215,3 +224,45 @@ def test_sentence_design(tmp_path):
     role = {s.spk: s.role for s in speakers}
     assert all(len(set(v)) == len(v) == (22 if role[spk] == "test" else 10) for spk, v in per_speaker.items())
     assert all(t.variant == f"cdsvae_{Path(t.wav).parent.name.lower()}" for t in tasks)
+
+
+PHONEME = re.compile(r"[A-Za-z0-9@][A-Za-z0-9@#:/!*&^~<>-]*")
+
+
+def test_phones_files_are_clean_and_the_same_for_a_sentence(tmp_path):
+    assert make(tmp_path / "a", *TINY, "--nj", "2").returncode == 0
+    by_sentence: dict[str, set[str]] = {}
+    files = sorted((tmp_path / "a").glob("*/DR*/*/*.PHONES"))
+    assert len(files) == 16
+    for f in files:
+        content = f.read_text()
+        assert content.endswith("\n") and content.count("\n") == 1
+        units = content.rstrip("\n").split(" ")
+        assert len(units) > 5 and all(PHONEME.fullmatch(u) for u in units), content
+        assert not any(c in content for c in "',%=;_|")  # no stress, linking, pause or boundary marks
+        text = f.with_suffix(".TXT").read_text().split(" ", 2)[2].strip()
+        by_sentence.setdefault(text, set()).add(content)
+    # SA sentences are read by all four speakers (different voices), with the same phonemes
+    assert all(len(v) == 1 for v in by_sentence.values())
+    assert len(by_sentence) < len(files)
+    sa1 = (tmp_path / "a" / "TRAIN" / "DR1" / "FXAA0" / "SA1.PHONES").read_text()
+    assert sa1.startswith("a# k w aI@ t g A@ d @ n ")  # "A quiet garden": espeak-ng's en-us mnemonics
+    assert {f.read_text() for f in files if f.stem == "SA1"} == {sa1}
+
+
+def test_phoneme_rule_and_failing_espeak(tmp_path, monkeypatch):
+    raw = "D I2 ;  'oU l d  r 'eI d I2 ; ,oU _: _:  a n d  ||  w '3: l d%\nh @ l 'oU\n"
+    assert corpus.phoneme_units(raw) == ["D", "I2", "oU", "l", "d", "r", "eI", "d", "I2", "oU", "a", "n", "d",
+                                         "w", "3:", "l", "d", "h", "@", "l", "oU"]
+    with pytest.raises(ValueError, match="unexpected token"):
+        corpus.phoneme_units("h @ (en) l oU")
+    assert corpus.phonemize("The bright kite drifted.", str(corpus.espeak_data_dir().parent)) == "D @2 b r aI t k aI t d r I f t I# d"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "espeak-ng").write_text("#!/bin/sh\necho 'cannot open\n the voice' >&2\nexit 1\n")
+    (fake / "espeak-ng").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(UserError) as e:
+        corpus.phonemize("A loud voice.", "/data")
+    assert "\n" not in str(e.value) and "sentence 'A loud voice.'" in str(e.value)
+    assert str(e.value).endswith("exit status 1, no phonemes: cannot open the voice")

@@ -142,12 +142,52 @@ def test_utt2dur_wav_scp_and_phones(tmp_path):
         np.testing.assert_allclose([e for _, e, _ in segs], [e for _, e, _ in want], atol=1e-7)
 
 
+def test_units_hold_the_61_phones_in_order(tmp_path):
+    root = make_tree(tmp_path / "timit")
+    (root / "TRAIN" / "DR1" / "FCJF0" / "SI1027.PHN").write_text("0 100 h#\n100 900 dcl\n900 2000 pau\n"
+                                                                  "2000 2400 h#\n")
+    assert run_data_sh(tmp_path, "--timit_root", str(root)).returncode == 0
+    for name in ("train", "dev", "test"):
+        d = DataDir.load(tmp_path / "data" / name)
+        lines = (tmp_path / "data" / name / "units").read_text().splitlines()
+        assert [line.split()[0] for line in lines] == d.utterances
+        for line in lines:
+            utt, *units = line.split(" ")
+            want = ["h#", "dcl", "pau", "h#"] if utt == "fcjf0_si1027" else ["h#", "sh", "iy"]
+            assert units == want, line  # unfolded: h#, pau stay, no 39-phone mapping
+        assert d.tables["units"] == {u: " ".join(["h#", "dcl", "pau", "h#"] if u == "fcjf0_si1027"
+                                                 else ["h#", "sh", "iy"]) for u in d.utterances}
+
+
+def test_untimed_phones_file_gives_units_and_phn_wins(tmp_path):
+    root = make_tree(tmp_path / "timit", with_phn=False)
+    spk = root / "TRAIN" / "DR1" / "FCJF0"
+    (spk / "SI1027.PHONES").write_text("h# w er dx  ax h#\n")
+    (spk / "SX127.PHONES").write_text("h# s ey h#\n")
+    (spk / "SX127.PHN").write_text("0 1000 h#\n1000 2000 b\n")
+    res = run_data_sh(tmp_path, "--timit_root", str(root))
+    assert res.returncode == 0, res.stderr
+    train = tmp_path / "data" / "train"
+    assert (train / "units").read_text() == "fcjf0_si1027 h# w er dx ax h#\nfcjf0_sx127 h# b\n"
+    # timed phones only from the .PHN; utterances with neither file are left out of units
+    assert [line.split()[0] for line in (train / "phones").read_text().splitlines()] == ["fcjf0_sx127"] * 2
+    assert "1 with units from .PHONES, 2 without units" in res.stderr
+    assert not (tmp_path / "data" / "test" / "units").exists()
+    assert validate_data_dir(train) == []
+
+    (spk / "SI1027.PHONES").write_text("h# w\nax h#\n")
+    res = run_data_sh(tmp_path, "--timit_root", str(root))
+    assert res.returncode != 0 and "SI1027.PHONES: expected one line of phones" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_missing_phn_is_tolerated_and_counted(tmp_path):
     root = make_tree(tmp_path / "timit", with_phn=False)
     res = run_data_sh(tmp_path, "--timit_root", str(root))
     assert res.returncode == 0, res.stderr
     assert "train: 2 speakers, 4 utterances" in res.stderr and "4 without .PHN" in res.stderr
     assert not (tmp_path / "data" / "train" / "phones").exists()
+    assert not (tmp_path / "data" / "train" / "units").exists()
 
 
 @pytest.mark.parametrize("make_root", [

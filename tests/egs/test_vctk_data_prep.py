@@ -13,6 +13,9 @@ import pytest
 import soundfile as sf
 import yaml
 
+import sentencepiece as spm
+
+from cdsvae.bin import make_units
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
 from cdsvae.fbank import fbank_from_audio, load_fbank_config, num_frames
@@ -65,6 +68,9 @@ def make_tree(root: Path, release: str) -> Path:
 
 
 def run_data_sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """local/data.sh; the fake transcripts are too few for VCTK's 300 pieces, so 20 unless asked."""
+    if "--bpe_vocab_size" not in args:
+        args = (*args, "--bpe_vocab_size", "20")
     return subprocess.run(["bash", str(DATA_SH), *args], cwd=cwd, env=env(), capture_output=True, text=True)
 
 
@@ -148,3 +154,53 @@ def test_fbank_conf_resamples_48k_audio_to_16k(tmp_path):
     utt = d.utterances[0]
     feats = fbank_from_audio(d.wav_scp[utt], cfg, name=utt)
     assert feats.shape == (num_frames(SPEAKERS[TEST_SPK][0] // 3, cfg), 80) and np.isfinite(feats).all()
+
+
+def test_units_decode_to_the_normalised_text_and_are_deterministic(tmp_path):
+    root = make_tree(tmp_path / "vctk", "0.92")
+    (root / "txt" / TRAIN_SPK / f"{TRAIN_SPK}_002.txt").write_text("  \"Don't\"  call  me,   Stella!\n")
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--bpe_vocab_size", "24")
+    assert res.returncode == 0, res.stderr
+    model_dir = tmp_path / "data" / "token_unigram24"
+    sp = spm.SentencePieceProcessor(model_file=str(model_dir / "spm.model"))
+    assert sp.get_piece_size() == 24
+    train_chars = "".join(make_units.normalise(t, lowercase=True, strip_punct=True)
+                          for t in DataDir.load(tmp_path / "data" / "train").text.values())
+    for name in ("train", "dev", "test"):
+        d = DataDir.load(tmp_path / "data" / name)
+        assert validate_data_dir(d.path) == []
+        assert sorted(d.tables["units"]) == d.utterances
+        for utt, text in d.text.items():
+            pieces = d.tables["units"][utt].split(" ")
+            normalised = make_units.normalise(text, lowercase=True, strip_punct=True)
+            assert all(pieces)
+            if "<unk>" in pieces:  # a character (a digit of another speaker's id) not in the training text
+                assert name != "train" and not set(normalised) <= set(train_chars)
+            else:
+                assert sp.decode(pieces) == normalised
+    assert DataDir.load(tmp_path / "data" / "train").tables["units"][f"{TRAIN_SPK}_002"].replace(" ", "") == \
+        "▁don't▁call▁me▁stella"
+
+    # up to date: the model and the units are kept as they are
+    files = sorted(p for p in (tmp_path / "data").rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--bpe_vocab_size", "24")
+    assert res.returncode == 0 and "token_unigram24: up to date" in res.stderr, res.stderr
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+    # the same corpus and options elsewhere: the same model and units, byte for byte
+    res = subprocess.run(["bash", str(DATA_SH), "--vctk_root", str(root), "--bpe_vocab_size", "24",
+                          "--data_dir", str(tmp_path / "again")], cwd=tmp_path, env=env(),
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for rel in ("token_unigram24/spm.model", "token_unigram24/spm.vocab", "train/units", "dev/units", "test/units"):
+        assert (tmp_path / "again" / rel).read_bytes() == (tmp_path / "data" / rel).read_bytes(), rel
+
+    # a changed transcript retrains the model; too many pieces for the text is a one-line error
+    (root / "txt" / TRAIN_SPK / f"{TRAIN_SPK}_001.txt").write_text("Please call number one.\n")
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--bpe_vocab_size", "24")
+    assert res.returncode == 0 and "token_unigram24: trained" in res.stderr, res.stderr
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--bpe_vocab_size", "5000")
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert res.returncode == 1 and "Traceback" not in res.stderr and len(errors) == 1
+    assert "data/train/text: sentencepiece cannot train a unigram model of --vocab_size 5000" in errors[0]

@@ -2,6 +2,8 @@
 # Stage 1 for the embedded mini corpus: synthesise a TIMIT-shaped corpus with espeak-ng
 # (local/make_corpus.py; a no-op when the corpus dir already holds the same corpus), then run
 # the TIMIT data preparation of ../../timit/cdsvae1/local unchanged on it -> data/{train,dev,test}.
+# The corpus has no .PHN files; its untimed .PHONES (espeak-ng phonemes of each sentence) give
+# data/<set>/units, the targets of the content judge.
 set -euo pipefail
 
 help_message="Usage: $0 [options]

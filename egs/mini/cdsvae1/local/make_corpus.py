@@ -2,9 +2,18 @@
 """Synthesise a small TIMIT-shaped corpus with espeak-ng, so the TIMIT recipe runs on this machine.
 
 Tree written (the LDC TIMIT layout, upper-case names):
-  OUT/{TRAIN,TEST}/DR<n>/<SPK>/{SA1,SA2,SX<k>,SI<k>}.{WAV,TXT}
+  OUT/{TRAIN,TEST}/DR<n>/<SPK>/{SA1,SA2,SX<k>,SI<k>}.{WAV,TXT,PHONES}
 .WAV is NIST SPHERE, 16 kHz, 16-bit PCM; .TXT is ``0 <num_samples> <text>``. There are no
-.PHN/.WRD files: espeak-ng gives no phone timing, and the TIMIT prep tolerates their absence.
+.PHN/.WRD files (espeak-ng gives no phone timing; the TIMIT prep tolerates their absence).
+Instead .PHONES is the untimed phone transcript the TIMIT prep reads into ``units``: one line,
+the sentence's phonemes separated by single spaces. They are espeak-ng's ASCII phoneme
+mnemonics for the sentence with the plain en-us voice (``espeak-ng -q -v en-us -x --sep=" "``;
+a speaker's voice variant changes the sound, not the phonemes, so every reading of a sentence
+has the same .PHONES), cleaned to phoneme symbols only: the stress marks ``'`` ``,`` ``%`` ``=``
+and the linking mark ``;`` are removed from every phoneme, and pauses (``_:``, ``_``...), word
+boundaries (``|``, ``||``) and what is left empty are dropped; e.g. ``D @2 b r aI t k aI t d r
+I f t I# d ...`` for "The bright kite drifted ...". Each distinct sentence is sent to espeak-ng
+once, before synthesis.
 
 Each speaker is a voice of its own: an espeak-ng variant file written for that speaker
 (in OUT/espeak/espeak-ng-data, which holds the system's English data and these variants),
@@ -54,7 +63,7 @@ from cdsvae.errors import UserError
 from cdsvae.io import atomic_open, atomic_write_text
 
 SAMPLE_RATE = 16000
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: .PHONES files
 TIMIT_CONF = Path(__file__).resolve().parent.parent.parent.parent / "timit" / "cdsvae1" / "conf"
 
 VARIANTS = {
@@ -150,6 +159,8 @@ class Task:
     word_gap: int
     seed: list[int]
     data_path: str
+    phones: str = ""  # the .PHONES file to write
+    phonemes: str = ""  # its content: the sentence's phonemes (see phonemize), filled in before synthesis
 
 
 def read_list(path: Path) -> list[str]:
@@ -316,6 +327,44 @@ def write_voices(out: Path, speakers: Sequence[Speaker]) -> Path:
     return root
 
 
+# espeak-ng -x marks that are not phonemes: stress (' , % =) and linking (;) marks inside a
+# token are removed; tokens that are pauses (_:, _, _!...) or word boundaries (|, ||) are dropped.
+NON_PHONEME_MARKS = str.maketrans("", "", "',%=;")
+PHONEME_RE = re.compile(r"[A-Za-z0-9@][A-Za-z0-9@#:/!*&^~<>-]*")
+
+
+def phoneme_units(mnemonics: str) -> list[str]:
+    """Phoneme symbols of ``espeak-ng -x --sep=" "`` output; a token that is none is a ValueError."""
+    units = []
+    for token in mnemonics.split():
+        if token.startswith("_") or set(token) <= {"|"}:
+            continue
+        unit = token.translate(NON_PHONEME_MARKS)
+        if not unit:
+            continue
+        if not PHONEME_RE.fullmatch(unit):
+            raise ValueError(f"unexpected token {token!r}")
+        units.append(unit)
+    return units
+
+
+def phonemize(text: str, data_path: str) -> str:
+    """The phonemes of ``text`` with the plain en-us voice, separated by single spaces (see the module doc)."""
+    cmd = ["espeak-ng", f"--path={data_path}", "-q", "-v", "en-us", "-x", "--sep= ", "--stdin"]
+    proc = subprocess.run(cmd, input=text.encode(), capture_output=True, check=False)
+    output = proc.stdout.decode(errors="replace")
+    try:
+        units = phoneme_units(output) if proc.returncode == 0 else []
+        problem = "" if units else f"exit status {proc.returncode}, no phonemes"
+    except ValueError as e:
+        problem = str(e)
+    if problem:
+        message = " ".join(proc.stderr.decode(errors="replace").split())
+        raise UserError(f"espeak-ng could not phonemize the sentence {text!r} ({' '.join(cmd)}): {problem}"
+                        + (f": {message}" if message else ""))
+    return " ".join(units)
+
+
 def make_si_sentence(rng: np.random.Generator) -> str:
     template = SI_TEMPLATES[int(rng.integers(len(SI_TEMPLATES)))]
     pick = {k: v[int(rng.integers(len(v)))] for k, v in SI_WORDS.items()}
@@ -364,6 +413,7 @@ def plan_tasks(out: Path, speakers: list[Speaker], args: argparse.Namespace, dat
             u_rng = np.random.default_rng([args.seed, 3, s_idx, u_idx])
             tasks.append(Task(
                 wav=str(folder / f"{name}.WAV"), txt=str(folder / f"{name}.TXT"), text=text,
+                phones=str(folder / f"{name}.PHONES"),
                 variant=spk.voice,
                 pitch=int(np.clip(spk.pitch + u_rng.integers(-4, 5), 0, 99)),
                 speed=int(spk.speed + u_rng.integers(-10, 11)),
@@ -372,7 +422,9 @@ def plan_tasks(out: Path, speakers: list[Speaker], args: argparse.Namespace, dat
 
 
 def synthesise(task: Task) -> int:
-    """Run espeak-ng for one utterance and write its SPHERE .WAV and .TXT; return the sample count."""
+    """Run espeak-ng for one utterance and write its SPHERE .WAV, .TXT and .PHONES; return the sample count."""
+    if not task.phonemes:
+        raise UserError(f"{task.wav}: no phonemes for the sentence {task.text!r} (phonemize the tasks first)")
     cmd = ["espeak-ng", f"--path={task.data_path}", "-v", f"en-us+{task.variant}", "-p", str(task.pitch),
            "-s", str(task.speed),
            "-g", str(task.word_gap), "--stdout", "--stdin"]
@@ -396,7 +448,18 @@ def synthesise(task: Task) -> int:
     with atomic_open(task.wav, "wb") as f:
         sf.write(f, pcm, SAMPLE_RATE, format="NIST", subtype="PCM_16")
     atomic_write_text(task.txt, f"0 {len(pcm)} {task.text}\n")
+    atomic_write_text(task.phones, f"{task.phonemes}\n")
     return len(pcm)
+
+
+def add_phonemes(tasks: list[Task], pool: ProcessPoolExecutor | None) -> None:
+    """Fill ``phonemes`` of every task, phonemizing each distinct sentence once (in ``pool`` when given)."""
+    sentences = sorted({t.text for t in tasks})
+    data_paths = [tasks[0].data_path] * len(sentences) if tasks else []
+    mapper = pool.map if pool is not None else map
+    phonemes = dict(zip(sentences, mapper(phonemize, sentences, data_paths)))
+    for t in tasks:
+        t.phonemes = phonemes[t.text]
 
 
 def options_record(args: argparse.Namespace) -> dict:
@@ -478,9 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.monotonic()
     if args.nj == 1:
+        add_phonemes(tasks, None)
         samples = [synthesise(t) for t in tasks]
     else:
         with ProcessPoolExecutor(max_workers=args.nj) as pool:
+            add_phonemes(tasks, pool)
             samples = list(pool.map(synthesise, tasks, chunksize=max(1, len(tasks) // (8 * args.nj))))
     elapsed = time.monotonic() - start
 

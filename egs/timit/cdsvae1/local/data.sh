@@ -4,7 +4,9 @@
 # and copies with RIFF under the .WAV name alike (local/timit_data_prep.py).
 # Sets: train = all 462 TRAIN speakers; dev = the 50 speakers of conf/dev_spk.list;
 # test = the 24-speaker core test set of conf/test_spk.list (both taken from TEST).
-# data/<set>/phones keeps the .PHN alignments as "<utt> <start_s> <end_s> <phone>".
+# data/<set>/phones keeps the .PHN alignments as "<utt> <start_s> <end_s> <phone>";
+# data/<set>/units the 61 phones of each utterance in order, "<utt> <phone1> <phone2> ..."
+# (from .PHN, or from an untimed <UTT>.PHONES where there is no .PHN), for the content judge.
 set -euo pipefail
 
 help_message="Usage: $0 [options]

@@ -25,7 +25,13 @@ content.
 Each data dir gets wav.scp (plain paths, read by ``cdsvae.audio.read_audio`` downstream;
 files in the shorten-compressed SPHERE variant become ``sph2pipe -f wav PATH |`` pipes), text,
 utt2spk, spk2utt, utt2dur (sample count / sample rate of the file's header) and ``phones``:
-one line ``<utt> <start_s> <end_s> <phone>`` per .PHN segment, in seconds, for analysis.
+one line ``<utt> <start_s> <end_s> <phone>`` per .PHN segment, in seconds, for analysis, and
+``units``: ``<utt> <phone1> <phone2> ...``, the utterance's phones in order (the 61 TIMIT
+phones as the .PHN files name them, h#, pau and epi included; folding to 39 happens at
+scoring, with local/phones.61-39.map), the targets of the CTC content judge.
+An utterance without a .PHN may have an untimed transcript ``<UTT>.PHONES`` instead: one line
+of phones separated by spaces; it gives the utterance's ``units`` but no ``phones`` lines.
+Where both exist the .PHN is used. An utterance with neither is left out of ``units``.
 Utterance ids are ``<spk>_<utt>`` with the lower-cased speaker folder name as speaker id
 (``fadg0_si1279``), so every id starts with its speaker id.
 """
@@ -60,11 +66,13 @@ class Utterance:
     wav: Path
     txt: Path | None
     phn: Path | None
+    phones_txt: Path | None = None
     text: str = ""
     wav_entry: str = ""
     num_samples: int = 0
     sample_rate: int = 0
     phones: list[tuple[int, int, str]] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
 
     @property
     def utt_id(self) -> str:
@@ -143,6 +151,14 @@ def read_phn(path: Path) -> list[tuple[int, int, str]]:
     return segments
 
 
+def read_phones(path: Path) -> list[str]:
+    """The phones of an untimed ``<UTT>.PHONES`` transcript: one line, phones separated by spaces."""
+    lines = [line for line in path.read_text(encoding="ascii", errors="replace").splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise UserError(f"{path}: expected one line of phones separated by spaces, got {len(lines)} lines")
+    return lines[0].split()
+
+
 def scan_speaker(spk_dir: Path, spk: str) -> tuple[list[Utterance], int]:
     """Group a speaker folder's files by lower-cased utterance name (SA1, SI1279, SX19...).
 
@@ -156,7 +172,7 @@ def scan_speaker(spk_dir: Path, spk: str) -> tuple[list[Utterance], int]:
         stem, dot, ext = entry.name.lower().rpartition(".")
         if dot and ext == "wav" and stem.endswith(".wav"):
             stem, ext = stem[:-4], "wav.wav"
-        if not dot or ext not in ("wav", "wav.wav", "txt", "phn", "wrd") or not UTT_RE.match(stem):
+        if not dot or ext not in ("wav", "wav.wav", "txt", "phn", "phones", "wrd") or not UTT_RE.match(stem):
             continue
         files = by_name.setdefault(stem, {})
         if ext in files:
@@ -168,7 +184,7 @@ def scan_speaker(spk_dir: Path, spk: str) -> tuple[list[Utterance], int]:
     for name, files in sorted(by_name.items()):
         wav = files.get("wav", files.get("wav.wav"))
         if wav is not None:
-            utts.append(Utterance(spk, name, wav, files.get("txt"), files.get("phn")))
+            utts.append(Utterance(spk, name, wav, files.get("txt"), files.get("phn"), files.get("phones")))
             unused_twins += "wav" in files and "wav.wav" in files
     return utts, unused_twins
 
@@ -213,6 +229,9 @@ def fill(utt: Utterance, sample_rate: int) -> None:
     utt.text = read_text(utt.txt)
     if utt.phn is not None:
         utt.phones = read_phn(utt.phn)
+        utt.units = [p for _, _, p in utt.phones]
+    elif utt.phones_txt is not None:
+        utt.units = read_phones(utt.phones_txt)
 
 
 def fmt_seconds(samples: int, rate: int) -> str:
@@ -230,18 +249,23 @@ def write_set(out_dir: Path, utts: list[Utterance]) -> None:
         "text": {u.utt_id: u.text for u in utts},
         "utt2dur": {u.utt_id: fmt_seconds(u.num_samples, u.sample_rate) for u in utts},
     }), out_dir)
+    write_if_changed(out_dir / "units", "".join(f"{u.utt_id} {' '.join(u.units)}\n" for u in utts if u.units))
     phones = out_dir / "phones"
     lines = [
         f"{u.utt_id} {fmt_seconds(s, u.sample_rate)} {fmt_seconds(e, u.sample_rate)} {p}\n"
         for u in utts
         for s, e, p in u.phones
     ]
-    if lines:
-        content = "".join(lines)
-        if not phones.is_file() or phones.read_text(encoding="utf-8") != content:
-            atomic_write_text(phones, content)
-    elif phones.exists():
-        phones.unlink()
+    write_if_changed(phones, "".join(lines))
+
+
+def write_if_changed(path: Path, content: str) -> None:
+    """Write ``content`` atomically unless ``path`` already holds it; no content removes the file."""
+    if content:
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            atomic_write_text(path, content)
+    elif path.exists():
+        path.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,8 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_spk = len({u.spk for u in utts})
         hours = sum(u.num_samples / u.sample_rate for u in utts) / 3600
         no_phn = sum(u.phn is None for u in utts)
+        untimed = sum(u.phn is None and u.phones_txt is not None for u in utts)
+        no_units = sum(not u.units for u in utts)
         print(f"{name}: {n_spk} speakers, {len(utts)} utterances, {hours:.2f} h"
-              + (f", {no_phn} without .PHN (no phones)" if no_phn else ""), file=sys.stderr)
+              + (f", {no_phn} without .PHN (no phones)" if no_phn else "")
+              + (f", {untimed} with units from .PHONES" if untimed else "")
+              + (f", {no_units} without units" if no_units else ""), file=sys.stderr)
     print(f"SA utterances {'kept' if args.include_sa else f'excluded: {n_sa}'}; "
           f"TEST speakers in neither list (unused): {unused_spk}"
           + (f"; dev/test-list speakers found under TRAIN (kept in train): {misplaced_spk}" if misplaced_spk else "")
