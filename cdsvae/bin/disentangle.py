@@ -70,6 +70,24 @@ def encode_set(model, feats_dir: Path, normalise, segment_frames: int, device: s
     return factors, raw, utt2spk, short
 
 
+def fresh_probes(outdir: Path, stamp: dict[str, Any]) -> None:
+    """Probe checkpoints left by a run with another stamp (another model, judges, data or options)
+    are removed; those of an interrupted run with this stamp are kept and resumed."""
+    import shutil
+
+    from cdsvae.io import atomic_write_text
+
+    record = outdir / "running.json"
+    try:
+        same = json.loads(record.read_text(encoding="utf-8")) == stamp
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if not same:
+        for name in ("probe_z", "probe_s"):
+            shutil.rmtree(outdir / name, ignore_errors=True)
+        atomic_write_text(record, json.dumps(stamp, indent=1) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import kaldiio
@@ -118,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except json.JSONDecodeError:
             pass
     args.outdir.mkdir(parents=True, exist_ok=True)
+    fresh_probes(args.outdir, stamp)
 
     train_units, test_units = read_transcripts(args.train_data), read_transcripts(args.test_data)
     log.info("encoding %s and %s with %s", args.train_feats, args.test_feats, args.expdir)

@@ -4,8 +4,9 @@
     python -m cdsvae.bin.make_demo --expdir exp/cdsvae --data data/test                 # video
 
 Speech (needs ``<exp>/emb_<set>/`` from the embedding stage): wav files of utterances A and B
-of two speakers as fed to the model, their reconstructions, and A's content in B's voice,
-inverted with Griffin-Lim. Video: ``swap_grid.png``, ``swap_grid_frame0.png`` and
+of two speakers as fed to the model, their reconstructions, A's content in B's voice and B's in
+A's, inverted with Griffin-Lim; with ``--judge_dir`` each swap's caption gives the verdict of
+the recipe's speaker and content judges. Video: ``swap_grid.png``, ``swap_grid_frame0.png`` and
 ``samples.png``. Either way ``demo.json`` lists the files with captions (or the note saying
 why no demo could be made); the reports link them. The modality is the experiment's
 ``data.type``. Rerunning replaces the demo.
@@ -34,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="feature dir of that set (default: the one the embeddings came from)")
     speech.add_argument("--max_segments", type=int, default=40, help="segments per utterance (default: %(default)s)")
     speech.add_argument("--n_iter", type=int, default=32, help="Griffin-Lim iterations (default: %(default)s)")
+    speech.add_argument("--judge_dir", type=Path, default=None,
+                        help="the recipe's speaker and content judges (exp/judge): each swap gets their verdict; "
+                             "needs --data (the set's data dir, for utt2spk and units)")
+    speech.add_argument("--unit_map", type=Path, default=None, help="folding map of the units for the content verdict")
     video = p.add_argument_group("video")
-    video.add_argument("--data", type=Path, default=None, help="test split dir to take sequences from (required)")
+    video.add_argument("--data", type=Path, default=None,
+                       help="video: test split dir to take sequences from (required); speech: the set's data dir "
+                            "(with --judge_dir)")
     video.add_argument("--num", type=int, default=6, help="sequences in the swap grid (default: %(default)s)")
     video.add_argument("--num_samples", type=int, default=8, help="sequences sampled from the priors "
                                                                   "(default: %(default)s)")
@@ -58,7 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kind == "speech":
         from cdsvae.eval.speech_demo import make_speech_demo
 
-        demo = make_speech_demo(args.expdir, args.test_set, args.feats, args.outdir, args.max_segments, args.n_iter)
+        from cdsvae.eval.speech_demo import DemoJudges
+
+        judges = None
+        if args.judge_dir is not None:
+            if args.data is None:
+                raise UserError("--judge_dir needs --data, the data dir of the set (utt2spk, units)")
+            judges = DemoJudges(args.judge_dir, args.data, args.test_set, args.unit_map)
+        demo = make_speech_demo(args.expdir, args.test_set, args.feats, args.outdir, args.max_segments, args.n_iter,
+                                judges)
     elif kind == "video":
         if args.data is None:
             raise UserError(f"{args.expdir} is a video experiment: give --data <test split dir>")

@@ -125,7 +125,7 @@ def swap_protocols(model: torch.nn.Module, factors: Mapping[str, UtteranceFactor
         for v in VARIANTS:
             z_source = (lambda k: k[0]) if v == "random_s" else (lambda k: k[1])
             mats = decoded[v]
-            entry = speaker_closer(speaker_judge, mats, ref_emb, utts)
+            entry = speaker_closer(speaker_judge, mats, ref_emb, utt2spk)
             entry["content"] = counts_dict(content_errors(
                 content_judge, mats, {k: units[z_source(k)] for k in mats if z_source(k) in units}, unit_map))
             draw[v] = entry
@@ -133,7 +133,7 @@ def swap_protocols(model: torch.nn.Module, factors: Mapping[str, UtteranceFactor
         draw["input_b"] = {"content": counts_dict(content_errors(
             content_judge, {b: inputs[b] for b in b_utts}, units, unit_map))}
         draw["reconstruction_b"] = {"content": counts_dict(content_errors(content_judge, recon_b, units, unit_map))}
-        draw["input_a"] = speaker_closer(speaker_judge, {(a, b): inputs[a] for a, b in pairs}, ref_emb, utts)
+        draw["input_a"] = speaker_closer(speaker_judge, {(a, b): inputs[a] for a, b in pairs}, ref_emb, utt2spk)
         draws.append(draw)
     return {"config": asdict(cfg), "draws": draws, "summary": summarise_draws(draws)}
 
@@ -168,14 +168,13 @@ def run_probes(train: Mapping[str, UtteranceFactors], test: Mapping[str, Utteran
                probe_cfg: Mapping[str, Any], workdir: Path, unit_map: Mapping[str, str | None] | None = None,
                device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Train a CTC probe on each factor of the training utterances; unit errors on the test ones."""
-    from cdsvae.eval.speech_judges import ContentJudge, fit_recogniser
+    from cdsvae.eval.speech_judges import fit_recogniser
 
     out: dict[str, Any] = {}
     for factor in ("z", "s"):
         x_train = probe_inputs(train, factor)
-        model = fit_recogniser(x_train, train_units, probe_cfg, workdir / f"probe_{factor}", device=device,
+        judge = fit_recogniser(x_train, train_units, probe_cfg, workdir / f"probe_{factor}", device=device,
                                progress=progress, what=f"probe from {factor}")
-        judge = ContentJudge(model)
         out[factor] = counts_dict(content_errors(judge, probe_inputs(test, factor), test_units, unit_map))
         log.info("probe from %s: unit error rate %.2f%%", factor, 100 * out[factor]["rate"])
     return out

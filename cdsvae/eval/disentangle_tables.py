@@ -74,6 +74,16 @@ def _judges(judge_dir: Path | None, test_set: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def speaker_judge_sv_row(judge_dir: str | os.PathLike | None, test_set: str) -> str:
+    """The speaker judge as a row of the speaker-verification table (its columns), or ""."""
+    j = _judges(Path(judge_dir) if judge_dir else None, test_set).get("speaker")
+    if j is None:
+        return ""
+    n_t, n_n = j.get("n_target", 0), j.get("n_nontarget", 0)
+    return (f"| speaker judge (supervised reference: {j['description']}) | judge/speaker | {100 * j['eer']:.2f} "
+            f"| | | {j['min_dcf']:.4f} | | {n_t + n_n} ({n_t}/{n_n}) |\n")
+
+
 def judge_rows(judge_dir: Path | None, test_set: str) -> str:
     j = _judges(judge_dir, test_set)
     lines = ""

@@ -16,7 +16,7 @@ from typing import Sequence
 from cdsvae.errors import UserError
 from cdsvae.eval.demo import demo_lines, relative_link
 from cdsvae.eval.disentangle_tables import (EXPLAIN, disentanglement_table, seed_disentanglement_table,
-                                            swap_detail_table)
+                                            speaker_judge_sv_row, swap_detail_table)
 from cdsvae.eval.environment import environment_header
 from cdsvae.eval.results import SCORINGS, ExperimentResult, load_experiment
 from cdsvae.eval.tables import (checkpoint_table, difference_table, group_results, results_table, seed_table,
@@ -56,7 +56,8 @@ def experiment_figures(result: ExperimentResult, test_set: str, outdir: Path) ->
     return figures
 
 
-def _scoring_sections(results: Sequence[ExperimentResult], table) -> list[str]:
+def _scoring_sections(results: Sequence[ExperimentResult], table, test_set: str | None = None) -> list[str]:
+    """One table per scoring; with ``test_set``, the recipe's speaker judge (if any) is a reference row of the cosine one."""
     out = []
     for scoring, what in SCORINGS.items():
         if scoring == "mean_norm" and not any(r.mean_norm is not None for r in results):
@@ -64,6 +65,8 @@ def _scoring_sections(results: Sequence[ExperimentResult], table) -> list[str]:
         body = table(results, scoring)
         if body.count("\n") <= 2:
             continue
+        if test_set is not None and scoring == "cosine" and results:
+            body += speaker_judge_sv_row(results[0].expdir.parent / "judge", test_set)
         out += [f"Scoring: {what}.", "", body]
     return out
 
@@ -98,7 +101,7 @@ def experiment_markdown(
     )
     out.append("")
     out += skipped_note([result], test_set)
-    out += _scoring_sections([result], results_table)
+    out += _scoring_sections([result], results_table, test_set)
     out += disentanglement_section([result], test_set)
     out += ["## Checkpoint", "", checkpoint_table([result])]
     if figures:
@@ -153,7 +156,7 @@ def recipe_markdown(results: Sequence[ExperimentResult], out: Path, test_set: st
                       ""]
             lines += diff_sections
         lines += ["### Every experiment", ""]
-    lines += _scoring_sections(results, results_table)
+    lines += _scoring_sections(results, results_table, test_set)
     lines += disentanglement_section(results, test_set, seeds=any(len(rows) > 1 for rows in groups.values()))
     lines += ["## Checkpoints", "",
               "Every system is evaluated with the checkpoint of lowest validation negative ELBO (recon + KL terms) "

@@ -50,8 +50,11 @@ def listening_demo(
     feats_dir: str | os.PathLike | None = None,
     max_segments: int = 40,
     n_iter: int = 32,
+    judges: "DemoJudges | None" = None,
 ) -> tuple[list[tuple[str, Path]], str]:
-    """Wav files: A and B as fed to the model, their reconstructions, and A's z decoded with B's s.
+    """Wav files: A and B as fed to the model, their reconstructions, and the two swaps (A's z
+    with B's s, B's z with A's s), each swap captioned with the judges' verdict when ``judges``
+    is given.
 
     Returns ``(caption, path)`` pairs and a note for the report; a demo that cannot be made
     (one speaker, no fbank config) gives a note saying why instead of files.
@@ -110,6 +113,7 @@ def listening_demo(
         s_utt = {u: enc[u].s_mean.mean(dim=0, keepdim=True) for u in pair}
         recon = {u: model.decode(s_utt[u].expand(segs[u].shape[0], -1), enc[u].z_mean) for u in pair}
         swapped = model.decode(s_utt[b].expand(segs[a].shape[0], -1), enc[a].z_mean)
+        swapped_ba = model.decode(s_utt[a].expand(segs[b].shape[0], -1), enc[b].z_mean)
 
     sr = int(fbank_cfg["sample_rate"])
     outputs = [
@@ -118,7 +122,12 @@ def listening_demo(
         ("A.wav", frames(recon[a]), "A reconstructed by the model (s of A, z of A)"),
         ("B.wav", frames(recon[b]), "B reconstructed by the model (s of B, z of B)"),
         ("A_content_B_speaker.wav", frames(swapped), "z of A decoded with s of B: A's words in B's voice"),
+        ("B_content_A_speaker.wav", frames(swapped_ba), "z of B decoded with s of A: B's words in A's voice"),
     ]
+    if judges is not None:
+        wanted = {"A_content_B_speaker.wav": (b, a), "B_content_A_speaker.wav": (a, b)}
+        outputs = [(name, feats, caption + (f"; {judges.verdict(feats, *wanted[name])}" if name in wanted else ""))
+                   for name, feats, caption in outputs]
     files = [
         (caption, _write_wav(outdir / name, logmel_to_waveform(feats, fbank_cfg, n_iter), sr))
         for name, feats, caption in outputs
@@ -132,6 +141,44 @@ def listening_demo(
     return files, note
 
 
+class DemoJudges:
+    """The recipe's speaker and content judges, giving a one-line verdict on a decoded swap."""
+
+    def __init__(self, judge_dir: str | os.PathLike, data_dir: str | os.PathLike, test_set: str,
+                 unit_map: str | os.PathLike | None = None):
+        import kaldiio
+
+        from cdsvae.data.datadir import read_utt2spk
+        from cdsvae.eval.per import read_unit_map
+        from cdsvae.eval.speech_judges import load_content_judge_of, load_speaker_judge_of, read_transcripts
+
+        judge_dir, data_dir = Path(judge_dir), Path(data_dir)
+        self.speaker = load_speaker_judge_of(judge_dir / "speaker")
+        self.content = load_content_judge_of(judge_dir / "content")
+        scp = judge_dir / "speaker" / f"emb_{test_set}" / "spk.scp"
+        if not scp.is_file():
+            raise UserError(f"{scp}: not found: the speaker judge has not embedded {test_set}")
+        self.emb = {u: np.asarray(v) for u, v in kaldiio.load_scp(str(scp)).items()}
+        self.utt2spk = read_utt2spk(data_dir / "utt2spk")
+        self.units = read_transcripts(data_dir)
+        self.unit_map = read_unit_map(unit_map) if unit_map else None
+
+    def verdict(self, log_mel: np.ndarray, voice_utt: str, words_utt: str) -> str:
+        """Whose voice the speaker judge hears (the centroids of the two speakers' other test
+        utterances) and the content judge's error against the transcript of ``words_utt``."""
+        from cdsvae.eval.disentangle import content_errors
+        from cdsvae.eval.swap import swap_speaker_score
+
+        score = swap_speaker_score({(voice_utt, words_utt): self.speaker.embed([log_mel])[0]}, self.emb, self.utt2spk)
+        who = "the wanted voice" if score.closer_to_a == 1.0 else "the other voice"
+        text = (f"speaker judge: closer to {who} (cosine {score.cos_a:.2f} to speaker "
+                f"{self.utt2spk[voice_utt]}, {score.cos_b:.2f} to {self.utt2spk[words_utt]})")
+        if words_utt in self.units:
+            err = content_errors(self.content, {words_utt: log_mel}, self.units, self.unit_map)
+            text += f"; content judge: {100 * err.rate:.1f}% unit errors against the transcript of {words_utt}"
+        return text
+
+
 def make_speech_demo(
     expdir: str | os.PathLike,
     test_set: str = "test",
@@ -139,10 +186,11 @@ def make_speech_demo(
     outdir: str | os.PathLike | None = None,
     max_segments: int = 40,
     n_iter: int = 32,
+    judges: DemoJudges | None = None,
 ) -> Demo:
     """The listening demo of ``expdir`` in ``outdir`` (default ``<expdir>/demo``), indexed by demo.json."""
     outdir = Path(outdir) if outdir is not None else demo_dir(expdir)
-    files, note = listening_demo(expdir, test_set, outdir, feats_dir, max_segments, n_iter)
+    files, note = listening_demo(expdir, test_set, outdir, feats_dir, max_segments, n_iter, judges)
     demo = Demo(kind="speech", files=files, note=note, source=test_set)
     write_demo(outdir, demo)
     return demo

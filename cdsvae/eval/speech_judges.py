@@ -48,7 +48,38 @@ def read_judge_config(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     for key in cfg.get("gate", {}):
         if key not in GATE_KEYS:
             raise UserError(f"{path}: unknown gate key '{key}' (expected: {', '.join(GATE_KEYS)})")
-    return {name: dict(cfg.get(name) or {}) for name in SECTIONS}
+    out = {name: dict(cfg.get(name) or {}) for name in SECTIONS}
+    _check_sections(path, out)
+    return out
+
+
+def _check_sections(path, cfg: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every section's keys and values are checked by the class that uses them, naming the file."""
+    from dataclasses import fields
+
+    from cdsvae.eval.ctc import CTCConfig
+    from cdsvae.eval.disentangle import SwapConfig
+    from cdsvae.eval.speaker_judge import SpeakerJudgeConfig
+
+    probe = {k: v for k, v in cfg["probe"].items() if k != "max_train_utts"}
+    swap_keys = {f.name for f in fields(SwapConfig)}
+    checks = (("speaker", lambda: SpeakerJudgeConfig.from_dict(cfg["speaker"])),
+              ("content", lambda: CTCConfig.from_dict(cfg["content"])),
+              ("probe", lambda: CTCConfig.from_dict(probe)),
+              ("swap", lambda: SwapConfig(**{k: v for k, v in cfg["swap"].items() if k in swap_keys})))
+    for name, check in checks:
+        unknown = sorted(set(cfg["swap"]) - swap_keys) if name == "swap" else []
+        if unknown:
+            raise UserError(f"{path}: section swap: unknown option(s) {', '.join(unknown)}")
+        try:
+            check()
+        except UserError as e:
+            raise UserError(f"{path}: section {name}: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{path}: section {name}: {e}") from None
+    limit = cfg["probe"].get("max_train_utts")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise UserError(f"{path}: section probe: max_train_utts must be a positive integer, got {limit!r}")
 
 
 def read_transcripts(data_dir: str | os.PathLike) -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ def test_speech_demo_then_report(tmp_path):
     out = run("make_demo", "--expdir", "exp/cdsvae_tiny", "--set", "test", "--feats", "dump/test", "--n_iter", "4",
               cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "make_demo: wrote 5 files and exp/cdsvae_tiny/demo/demo.json" in out.stdout
+    assert "make_demo: wrote 6 files and exp/cdsvae_tiny/demo/demo.json" in out.stdout
     demo = tmp_path / "exp" / "cdsvae_tiny" / "demo"
     assert sorted(p.name for p in demo.iterdir()) == sorted(DEMO_WAVS + ["demo.json"])
     assert "iterations" in json.loads((demo / "demo.json").read_text())["note"]

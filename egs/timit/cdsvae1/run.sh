@@ -8,4 +8,5 @@ set -euo pipefail
     --train_set train --dev_set dev --test_sets test \
     --train_configs "conf/train.yaml conf/train_dsvae.yaml" \
     --feats_conf conf/fbank.yaml --vc_conf conf/vc.yaml \
+    --judge_conf conf/judges.yaml --unit_map local/phones.61-39.map \
     "$@"

@@ -126,7 +126,12 @@ stage_5() {
                 "(shorter than one segment; --skip_bad true): listed in ${out}/meta.json"
         done
     done
-    demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}"
+    if [ "${judges}" = true ]; then
+        demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}" --judge_dir "${expdir}/judge" \
+            --data "data/${first_test_set}" ${unit_map:+--unit_map "${unit_map}"}
+    else
+        demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}"
+    fi
 }
 
 stage_6() {
