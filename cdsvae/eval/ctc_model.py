@@ -148,7 +148,7 @@ def pad_batch(inputs: Sequence[np.ndarray], idx: Sequence[int],
     lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64)
     x = torch.zeros(len(arrays), int(lengths.max()), arrays[0].shape[1])
     for b, a in enumerate(arrays):
-        x[b, :a.shape[0]] = torch.from_numpy(a)
+        x[b, :a.shape[0]] = torch.tensor(a)  # a copy: inputs may be read-only views (e.g. memory-mapped)
     return x.to(device), lengths
 
 

@@ -29,7 +29,7 @@ Speakers are represented by the mean judge embedding of their other test utteran
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -39,24 +39,12 @@ import torch
 from cdsvae.errors import UserError
 from cdsvae.eval.factors import Denormaliser, UtteranceFactors, decode_frames, kept_frames
 from cdsvae.eval.per import ErrorCounts, align_counts, fold_units
+from cdsvae.eval.speech_judges import SwapConfig, fit_recogniser
 from cdsvae.eval.swap import different_speaker_pairs, swap_speaker_score
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("swap", "random_s", "random_z")
-
-
-@dataclass
-class SwapConfig:
-    """Sizes of the swap protocol."""
-
-    n_pairs: int = 100
-    n_draws: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_pairs < 1 or self.n_draws < 1:
-            raise UserError(f"swap: n_pairs and n_draws must be at least 1, got {self.n_pairs} and {self.n_draws}")
 
 
 def counts_dict(c: ErrorCounts) -> dict[str, Any]:
@@ -168,8 +156,6 @@ def run_probes(train: Mapping[str, UtteranceFactors], test: Mapping[str, Utteran
                probe_cfg: Mapping[str, Any], workdir: Path, unit_map: Mapping[str, str | None] | None = None,
                device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Train a CTC probe on each factor of the training utterances; unit errors on the test ones."""
-    from cdsvae.eval.speech_judges import fit_recogniser
-
     out: dict[str, Any] = {}
     for factor in ("z", "s"):
         x_train = probe_inputs(train, factor)

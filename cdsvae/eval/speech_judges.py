@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 SECTIONS = ("speaker", "content", "probe", "swap", "gate")
 GATE_KEYS = ("max_speaker_eer", "max_content_error")
 JUDGE_FILE = "judge.json"
+
+
+@dataclass
+class SwapConfig:
+    """Sizes of the swap protocol of :mod:`cdsvae.eval.disentangle`."""
+
+    n_pairs: int = 100
+    n_draws: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_pairs < 1 or self.n_draws < 1:
+            raise UserError(f"n_pairs and n_draws must be at least 1, got {self.n_pairs} and {self.n_draws}")
 
 
 def read_judge_config(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -58,7 +72,6 @@ def _check_sections(path, cfg: Mapping[str, Mapping[str, Any]]) -> None:
     from dataclasses import fields
 
     from cdsvae.eval.ctc import CTCConfig
-    from cdsvae.eval.disentangle import SwapConfig
     from cdsvae.eval.speaker_judge import SpeakerJudgeConfig
 
     probe = {k: v for k, v in cfg["probe"].items() if k != "max_train_utts"}

@@ -117,3 +117,18 @@ def test_summary_and_probe_inputs():
         assert s[u].shape == (z[u].shape[0], DS) and np.allclose(s[u], m[0, :DS], atol=1e-6)
     with pytest.raises(ValueError):
         probe_inputs(factors, "x")
+
+
+def test_probes_read_content_from_z_and_not_from_s(tmp_path):
+    model = PerfectModel()
+    train_mats, train_units, _ = corpus(n_spk=6, n_utt=4, seed=1)
+    test_mats, test_units, _ = corpus(n_spk=4, n_utt=4, seed=2)
+    train = encode_factors(model, train_mats.items(), L)
+    test = encode_factors(model, test_mats.items(), L)
+    cfg = {"hidden": 16, "layers": 1, "proj": 16, "frontend": "linear", "dropout": 0.0, "epochs": 12,
+           "batch_size": 4, "lr": 2e-2, "seed": 0}
+    res = run_probes(train, test, train_units, test_units, cfg, tmp_path)
+    assert res["z"]["rate"] < 0.2, res["z"]
+    assert res["s"]["rate"] > 0.6, res["s"]
+    assert res["z"]["ref_units"] == res["s"]["ref_units"] == sum(len(u) for u in test_units.values())
+    assert (tmp_path / "probe_z" / "model.pt").is_file() and (tmp_path / "probe_s" / "model.pt").is_file()
