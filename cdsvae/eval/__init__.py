@@ -2,6 +2,7 @@
 
 eer, trials, scoring, embeddings  speaker verification of s and z (speech)
 per, swap                          unit error rates (content judges) and swap speaker scores (speech)
+ctc, ctc_model, units              the CTC recogniser: content judge and probe of z and s (speech)
 judge                              the judge classifier and its metrics (video)
 speaker_judge, speechbrain_judge   the speaker judge (speech): in-recipe ECAPA-TDNN or a pretrained speechbrain model
 demo, speech_demo, video_demo      the demo step: wav files and pictures in exp/<tag>/demo/

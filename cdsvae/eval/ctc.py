@@ -16,6 +16,7 @@ here; the vocabulary is ``cdsvae.eval.units``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -150,14 +151,36 @@ def _resume(path: Path, cfg: CTCConfig, fingerprint: str, model, optimiser) -> t
 def train_ctc(inputs: Sequence[np.ndarray], targets: Sequence[Sequence[int]], n_units: int,
               cfg: CTCConfig | None = None, workdir: str | Path | None = None, device: str | torch.device = "cpu",
               progress: bool = True,
-              valid: tuple[Sequence[np.ndarray], Sequence[Sequence[int]]] | None = None) -> CTCRecogniser:
+              valid: tuple[Sequence[np.ndarray], Sequence[Sequence[int]]] | None = None,
+              threads: int | None = 1) -> CTCRecogniser:
     """Train a recogniser of ``n_units`` units (target ids 1..n_units; 0 is the blank) on (T, D) inputs.
 
     With ``workdir``, ``workdir/checkpoint.pt`` is written after every epoch and training resumes
     from it when the config (but ``epochs``) and the data fingerprint match; a mismatch is a
     UserError. ``valid`` = (inputs, targets) is scored (unit error rate) after every epoch.
     Returns the model in eval mode; ``model.history`` lists per-epoch dicts (loss, seconds, valid).
+
+    ``threads``: torch CPU threads while training (restored afterwards; None leaves the setting).
+    One is the default: this recogniser's small matrices gain little from more, and on shared
+    cores two busy-waiting threads made a 200 x 300-frame epoch about 6 times slower than one.
     """
+    with torch_threads(threads):
+        return _train(inputs, targets, n_units, cfg, workdir, device, progress, valid)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's CPU thread count set to ``n`` inside the block (None: unchanged)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(inputs, targets, n_units, cfg, workdir, device, progress, valid) -> CTCRecogniser:
     cfg = cfg or CTCConfig()
     device = torch.device(device)
     if len(inputs) != len(targets):
