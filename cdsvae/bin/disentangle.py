@@ -90,6 +90,7 @@ def fresh_probes(outdir: Path, stamp: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     import kaldiio
     import numpy as np
 

@@ -150,6 +150,7 @@ def content_figures(judge, test_feats: Path, test_data: Path, unit_map) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from cdsvae.eval.per import read_unit_map
     from cdsvae.eval.speech_judges import check_gates, judge_record, read_judge_config, write_judge_record
 

@@ -116,3 +116,33 @@ def test_gate_and_bad_config(recipe, tmp_path, capsys):
     bad.write_text(yaml.safe_dump({**TINY, "content": {"hiden": 3}}))
     with pytest.raises(UserError, match=r"bad.yaml: section content: .*hiden"):
         train_judge(["--check", "--config", str(bad), "--judge_dir", str(judge_dir), "--test_data", str(data)])
+
+
+def test_pretrained_speechbrain_speaker_judge(recipe, tmp_path):
+    """--external: a speechbrain model directory is the speaker judge; nothing is trained."""
+    import torch
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    from cdsvae.bin.train_speech_judge import main as train_judge
+    from cdsvae.eval.speech_judges import load_speaker_judge_of
+    from cdsvae.eval.speechbrain_judge import SpeechBrainSpeakerJudge
+    from test_speaker_judge import HPARAMS
+
+    root, exp, feats, data, conf = recipe
+    torch.manual_seed(3)
+    model_dir = tmp_path / "ecapa_pretrained"
+    model_dir.mkdir()
+    (model_dir / "hyperparams.yaml").write_text(HPARAMS)
+    ecapa = ECAPA_TDNN(80, channels=[16, 16, 16, 16, 48], attention_channels=8, se_channels=8, res2net_scale=4,
+                       lin_neurons=24)
+    torch.save(ecapa.state_dict(), model_dir / "embedding_model.ckpt")
+    out = tmp_path / "judge" / "speaker"
+    args = judge_args(root, feats, data, conf, "speaker")
+    args[args.index("--outdir") + 1] = str(out)
+    assert train_judge(args + ["--external", str(model_dir)]) == 0
+    record = json.loads((out / "judge.json").read_text())
+    assert record["external"] and record["model"] == str(model_dir.resolve()) and "test" in record["eval"]
+    assert not (out / "judge.pt").exists() and (out / "emb_test" / "spk.scp").is_file()
+    assert isinstance(load_speaker_judge_of(out), SpeechBrainSpeakerJudge)
+    with pytest.raises(UserError, match="only for --judge speaker"):
+        train_judge(judge_args(root, feats, data, conf, "content") + ["--external", str(model_dir)])
