@@ -143,8 +143,11 @@ class Disentangler:
             z_parts.append(out.z_mean.float())
         return torch.cat(s_parts), torch.cat(z_parts)
 
-    def _speech_encode(self, audio, sample_rate, resample, name) -> tuple[torch.Tensor, torch.Tensor]:
-        what = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "waveform")
+    def _speech_encode(self, audio, sample_rate, resample, name, role: str | None = None):
+        from cdsvae.audio import audio_label
+
+        what = audio_label(str(audio), name) if isinstance(audio, (str, os.PathLike)) else name or "waveform"
+        what += f" ({role})" if role else ""
         feats = self.features(audio, sample_rate, resample, name)
         s_seg, z_seg = self._encode_segments(self._segments(feats, what))
         # as stage 5: a sum over segments by index_add_, divided by their count
@@ -172,8 +175,8 @@ class Disentangler:
         if self.modality == "speech":
             if speaker is None or motion is not None:
                 raise UserError("a speech swap takes content= and speaker=")
-            s_b, _ = self._speech_encode(speaker, sample_rate, resample, "speaker")
-            _, z_a = self._speech_encode(content, sample_rate, resample, "content")
+            s_b, _ = self._speech_encode(speaker, sample_rate, resample, None, "speaker")
+            _, z_a = self._speech_encode(content, sample_rate, resample, None, "content")
             dec = self.model.decode(s_b[None].expand(z_a.shape[0], -1), z_a)
             logmel = dec.reshape(-1, dec.shape[-1]).float().cpu().numpy()
             if self.packed.cmvn is not None:
