@@ -150,3 +150,40 @@ def test_video_encode_and_swap(tmp_path):
         model.encode(frames(4, c=3))
     with pytest.raises(UserError, match="needs a speech model; this is a video model"):
         model.encode("a.wav")
+
+
+def readme_section_blocks(lang):
+    """The ``lang`` fenced blocks of README.md's "Use a trained model" section."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Use a trained model", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
+def test_the_readme_example_runs_as_written(speech, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from cdsvae.bin import convert, embed
+
+    _, packed, wavs = speech
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(wavs["spkA_u0"], "A.wav")
+    shutil.copy(wavs["spkB_u0"], "B.wav")
+    (tmp_path / "wav.scp").write_text(f"spkA_u0 {wavs['spkA_u0']}\nspkB_u0 {wavs['spkB_u0']}\n")
+    (python,) = readme_section_blocks("python")
+    assert len(python.strip().splitlines()) == 5
+    where = "egs/mini/cdsvae1/exp/cdsvae/packed"
+    scope: dict = {}
+    exec(compile(python.replace(where, str(packed)), "README.md", "exec"), scope)
+    s_ref = kaldiio.load_scp(str(speech[0] / "emb_test" / "s.scp"))["spkA_u0"]
+    np.testing.assert_allclose(scope["s"], s_ref, atol=1e-5)
+    assert sf.info("C.wav").frames == scope["swap"].waveform.size
+    (shell,) = readme_section_blocks("sh")
+    for line in shell.strip().splitlines():
+        argv = shlex.split(line.split("#")[0].replace(where, str(packed)))
+        assert argv[:2] == ["python", "-m"]
+        main = {"cdsvae.bin.embed": embed.main, "cdsvae.bin.convert": convert.main}[argv[2]]
+        assert main(argv[3:]) == 0
+    assert (tmp_path / "out" / "s.scp").is_file() and (tmp_path / "C.wav").is_file()
