@@ -107,6 +107,8 @@ def _results_section(expdir: Path) -> str:
 
 def _readme(tag: str, manifest: dict[str, Any], results: str, command: str | None) -> str:
     ckpt = manifest["checkpoint"]
+    at = [f"{k} {ckpt[k]}" for k in ("step", "epoch") if ckpt.get(k) is not None]
+    where = f" ({', '.join(at)})" if at else ""
     kind = "speech" if manifest["modality"] == "speech" else "video"
     use = ("from cdsvae import Disentangler\n"
            "model = Disentangler.from_packed(\"packed\")\n")
@@ -114,7 +116,7 @@ def _readme(tag: str, manifest: dict[str, Any], results: str, command: str | Non
     lines = [
         f"# Packed C-DSVAE model: {tag}", "",
         f"A {kind} model packed from `{manifest['expdir']}` by `{manifest['pack_command']}`.", "",
-        f"Weights: `{ckpt.get('file')}` (step {ckpt.get('step')}, epoch {ckpt.get('epoch')}): {ckpt.get('why')}.", "",
+        f"Weights: `{ckpt.get('file')}`{where}: {ckpt.get('why')}.", "",
     ]
     if command:
         lines += ["Trained with:", "", "```sh", command, "```", ""]
