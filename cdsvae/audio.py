@@ -292,3 +292,16 @@ def read_utterances(items: Iterable[tuple[str, str, float | None, float | None]]
             yield utt, what, e
             continue
         yield utt, what, wave
+
+
+def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Path:
+    """Write mono samples in [-1, 1] as a 16-bit PCM wav, atomically."""
+    import soundfile as sf
+
+    from cdsvae.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0), int(sample_rate), format="WAV",
+             subtype="PCM_16")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

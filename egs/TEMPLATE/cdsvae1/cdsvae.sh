@@ -75,7 +75,8 @@ Stages (the numbers are the same in every recipe):
      EER/minDCF -> ${expdir}/<tag>/score_<set>/, and disentanglement (CTC probes of z and s, swaps
      judged for speaker and content) -> ${expdir}/<tag>/disentangle_<set>/; video: judge metrics
   7  report: ${expdir}/<tag>/RESULTS.md, plots, and ${expdir}/RESULTS.md comparing the experiments
-     (read from the results of stages 5-6; no model is loaded)
+     (read from the results of stages 5-6; no model is loaded), and each experiment packed for use outside
+     the recipe: ${expdir}/<tag>/packed/ and packed.tar.gz (config, chosen weights, CMVN, features, README)
 
 Options:
   --stage N             first stage to run (default: ${stage})
@@ -460,6 +461,17 @@ report_stage() {  # report_stage <writer>
     check_experiments
     "$1" "${exps[@]}"
     log "Results: ${expdir}/RESULTS.md (a committed RESULTS.md in ${PWD}, if any, is the recipe's reference run)"
+}
+
+# After the reports: each experiment packed (python -m cdsvae.bin.pack) into <exp>/packed/ and
+# <exp>/packed.tar.gz, for cdsvae.Disentangler, cdsvae.bin.embed and cdsvae.bin.convert.
+pack_experiments() {
+    require_tool cdsvae.bin.pack
+    local tag
+    for tag in $(experiment_tags); do
+        log "Stage 7: pack: ${expdir}/${tag} -> ${expdir}/${tag}/packed/ and ${expdir}/${tag}/packed.tar.gz"
+        python -m cdsvae.bin.pack --expdir "${expdir}/${tag}"
+    done
 }
 
 # stage_1 ... stage_7 of --modality.

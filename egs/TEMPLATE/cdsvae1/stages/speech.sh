@@ -189,6 +189,7 @@ disentangle_experiments() {
 
 stage_7() {
     report_stage speech_report
+    pack_experiments
 }
 
 # The reports of stage 7 from the experiment dirs: ${expdir}/RESULTS.md for the first test

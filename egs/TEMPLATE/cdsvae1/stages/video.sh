@@ -47,6 +47,7 @@ stage_6() {
 
 stage_7() {
     report_stage video_report
+    pack_experiments
 }
 
 # The report of stage 7 from the experiment dirs: ${expdir}/RESULTS.md (judge metrics of

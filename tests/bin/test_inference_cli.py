@@ -1,0 +1,112 @@
+"""cdsvae.bin.pack, embed and convert on a tiny packed model: outputs equal the API's, and each
+bad input is one line on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+
+from _packed import packed_speech, packed_video
+from _signals import harmonic_wave
+from cdsvae.bin import run_main
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    return packed_speech(tmp_path_factory.mktemp("speech"))
+
+
+def run(main, argv, capsys):
+    """(exit status, stdout, the stderr lines that are not progress bars)."""
+    with pytest.raises(SystemExit) as e:
+        run_main(main, argv)
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and not ln.startswith(("embed:  ", "embed: 1", "embed: 0"))]
+    return e.value.code, out, [ln for ln in lines if "error" in ln or "Traceback" in ln]
+
+
+def bad_inputs(root):
+    """{name: (path, why)}: missing, not audio, 8 kHz, too short."""
+    (root / "junk.wav").write_bytes(b"this is not audio at all")
+    sf.write(root / "a8k.wav", harmonic_wave(110.0, 0.6, sr=8000), 8000)
+    sf.write(root / "short.wav", harmonic_wave(110.0, 0.1), 16000)
+    return {"missing": (root / "nope.wav", "audio file not found"), "junk": (root / "junk.wav", "unknown audio format"),
+            "rate": (root / "a8k.wav", "sample rate 8000 Hz"), "short": (root / "short.wav", "too short")}
+
+
+def test_pack_cli_writes_the_dir_and_tarball(speech, tmp_path, capsys):
+    from cdsvae.bin.pack import main
+
+    exp, _, _ = speech
+    code, out, _ = run(main, ["--expdir", str(exp), "--out", str(tmp_path / "p")], capsys)
+    assert code == 0 and (tmp_path / "p" / "model.pt").is_file() and (tmp_path / "p.tar.gz").is_file()
+    code, _, err = run(main, ["--expdir", str(tmp_path / "none")], capsys)
+    assert code == 1 and len(err) == 1 and err[0].startswith("pack: error: ")
+
+
+def test_embed_writes_s_and_z_as_the_api_with_two_jobs_and_skips_bad_files(speech, tmp_path, capsys):
+    from cdsvae import Disentangler
+    from cdsvae.bin.embed import main
+
+    _, packed, wavs = speech
+    bad = bad_inputs(tmp_path)
+    scp = tmp_path / "wav.scp"
+    entries = {**{u: str(p) for u, p in wavs.items()}, **{f"x_{k}": str(p) for k, (p, _) in bad.items()}}
+    scp.write_text("".join(f"{u} {p}\n" for u, p in entries.items()))
+    code, out, _ = run(main, [str(packed), str(scp), str(tmp_path / "out"), "--nj", "2", "--skip_bad", "true"], capsys)
+    assert code == 0 and "skipped 4" in out
+    s = kaldiio.load_scp(str(tmp_path / "out" / "s.scp"))
+    z = kaldiio.load_scp(str(tmp_path / "out" / "z.scp"))
+    assert list(s) == list(wavs) and list(z) == list(wavs)
+    model = Disentangler.from_packed(packed)
+    for utt, wav in wavs.items():
+        want = model.encode(wav)
+        np.testing.assert_allclose(s[utt], want.s, atol=1e-6)
+        np.testing.assert_allclose(z[utt], want.z, atol=1e-6)
+    listed = dict(line.split(" ", 1) for line in (tmp_path / "out" / "bad_utts").read_text().splitlines())
+    assert sorted(listed) == sorted(f"x_{k}" for k in bad)
+    for k, (_, why) in bad.items():
+        assert why in listed[f"x_{k}"]
+
+    code, _, err = run(main, [str(packed), str(scp), str(tmp_path / "out2")], capsys)
+    assert code == 1 and len(err) == 1 and "audio file not found" in err[0] and "--skip_bad true" in err[0]
+    assert not (tmp_path / "out2" / "s.scp").exists()
+
+
+def test_convert_writes_audio_and_resamples_only_when_asked(speech, tmp_path, capsys):
+    from cdsvae.bin.convert import main
+
+    _, packed, wavs = speech
+    bad = bad_inputs(tmp_path)
+    out = tmp_path / "c.wav"
+    code, stdout, _ = run(main, [str(packed), "--content", str(wavs["spkA_u0"]), "--speaker", str(wavs["spkB_u0"]),
+                                 "--out", str(out), "--n_iter", "2"], capsys)
+    assert code == 0 and "wrote" in stdout
+    info = sf.info(str(out))
+    assert info.samplerate == 16000 and info.frames > 7000
+    for key, (path, why) in bad.items():
+        for flag in ("--content", "--speaker"):
+            other = "--speaker" if flag == "--content" else "--content"
+            code, _, err = run(main, [str(packed), flag, str(path), other, str(wavs["spkA_u0"]), "--out",
+                                      str(tmp_path / "x.wav"), "--n_iter", "2"], capsys)
+            assert code == 1 and len(err) == 1 and err[0].startswith("convert: error: ") and why in err[0], err
+            assert str(path) in err[0]
+    code, _, _ = run(main, [str(packed), "--content", str(bad["rate"][0]), "--speaker", str(wavs["spkA_u0"]),
+                            "--out", str(tmp_path / "r.wav"), "--resample", "--n_iter", "2"], capsys)
+    assert code == 0 and sf.info(str(tmp_path / "r.wav")).samplerate == 16000
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_a_video_model_is_refused_by_the_audio_tools(tmp_path, capsys):
+    from cdsvae.bin import convert, embed
+
+    _, packed = packed_video(tmp_path)
+    (tmp_path / "wav.scp").write_text("u a.wav\n")
+    for main, argv in ((convert.main, ["--content", "a.wav", "--speaker", "b.wav", "--out", str(tmp_path / "c.wav")]),
+                       (embed.main, [str(tmp_path / "wav.scp"), str(tmp_path / "out")])):
+        for source in (packed, f"{packed}.tar.gz"):
+            args = [str(source), *argv] if main is convert.main else [str(source), *argv]
+            code, _, err = run(main, args, capsys)
+            assert code == 1 and len(err) == 1 and "needs a speech model; this is a video model" in err[0]
