@@ -80,7 +80,7 @@ def speaker_judge_sv_row(judge_dir: str | os.PathLike | None, test_set: str) -> 
     if j is None:
         return ""
     n_t, n_n = j.get("n_target", 0), j.get("n_nontarget", 0)
-    return (f"| speaker judge (supervised reference: {j['description']}) | judge/speaker | {100 * j['eer']:.2f} "
+    return (f"| speaker judge (supervised reference) | judge/speaker | {100 * j['eer']:.2f} "
             f"| | | {j['min_dcf']:.4f} | | {n_t + n_n} ({n_t}/{n_n}) |\n")
 
 
@@ -88,10 +88,10 @@ def judge_rows(judge_dir: Path | None, test_set: str) -> str:
     j = _judges(judge_dir, test_set)
     lines = ""
     if "speaker" in j:
-        lines += (f"| speaker judge (supervised reference: {j['speaker']['description']}) | judge/speaker "
+        lines += (f"| speaker judge (supervised reference) | judge/speaker "
                   f"| {100 * j['speaker']['eer']:.2f} | | | | | |\n")
     if "content" in j:
-        lines += (f"| content judge (supervised reference: {j['content']['description']}) | judge/content "
+        lines += (f"| content judge (supervised reference) | judge/content "
                   f"| | | {100 * j['content']['error_rate']:.2f} (on the audio) | | | |\n")
     return lines
 
@@ -112,7 +112,17 @@ def disentanglement_table(results: Sequence[ExperimentResult], test_set: str,
                         f"| {_pm(sw['content_error'])} |\n")
     if not rows:
         return ""
-    return HEADER + "".join(rows) + judge_rows(Path(judge_dir) if judge_dir else None, test_set)
+    judge_dir = Path(judge_dir) if judge_dir else None
+    return HEADER + "".join(rows) + judge_rows(judge_dir, test_set) + judge_note(judge_dir, test_set)
+
+
+def judge_note(judge_dir: Path | None, test_set: str) -> str:
+    """What the judges are, under the table ("" without judges)."""
+    j = _judges(judge_dir, test_set)
+    if not j:
+        return ""
+    parts = [f"{kind}: {info['description']}" for kind, info in j.items()]
+    return "\nJudges (trained on the training set, shared by every experiment): " + "; ".join(parts) + ".\n"
 
 
 def seed_disentanglement_table(results: Sequence[ExperimentResult], test_set: str) -> str:

@@ -82,7 +82,7 @@ def test_judges_metrics_report_and_demo(recipe, capsys):
 
     _, path = write_experiment_report(exp, "test", plots=False, demo=False)
     text = path.read_text()
-    assert "## Disentanglement (test set)" in text and "speaker judge (supervised reference" in text
+    assert "## Disentanglement (test set)" in text and "| speaker judge (supervised reference) |" in text
     assert "content judge (supervised reference" in text and "| random s (s ~ p(s), z_B)" in text
 
     assert make_demo(["--expdir", str(exp), "--set", "test", "--judge_dir", str(judge_dir), "--data", str(data),
