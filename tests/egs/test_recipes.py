@@ -53,11 +53,21 @@ def table_rows(results_md: str) -> dict[str, list[str]]:
     return rows
 
 
+TINY_JUDGES = """\
+speaker: {channels: [16, 16, 16, 16, 48], lin_neurons: 8, attention_channels: 8, se_channels: 8, epochs: 1,
+          batch_size: 8, crop_frames: 50}
+content: {hidden: 8, layers: 1, proj: 8, subsample: 2, epochs: 1, batch_size: 4}
+probe: {hidden: 8, layers: 1, proj: 8, subsample: 2, epochs: 1, batch_size: 4}
+swap: {n_pairs: 4, n_draws: 2}
+"""
+
+
 def test_mini_speech_recipe_end_to_end(tmp_path):
     rdir = make_tree(tmp_path, "mini")
+    (rdir / "conf" / "judges_tiny.yaml").write_text(TINY_JUDGES)
     tags = ("cdsvae_seed1", "cdsvae_seed2", "dsvae_seed1", "dsvae_seed2")
     r = run_recipe(
-        rdir, "--nj", "2", "--seeds", "1 2",
+        rdir, "--nj", "2", "--seeds", "1 2", "--judge_conf", "conf/judges_tiny.yaml",
         "--local_data_opts", "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 "
                              "--num_si 1 --test_num_sx 2 --test_num_si 1",
         "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2",
@@ -85,6 +95,15 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
         assert f"seed: {seed}\n" in cfg
         assert rows[tag][1].startswith("checkpoints/best.pt")  # the checkpoint table
         assert "eval/train ratio" in (rdir / "exp" / tag / "train.log").read_text()
+    # The judges of stage 5, the disentanglement metrics of stage 6, their table and judged swaps.
+    for which in ("speaker", "content"):
+        assert json.loads((rdir / "exp" / "judge" / which / "judge.json").read_text())["complete"]
+    assert "## Disentanglement (test set)" in results and "| speaker judge (supervised reference) |" in results
+    for tag in tags:
+        res = json.loads((rdir / "exp" / tag / "disentangle_test" / "results.json").read_text())
+        assert 0.0 <= res["probes"]["z"]["rate"] and len(res["swap"]["draws"]) == 2
+        assert "speaker judge: closer to" in (rdir / "exp" / tag / "demo" / "demo.json").read_text()
+    assert (rdir / "data" / "test" / "units").is_file()
     assert list((rdir / "exp").glob("*/report/test/*.png")), "no plots"
     assert list((rdir / "exp").glob("*/demo/*.wav")), "no listening demo"
     for tag in tags:
