@@ -4,8 +4,21 @@
         --outdir exp/cdsvae/score_test
 
 Writes ``trials`` (all pairs of the test utterances that have embeddings: one skipped in an
-earlier stage is counted and left out; unless --trials names a list to reuse),
-``scores_s``, ``scores_z`` (``enroll test score``) and ``results.json``. With ``--mean_from
+earlier stage is counted and left out), ``scores_s``, ``scores_z`` (``enroll test score``) and
+``results.json``.
+
+``--trials FILE`` scores a given list instead of all pairs, in either format (detected from
+the first line, or named by ``--trials_format``):
+
+    Kaldi     utt1 utt2 target|nontarget
+    VoxCeleb  1|0 path1 path2      e.g. 1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav
+
+A VoxCeleb path names the utterance whose id is the path with its extension dropped and every
+'/' replaced by '-' (id10270-x6uYqmx31kE-00001), as Kaldi's VoxCeleb recipe names them. Every
+utterance of the list must be in --utt2spk (else an error names the first that is not); a
+trial with an utterance of the test set that has no embedding (skipped in an earlier stage)
+is left out and counted, like those utterances in the all-pairs list. ``trials`` in --outdir
+is then the scored list in Kaldi format, with utterance ids. With ``--mean_from
 exp/cdsvae/emb_train`` it also scores after subtracting the mean embedding of that set from
 every embedding (mean-normalised cosine, as speaker-verification toolkits do with the
 training-set mean): ``scores_s_meannorm``, ``scores_z_meannorm`` and ``results.json["mean_norm"]``.
@@ -24,8 +37,8 @@ from cdsvae.bin import run_main
 from cdsvae.data.datadir import read_utt2spk
 from cdsvae.errors import UserError
 from cdsvae.eval.scoring import mean_embedding, score_trials, write_scores
-from cdsvae.eval.trials import all_pairs_trials, read_trials, write_trials
-from cdsvae.io import atomic_write_bytes, atomic_write_text
+from cdsvae.eval.trials import TRIALS_FORMATS, all_pairs_trials, load_trials, select_trials, write_trials
+from cdsvae.io import atomic_write_text
 
 FACTORS = ("s", "z")
 
@@ -67,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--emb_dir", type=Path, required=True, help="directory with s.scp and z.scp")
     parser.add_argument("--utt2spk", type=Path, required=True, help="utt2spk of the test set")
     parser.add_argument("--outdir", type=Path, required=True)
-    parser.add_argument("--trials", type=Path, default=None, help="reuse this Kaldi trials file instead of all pairs")
+    parser.add_argument("--trials", type=Path, default=None,
+                        help="score this trial list (Kaldi or VoxCeleb format, see above) instead of all pairs")
+    parser.add_argument("--trials_format", choices=("auto",) + TRIALS_FORMATS, default="auto",
+                        help="format of --trials; auto: detected from its first line (default: auto)")
     parser.add_argument("--p_target", type=float, default=0.01, help="prior of a target trial for minDCF")
     parser.add_argument("--mean_from", type=Path, default=None,
                         help="embedding dir (s.scp, z.scp) whose mean is subtracted for the mean-normalised scores")
@@ -76,27 +92,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     for factor in FACTORS:
         if not (args.emb_dir / f"{factor}.scp").is_file():
             raise UserError(f"{args.emb_dir / (factor + '.scp')}: embedding scp not found")
+    utt2spk = read_utt2spk(args.utt2spk)
+    embedded = _embedded_utterances(args.emb_dir)
+    missing = [u for u in utt2spk if u not in embedded]
+    if missing:
+        at_extraction = _skipped_utterances(args.emb_dir)
+        n_ext = sum(u in at_extraction for u in missing)
+        print(f"{len(missing)} of {len(utt2spk)} utterance(s) of {args.utt2spk} have no embedding and are left "
+              f"out of the trials ({n_ext} skipped at extraction, {len(missing) - n_ext} without features): "
+              f"{' '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    trials_path = args.outdir / "trials"
+    extra: dict = {}
     if args.trials is not None:
-        if not args.trials.is_file():
-            raise UserError(f"{args.trials}: trials file not found")
-        trials = read_trials(args.trials)
-        trials_path = args.outdir / "trials"
+        trials, fmt = load_trials(args.trials, args.trials_format, utt2spk, str(args.utt2spk))
+        n_listed = len(trials)
+        trials, dropped = select_trials(trials, embedded)
+        extra = {"trials_from": str(args.trials), "trials_format": fmt, "n_listed_trials": n_listed,
+                 "n_trials_without_embedding": n_listed - len(trials)}
+        if dropped:
+            print(f"{n_listed - len(trials)} of {n_listed} trial(s) of {args.trials} name an utterance without "
+                  f"embedding and are left out")
         if trials_path.resolve() != args.trials.resolve():
-            args.outdir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(trials_path, args.trials.read_bytes())
+            write_trials(trials_path, trials)
+        elif fmt != "kaldi" or dropped:
+            raise UserError(f"{args.trials}: is also the trials file this run writes to {args.outdir}; "
+                            "give another --outdir")
     else:
-        utt2spk = read_utt2spk(args.utt2spk)
-        embedded = _embedded_utterances(args.emb_dir)
-        missing = [u for u in utt2spk if u not in embedded]
-        if missing:
-            at_extraction = _skipped_utterances(args.emb_dir)
-            n_ext = sum(u in at_extraction for u in missing)
-            print(f"{len(missing)} of {len(utt2spk)} utterance(s) of {args.utt2spk} have no embedding and are left "
-                  f"out of the trials ({n_ext} skipped at extraction, {len(missing) - n_ext} without features): "
-                  f"{' '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-            utt2spk = {u: s for u, s in utt2spk.items() if u in embedded}
-        trials = all_pairs_trials(utt2spk)
-        trials_path = args.outdir / "trials"
+        trials = all_pairs_trials({u: s for u, s in utt2spk.items() if u in embedded})
         write_trials(trials_path, trials)
     if trials.n_target == 0 or trials.n_nontarget == 0:
         raise UserError(
@@ -116,10 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if means:
         results["mean_norm"] = {factor: _score(args, trials, factor, means[factor], "_meannorm") for factor in FACTORS}
         results["mean_norm"].update(mean_from=str(args.mean_from), n_utts=n_mean)
-    results.update(n_target=trials.n_target, n_nontarget=trials.n_nontarget, p_target=args.p_target)
-    if args.trials is None:
-        results.update(n_utts=len(utt2spk) + len(missing), n_without_embedding=len(missing),
-                       without_embedding=missing)
+    results.update(n_target=trials.n_target, n_nontarget=trials.n_nontarget, p_target=args.p_target, **extra)
+    results.update(n_utts=len(utt2spk), n_without_embedding=len(missing), without_embedding=missing)
     atomic_write_text(args.outdir / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"{trials.n_target} target / {trials.n_nontarget} nontarget trials; wrote {args.outdir / 'results.json'}")
     return 0
