@@ -55,6 +55,8 @@ dumpdir=dump
 tag_suffix=            # appended to every experiment tag
 seeds=                 # training seeds, e.g. "1 2 3": one experiment per config and seed (<tag>_seed<N>)
 norm_max_utts=2000     # speech: training utterances embedded for the mean of mean-normalised scoring
+trials=                # speech: trial list for the first test set instead of all pairs (Kaldi or VoxCeleb format)
+trials_format=auto     # speech: format of --trials: auto (from its first line), kaldi or voxceleb
 
 help_message=$(cat <<EOF
 Usage: $0 --train_set <name> --test_sets "<names>" [options]
@@ -115,6 +117,12 @@ Options:
   --seeds "N.."         train each config once per seed, as <tag>_seed<N> with --train.seed N; the
                         report gives mean +- std over seeds (default: "${seeds}": the configs' own seed)
   --norm_max_utts N     speech: training utterances embedded for mean-normalised scoring (default: ${norm_max_utts})
+  --trials FILE         speech: score the first test set on this trial list instead of all pairs (the other
+                        test sets keep all pairs); Kaldi 'utt1 utt2 target|nontarget' or VoxCeleb
+                        '1|0 path1 path2', whose path names the utterance id with the extension dropped and
+                        '/' replaced by '-' (id10270/x6uYqmx31kE/00001.wav -> id10270-x6uYqmx31kE-00001)
+                        (default: "${trials}": all pairs)
+  --trials_format F     speech: auto (from the first line of --trials), kaldi or voxceleb (default: ${trials_format})
   --config FILE         read defaults for these options from FILE (shell assignments)
   --help                print this message
 EOF
@@ -149,6 +157,8 @@ for seed in ${seeds}; do
 done
 [ "${norm_max_utts}" -ge 1 ] || usage_error "--norm_max_utts must be at least 1"
 [ "${progress_secs}" -ge 1 ] || usage_error "--progress_secs must be at least 1"
+case "${trials_format}" in auto | kaldi | voxceleb) ;; *) usage_error "--trials_format must be auto, kaldi or voxceleb, got '${trials_format}'" ;; esac
+[ -z "${trials}" ] || [ -f "${trials}" ] || usage_error "--trials ${trials}: file not found"
 
 # Derived from the options: the device of the tools, the GPUs of one job of stages 5-6, and
 # the test set that the judge (video) and the main results table use.

@@ -144,10 +144,13 @@ stage_6() {
         for dset in ${test_sets}; do
             out=${expdir}/${tag}/score_${dset}
             log "Scoring ${dset} with ${tag} (log: ${out}/score.log)"
+            local trials_opts=()
+            [ -z "${trials}" ] || [ "${dset}" != "${first_test_set}" ] \
+                || trials_opts=(--trials "${trials}" --trials_format "${trials_format}")
             ${cpu_cmd} "${out}/score.log" \
                 python -m cdsvae.bin.score --emb_dir "${expdir}/${tag}/emb_${dset}" \
                 --utt2spk "data/${dset}/utt2spk" --outdir "${out}" \
-                --mean_from "${expdir}/${tag}/emb_${train_set}"
+                --mean_from "${expdir}/${tag}/emb_${train_set}" "${trials_opts[@]}"
             n_missing=$(json_int "${out}/results.json" n_without_embedding)
             [ "${n_missing:-0}" -eq 0 ] || log "Left ${n_missing} utterance(s) of data/${dset} without embedding" \
                 "(skipped in stages 2-5) out of the trials: listed in ${out}/results.json"
