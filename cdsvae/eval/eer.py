@@ -153,10 +153,22 @@ def compute_min_dcf(target_scores, nontarget_scores, p_target=0.01, c_miss=1, c_
         raise UserError(f"p_target must be in (0, 1), got {p_target}")
     if c_miss <= 0 or c_fa <= 0:
         raise UserError(f"c_miss and c_fa must be positive, got {c_miss}, {c_fa}")
-    far, frr, _ = _operating_points(target_scores, nontarget_scores)
-    cost = c_miss * frr * p_target + c_fa * far * (1.0 - p_target)
+    tgt = np.sort(_as_scores(target_scores, "target"))
+    non = np.sort(_as_scores(nontarget_scores, "nontarget"))
+    n_tgt, n_non = tgt.size, non.size
+    # Passing a block of tied scores adds the misses of its targets and removes the false alarms
+    # of its nontargets, so the cost can only fall right after a nontarget score: the minimum is
+    # at accept-all or just above some nontarget non[i], where FRR = #{tgt <= non[i]} / n_tgt.
+    # Taking FAR = (n_non - 1 - i) / n_non there overstates it inside a tie block (same FRR,
+    # higher cost) and is exact at its last member, so the minimum is unchanged; no merged
+    # sort of all trials is needed.
+    cost = np.searchsorted(tgt, non, side="right") * (c_miss * p_target / n_tgt)
+    far_cost = np.arange(n_non - 1, -1, -1, dtype=np.float64)
+    far_cost *= c_fa * (1.0 - p_target) / n_non
+    cost += far_cost
+    accept_all = c_fa * (1.0 - p_target)
     default_cost = min(c_miss * p_target, c_fa * (1.0 - p_target))
-    return float(cost.min() / default_cost)
+    return float(min(cost.min(), accept_all) / default_cost)
 
 
 def _pair_lines(path: Path, what: str):

@@ -28,20 +28,23 @@ def cosine_scores(
     """Cosine similarity of rows ``enroll_idx[k]`` and ``test_idx[k]`` of ``embeddings``.
 
     Normalise once, then one matmul per block of enrolment rows against all rows, and pick the
-    trials' entries: memory stays at ``block_rows * N`` however many trials there are.
+    trials' entries: the similarity block stays at ``block_rows * N`` however many trials there
+    are. Trials already sorted by enrolment row (all pairs, Kaldi lists grouped by enrolment)
+    are read in place; others go through one stable argsort.
     """
     e = normalise_rows(embeddings)
     enroll_idx = np.asarray(enroll_idx, dtype=np.int64)
     test_idx = np.asarray(test_idx, dtype=np.int64)
     scores = np.empty(enroll_idx.shape[0], dtype=np.float64)
-    order = np.argsort(enroll_idx, kind="stable")
-    sorted_enroll = enroll_idx[order]
+    in_order = bool(np.all(enroll_idx[1:] >= enroll_idx[:-1]))
+    order = None if in_order else np.argsort(enroll_idx, kind="stable")
+    sorted_enroll = enroll_idx if in_order else enroll_idx[order]
     for r0 in range(0, e.shape[0], block_rows):
         r1 = min(r0 + block_rows, e.shape[0])
         lo, hi = np.searchsorted(sorted_enroll, [r0, r1])
         if lo == hi:
             continue
-        sel = order[lo:hi]
+        sel = slice(lo, hi) if in_order else order[lo:hi]
         sims = e[r0:r1] @ e.T
         scores[sel] = sims[enroll_idx[sel] - r0, test_idx[sel]]
     return scores

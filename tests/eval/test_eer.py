@@ -186,3 +186,18 @@ def test_bad_cost_parameters():
         compute_min_dcf([1.0], [0.0], c_miss=0)
     with pytest.raises(UserError, match="not numbers"):
         compute_eer(["a"], [0.0])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_min_dcf_brute_force_heavy_ties_and_costs(seed):
+    """Few distinct scores (many ties across and within classes), overlapping or reversed classes."""
+    rng = np.random.default_rng(100 + seed)
+    n_tgt, n_non = rng.integers(1, 12), rng.integers(1, 40)
+    shift = rng.choice([-2, 0, 2])
+    tgt = rng.integers(0, 5, n_tgt) + shift
+    non = rng.integers(0, 5, n_non)
+    p_target = rng.choice([0.5, 0.05, 0.01, 0.001])
+    c_miss, c_fa = rng.choice([1, 3]), rng.choice([1, 10])
+    got = compute_min_dcf(tgt, non, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
+    want = brute_force_min_dcf(tgt.tolist(), non.tolist(), p_target, c_miss, c_fa)
+    assert got == pytest.approx(want, abs=1e-12)

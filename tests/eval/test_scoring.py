@@ -115,3 +115,17 @@ def test_mean_normalised_scores_match_a_plain_loop_and_a_known_answer(tmp_path):
     pair = all_pairs_trials({"a_1": "a", "b_1": "b"})
     assert score_trials(tmp_path / "two" / "s.scp", pair)[0] == pytest.approx(0.8)
     assert score_trials(tmp_path / "two" / "s.scp", pair, np.ones(2))[0] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 2048])
+def test_trials_sorted_by_enrolment_match_brute_force(block_rows):
+    """All-pairs lists come sorted by enrolment row and take the path without argsort."""
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(11, 5))
+    enroll, test = np.triu_indices(11, k=1)
+    got = cosine_scores(emb, enroll, test, block_rows=block_rows)
+    np.testing.assert_allclose(got, brute_force_cosine(emb.tolist(), enroll, test), rtol=1e-10, atol=1e-12)
+    repeated = np.repeat(np.arange(11), 3)  # ties in the enrolment rows, test rows in any order
+    test = rng.integers(0, 11, size=repeated.size)
+    got = cosine_scores(emb, repeated, test, block_rows=block_rows)
+    np.testing.assert_allclose(got, brute_force_cosine(emb.tolist(), repeated, test), rtol=1e-10, atol=1e-12)
