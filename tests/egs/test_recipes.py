@@ -154,7 +154,9 @@ def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(tmp_path):
     wav_scp = (rdir / "data" / "test" / "wav.scp").read_text().splitlines()
     bad_utt, bad_wav = wav_scp[0].split(maxsplit=1)
     Path(bad_wav if os.path.isabs(bad_wav) else rdir / bad_wav).write_bytes(b"not audio at all")
+    (rdir / "conf" / "judges_tiny.yaml").write_text(TINY_JUDGES)
     r = run_recipe(rdir, "--stage", "2", "--nj", "2", "--skip_bad", "true", "--train_configs", "conf/train_dsvae.yaml",
+                   "--judge_conf", "conf/judges_tiny.yaml",
                    "--train_args", "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 "
                                    "--data.segments_per_utt 2")
     n_test = len(wav_scp)
@@ -166,6 +168,11 @@ def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(tmp_path):
     assert bad_utt not in trials
     report = (rdir / "exp" / "RESULTS.md").read_text()
     assert f"1 of {n_test} test utterances skipped" in report and bad_utt in report
+    # the judges and the disentanglement metrics work on the utterances that have features
+    judged = json.loads((rdir / "exp" / "judge" / "speaker" / "judge.json").read_text())["eval"]["test"]
+    assert judged["n_utts"] == n_test - 1
+    metrics = json.loads((rdir / "exp" / "dsvae" / "disentangle_test" / "results.json").read_text())
+    assert metrics["n_test_utts"] == n_test - 1 and bad_utt not in str(metrics["swap"]["draws"])
 
 
 def test_sprites_video_recipe_end_to_end(tmp_path):

@@ -106,11 +106,12 @@ speech_judges() {
 }
 
 stage_5() {
+    local tag dset subset out n_skipped
+    # experiments trained on other inputs are refused before any judge is trained
+    check_experiments $(for dset in ${test_sets} ${train_set}; do echo "${dumpdir}/${dset}"; done)
     speech_judges
     log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
     require_tool cdsvae.bin.extract_embeddings
-    local tag dset subset out n_skipped
-    check_experiments $(for dset in ${test_sets} ${train_set}; do echo "${dumpdir}/${dset}"; done)
     for tag in $(experiment_tags); do
         for dset in ${test_sets} ${train_set}; do
             subset=""
