@@ -17,7 +17,7 @@ import numpy as np
 
 from cdsvae.errors import UserError
 from cdsvae.eval.results import ExperimentResult
-from cdsvae.eval.tables import group_results, mean_std
+from cdsvae.eval.tables import group_results, mean_std, paired_p_value
 
 HEADER = ("| system | experiment | EER s (%) | EER z (%) | unit error z (%) | unit error s (%) "
           "| swap speaker score | swap content error (%) |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
@@ -138,6 +138,39 @@ def seed_disentanglement_table(results: Sequence[ExperimentResult], test_set: st
                      f"| {_pm([f['probe_s'] for f in figs])} | {_pm([f['swap_speaker'] for f in figs], 1.0, 3)} "
                      f"| {_pm([f['swap_content'] for f in figs])} |\n")
     return HEADER + "".join(lines) if lines else ""
+
+
+# (label, figure of row_figures, scale, digits, True when lower is better)
+_DIFF = (("unit error z (%)", "probe_z", 100.0, 2, True), ("unit error s (%)", "probe_s", 100.0, 2, False),
+         ("swap speaker score", "swap_speaker", 1.0, 3, False), ("swap content error (%)", "swap_content", 100.0, 2, True))
+
+
+def disentanglement_difference_table(results: Sequence[ExperimentResult], test_set: str) -> str:
+    """C-DSVAE minus DSVAE on the disentanglement figures, paired by seed, with a two-sided paired
+    t-test (as the speaker-verification differences); "" without two shared seeds."""
+    groups = group_results(results)
+    figs = {g: {r.seed: load_disentanglement(r.expdir, test_set) for r in rows} for g, rows in groups.items()}
+    lines = []
+    for a in (g for g, rows in groups.items() if rows[0].system == "C-DSVAE"):
+        for b in (g for g, rows in groups.items() if rows[0].system == "DSVAE"):
+            seeds = sorted(k for k in figs[a] if k is not None and figs[a][k] and figs[b].get(k))
+            if len(seeds) < 2:
+                continue
+            fa = {k: row_figures(figs[a][k]) for k in seeds}
+            fb = {k: row_figures(figs[b][k]) for k in seeds}
+            for label, key, scale, digits, lower in _DIFF:
+                diffs = [scale * (fa[k][key] - fb[k][key]) for k in seeds]
+                m, sd = mean_std(diffs)
+                better = sum((d < 0) if lower else (d > 0) for d in diffs)
+                p = paired_p_value(diffs)
+                verdict = (f"within noise (p = {p:.2f})" if p >= 0.05 else
+                           f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})")
+                lines.append(f"| {a} - {b} | {label} | {len(seeds)} | {m:+.{digits}f} ± {sd:.{digits}f} "
+                             f"| {better}/{len(seeds)} | {verdict} |\n")
+    if not lines:
+        return ""
+    return ("| compared | metric | seeds | difference (mean ± std) | C-DSVAE better in | verdict |\n"
+            "|---|---|---|---:|---:|---|\n" + "".join(lines))
 
 
 def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str:

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from cdsvae.errors import UserError
 from cdsvae.eval.demo import demo_lines, relative_link
-from cdsvae.eval.disentangle_tables import (EXPLAIN, disentanglement_table, seed_disentanglement_table,
-                                            speaker_judge_sv_row, swap_detail_table)
+from cdsvae.eval.disentangle_tables import (EXPLAIN, disentanglement_difference_table, disentanglement_table,
+                                            seed_disentanglement_table, speaker_judge_sv_row, swap_detail_table)
 from cdsvae.eval.environment import environment_header
 from cdsvae.eval.results import SCORINGS, ExperimentResult, load_experiment
 from cdsvae.eval.tables import (checkpoint_table, difference_table, group_results, results_table, seed_table,
@@ -81,7 +81,13 @@ def disentanglement_section(results: Sequence[ExperimentResult], test_set: str, 
     if seeds:
         by_seed = seed_disentanglement_table(results, test_set)
         if by_seed:
-            out += ["### Mean ± std over seeds", "", by_seed, "### Every experiment", ""]
+            out += ["### Mean ± std over seeds", "", by_seed]
+            diff = disentanglement_difference_table(results, test_set)
+            if diff:
+                out += ["C-DSVAE - DSVAE, paired by seed (lower is better for the unit error of z and the swap "
+                        "content error, higher for the unit error of s and the swap speaker score; two-sided "
+                        "paired t-test):", "", diff]
+            out += ["### Every experiment", ""]
     out += [table, "### Swap protocol in detail", "", swap_detail_table(results, test_set)]
     return out
 
