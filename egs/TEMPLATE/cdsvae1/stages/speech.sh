@@ -75,9 +75,11 @@ stage_4() {
 }
 
 # The speaker and content judges of the recipe, trained on --train_set (or the pretrained speaker
-# judge of --speaker_judge) and evaluated on the first test set; both train at the same time.
-# A judge that misses its gate in --judge_conf stops the stage.
-speech_judges() {
+# judge of --speaker_judge) and evaluated on the first test set: start_judges starts both in the
+# background (they need no experiment, so stage 5 extracts the embeddings meanwhile),
+# finish_judges waits for them and stops the stage when a judge misses its gate in --judge_conf.
+judge_pids=()
+start_judges() {
     if [ "${judges}" = false ]; then
         log "Judges: skipped (--judges false)"
         return
@@ -85,7 +87,7 @@ speech_judges() {
     require_tool cdsvae.bin.train_speech_judge
     [ -f "${judge_conf}" ] || die "judge config ${judge_conf} not found (or run with --judges false)"
     [ -z "${unit_map}" ] || [ -f "${unit_map}" ] || die "unit map ${unit_map} not found (--unit_map)"
-    local train=${dumpdir}/${train_set} test=${dumpdir}/${first_test_set} which out pids=() failed=()
+    local train=${dumpdir}/${train_set} test=${dumpdir}/${first_test_set} which out
     for which in speaker content; do
         out=${expdir}/judge/${which}
         log "Judge of ${which}: ${train} -> ${out}/ (log: ${out}/train.log)"
@@ -95,10 +97,15 @@ speech_judges() {
             --train_feats "${train}" --train_data "data/${train_set}" --test_feats "${test}" \
             --test_data "data/${first_test_set}" --outdir "${out}" --device "${device}" \
             ${unit_map:+--unit_map "${unit_map}"} ${speaker_judge:+--external "${speaker_judge}"} &
-        pids+=("$!")
+        judge_pids+=("$!")
     done
-    for which in 0 1; do
-        wait "${pids[${which}]}" || failed+=("${expdir}/judge/$([ "${which}" = 0 ] && echo speaker || echo content)/train.log")
+}
+
+finish_judges() {
+    [ "${judges}" = true ] || return 0
+    local k failed=() names=(speaker content)
+    for k in 0 1; do
+        wait "${judge_pids[${k}]}" || failed+=("${expdir}/judge/${names[${k}]}/train.log")
     done
     [ ${#failed[@]} -eq 0 ] || die "judge training failed; see ${failed[*]}"
     python -m cdsvae.bin.train_speech_judge --check --config "${judge_conf}" --judge_dir "${expdir}/judge" \
@@ -109,7 +116,7 @@ stage_5() {
     local tag dset subset out n_skipped
     # experiments trained on other inputs are refused before any judge is trained
     check_experiments $(for dset in ${test_sets} ${train_set}; do echo "${dumpdir}/${dset}"; done)
-    speech_judges
+    start_judges
     log "Stage 5: extraction: ${dumpdir}/{${test_sets// /,},${train_set}} -> ${expdir}/<tag>/emb_<set>/ (s and z embeddings; at most ${norm_max_utts} utterances of ${train_set}, for the mean of mean-normalised scoring)"
     require_tool cdsvae.bin.extract_embeddings
     for tag in $(experiment_tags); do
@@ -127,6 +134,7 @@ stage_5() {
                 "(shorter than one segment; --skip_bad true): listed in ${out}/meta.json"
         done
     done
+    finish_judges
     if [ "${judges}" = true ]; then
         demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}" --judge_dir "${expdir}/judge" \
             --data "data/${first_test_set}" ${unit_map:+--unit_map "${unit_map}"}
