@@ -133,13 +133,13 @@ def write_packed(expdir: str | os.PathLike, outdir: str | os.PathLike | None = N
     from cdsvae.data.feats import CMVNStats
     from cdsvae.fbank import load_fbank_config
     from cdsvae.train.config import dump_config, to_plain
-    from cdsvae.train.task import _choose_checkpoint, checkpoint_summary, load_config_file
+    from cdsvae.train.task import choose_checkpoint, checkpoint_summary, load_config_file
 
     expdir = Path(expdir)
     outdir = Path(outdir) if outdir is not None else expdir / "packed"
     cfg = load_config_file(expdir)
     modality = "video" if cfg["model"]["frame"] == "conv64" else "speech"
-    path, state, why = _choose_checkpoint(expdir)
+    path, state, why = choose_checkpoint(expdir)
     fbank_cfg = None
     if modality == "speech":
         fbank_path = Path(fbank) if fbank is not None else _fbank_source(expdir, cfg)

@@ -15,21 +15,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from cdsvae.audio import write_wav
 from cdsvae.errors import UserError
 from cdsvae.eval.demo import Demo, demo_dir, write_demo
 from cdsvae.fbank import load_fbank_config, logmel_to_waveform
-from cdsvae.io import atomic_write_bytes
-
-
-def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
-    import io
-
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 def pick_demo_pair(utt2spk: Mapping[str, str]) -> tuple[str, str] | None:
@@ -129,7 +118,7 @@ def listening_demo(
         outputs = [(name, feats, caption + (f"; {judges.verdict(feats, *wanted[name])}" if name in wanted else ""))
                    for name, feats, caption in outputs]
     files = [
-        (caption, _write_wav(outdir / name, logmel_to_waveform(feats, fbank_cfg, n_iter), sr))
+        (caption, write_wav(outdir / name, logmel_to_waveform(feats, fbank_cfg, n_iter), sr))
         for name, feats, caption in outputs
     ]
     note = (

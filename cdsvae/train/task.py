@@ -299,7 +299,7 @@ def load_config_file(exp_dir: str | os.PathLike) -> dict[str, Any]:
     return cfg
 
 
-def _choose_checkpoint(exp_dir: Path) -> tuple[Path, dict[str, Any], str]:
+def choose_checkpoint(exp_dir: Path) -> tuple[Path, dict[str, Any], str]:
     """(path, state, why) of the checkpoint evaluation uses: best.pt, else the newest step checkpoint."""
     ckpt_dir = exp_dir / "checkpoints"
     best = ckpt_dir / ckpt.BEST
@@ -344,7 +344,7 @@ def load_model_with_info(exp_dir: str | os.PathLike,
     exp_dir = Path(exp_dir)
     cfg = load_config_file(exp_dir)
     model = build_model(cfg["model"])
-    path, state, why = _choose_checkpoint(exp_dir)
+    path, state, why = choose_checkpoint(exp_dir)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as e:
