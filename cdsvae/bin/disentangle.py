@@ -91,15 +91,14 @@ def fresh_probes(outdir: Path, stamp: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    import kaldiio
     import numpy as np
 
     from cdsvae.eval.disentangle import SwapConfig, run_probes, swap_protocols
     from cdsvae.eval.embeddings import speech_model_settings
     from cdsvae.eval.factors import Denormaliser
     from cdsvae.eval.per import read_unit_map
-    from cdsvae.eval.speech_judges import (judge_record, load_content_judge_of, load_speaker_judge_of,
-                                           read_judge_config, read_transcripts)
+    from cdsvae.eval.speech_judges import (judge_embeddings, judge_record, load_content_judge_of,
+                                           load_speaker_judge_of, read_judge_config, read_transcripts)
     from cdsvae.io import atomic_write_text
     from cdsvae.train.task import load_model_with_info
 
@@ -113,9 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind, record in records.items():
         if record is None or not record.get("complete"):
             raise UserError(f"{args.judge_dir / kind}: no finished {kind} judge (run stage 5)")
+    ref_emb = judge_embeddings(args.judge_dir / "speaker", test_set)
     ref_scp = args.judge_dir / "speaker" / f"emb_{test_set}" / "spk.scp"
-    if not ref_scp.is_file():
-        raise UserError(f"{ref_scp}: not found: the speaker judge has not embedded {test_set} (run stage 5)")
 
     model, mcfg, checkpoint = load_model_with_info(args.expdir, device=args.device)
     segment_frames, normalise = speech_model_settings(mcfg, args.expdir)
@@ -148,8 +146,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     speaker = load_speaker_judge_of(args.judge_dir / "speaker", args.device)
     content = load_content_judge_of(args.judge_dir / "content", args.device)
-    table = kaldiio.load_scp(str(ref_scp))
-    ref_emb = {u: np.asarray(table[u]) for u in table}
     swap = swap_protocols(model, test_factors, test_raw, utt2spk, test_units, speaker, content, ref_emb,
                           Denormaliser(mcfg.get("data", {}).get("cmvn")), swap_cfg, unit_map, device=args.device,
                           progress=True)

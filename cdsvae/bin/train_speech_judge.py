@@ -63,7 +63,7 @@ def _digest(path: Path | None) -> str | None:
     return file_digest(path)
 
 
-def speaker_judge(args, section: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+def speaker_judge(args, section: dict[str, Any]) -> dict[str, Any]:
     from cdsvae.data.feats import CMVNStats
     from cdsvae.eval.speaker_judge import SpeakerJudgeConfig, load_speaker_judge, train_speaker_judge
     from cdsvae.eval.speech_judges import prepare_training, read_features
@@ -113,7 +113,7 @@ def speaker_figures(judge, test_feats: Path, outdir: Path, test_set: str) -> dic
             "n_nontarget": trials.n_nontarget}
 
 
-def content_judge(args, section: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+def content_judge(args, section: dict[str, Any]) -> dict[str, Any]:
     from cdsvae.eval.speech_judges import (ContentJudge, fit_recogniser, prepare_training, read_features,
                                            read_transcripts)
 
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unit_map = read_unit_map(args.unit_map) if args.unit_map is not None else None
     args.outdir.mkdir(parents=True, exist_ok=True)
     previous = judge_record(args.outdir)
-    made = (speaker_judge if args.judge == "speaker" else content_judge)(args, cfg[args.judge], previous)
+    made = (speaker_judge if args.judge == "speaker" else content_judge)(args, cfg[args.judge])
     judge = made.pop("judge")
     test_set = args.test_data.name
     scored_with = {"test_feats": _digest(args.test_feats / "feats.scp"),

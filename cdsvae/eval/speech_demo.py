@@ -52,8 +52,8 @@ def listening_demo(
     import torch
 
     from cdsvae.data.datadir import read_utt2spk
-    from cdsvae.data.feats import CMVNStats
     from cdsvae.eval.embeddings import cut_segments, speech_model_settings
+    from cdsvae.eval.factors import Denormaliser
     from cdsvae.train.task import load_model
 
     expdir, outdir = Path(expdir), Path(outdir)
@@ -74,12 +74,7 @@ def listening_demo(
     model, cfg = load_model(expdir)
     _, normalise = speech_model_settings(cfg, expdir)
     segment_frames = int(meta["segment_frames"])
-    cmvn_path = cfg.get("data", {}).get("cmvn")
-    if cmvn_path is not None:
-        stats = CMVNStats.load(cmvn_path)
-        mean, std = stats.mean.astype(np.float32), stats.std.astype(np.float32)
-    else:
-        mean, std = np.float32(0.0), np.float32(1.0)
+    denorm = Denormaliser(cfg.get("data", {}).get("cmvn"))
 
     from cdsvae.data.datadir import read_scp
 
@@ -94,7 +89,7 @@ def listening_demo(
         inputs[utt] = mat[: s.shape[0] * segment_frames]
 
     def frames(x: torch.Tensor) -> np.ndarray:
-        return x.reshape(-1, x.shape[-1]).numpy() * std + mean
+        return denorm(x.reshape(-1, x.shape[-1]).numpy())
 
     a, b = pair
     with torch.no_grad():
@@ -135,19 +130,15 @@ class DemoJudges:
 
     def __init__(self, judge_dir: str | os.PathLike, data_dir: str | os.PathLike, test_set: str,
                  unit_map: str | os.PathLike | None = None):
-        import kaldiio
-
         from cdsvae.data.datadir import read_utt2spk
         from cdsvae.eval.per import read_unit_map
-        from cdsvae.eval.speech_judges import load_content_judge_of, load_speaker_judge_of, read_transcripts
+        from cdsvae.eval.speech_judges import (judge_embeddings, load_content_judge_of, load_speaker_judge_of,
+                                               read_transcripts)
 
         judge_dir, data_dir = Path(judge_dir), Path(data_dir)
         self.speaker = load_speaker_judge_of(judge_dir / "speaker")
         self.content = load_content_judge_of(judge_dir / "content")
-        scp = judge_dir / "speaker" / f"emb_{test_set}" / "spk.scp"
-        if not scp.is_file():
-            raise UserError(f"{scp}: not found: the speaker judge has not embedded {test_set}")
-        self.emb = {u: np.asarray(v) for u, v in kaldiio.load_scp(str(scp)).items()}
+        self.emb = judge_embeddings(judge_dir / "speaker", test_set)
         self.utt2spk = read_utt2spk(data_dir / "utt2spk")
         self.units = read_transcripts(data_dir)
         self.unit_map = read_unit_map(unit_map) if unit_map else None

@@ -79,11 +79,11 @@ def _check_sections(path, cfg: Mapping[str, Mapping[str, Any]]) -> None:
     checks = (("speaker", lambda: SpeakerJudgeConfig.from_dict(cfg["speaker"])),
               ("content", lambda: CTCConfig.from_dict(cfg["content"])),
               ("probe", lambda: CTCConfig.from_dict(probe)),
-              ("swap", lambda: SwapConfig(**{k: v for k, v in cfg["swap"].items() if k in swap_keys})))
+              ("swap", lambda: SwapConfig(**cfg["swap"])))
+    unknown = sorted(set(cfg["swap"]) - swap_keys)
+    if unknown:
+        raise UserError(f"{path}: section swap: unknown option(s) {', '.join(unknown)}")
     for name, check in checks:
-        unknown = sorted(set(cfg["swap"]) - swap_keys) if name == "swap" else []
-        if unknown:
-            raise UserError(f"{path}: section swap: unknown option(s) {', '.join(unknown)}")
         try:
             check()
         except UserError as e:
@@ -210,6 +210,16 @@ def load_speaker_judge_of(judge_dir: str | os.PathLike, device: str = "cpu"):
         raise UserError(f"{Path(judge_dir) / JUDGE_FILE}: no finished speaker judge (run stage 5)")
     spec = record["model"] if record.get("external") else Path(judge_dir) / record["model"]
     return load_speaker_judge(spec, record.get("fbank_config"), device)
+
+
+def judge_embeddings(judge_dir: str | os.PathLike, test_set: str) -> dict[str, np.ndarray]:
+    """The speaker judge's embeddings of the test utterances, written by stage 5 (``emb_<set>/spk.scp``)."""
+    import kaldiio
+
+    scp = Path(judge_dir) / f"emb_{test_set}" / "spk.scp"
+    if not scp.is_file():
+        raise UserError(f"{scp}: not found: the speaker judge has not embedded {test_set} (run stage 5)")
+    return {u: np.asarray(v) for u, v in kaldiio.load_scp(str(scp)).items()}
 
 
 def load_content_judge_of(judge_dir: str | os.PathLike, device: str = "cpu") -> ContentJudge:
