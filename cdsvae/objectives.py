@@ -139,7 +139,7 @@ def mws_mutual_info(s, s_mean, s_logvar, z, z_mean, z_logvar, dataset_size):
     log_qz = torch.logsumexp(lz, dim=-1)
     log_qsz = torch.logsumexp(lz + ls, dim=-1)
     mi = F.relu(log_qsz - log_qs - log_qz + log_norm)
-    return mi.mean().to(s.dtype)
+    return mi.mean().to(torch.promote_types(s.dtype, torch.float32))
 
 
 def mws_information(v, mean, logvar, dataset_size):
@@ -152,7 +152,7 @@ def mws_information(v, mean, logvar, dataset_size):
     log_norm = math.log(v.shape[0] * dataset_size)
     lv = gaussian_log_density_matrix(v, mean, logvar)
     info = torch.diagonal(lv) - torch.logsumexp(lv, dim=-1) + log_norm
-    return info.mean().to(v.dtype)
+    return info.mean().to(torch.promote_types(v.dtype, torch.float32))
 
 
 @dataclass
@@ -227,11 +227,13 @@ def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content
                 x_content=x_content if use_content else None,
                 x_motion=x_motion if use_motion else None,
                 content_index=content_index if use_content else None)
-    terms = {
-        "recon": F.mse_loss(out.recon, x, reduction="sum") / batch,  # keeps no (recon - x) for backward
-        "kl_s": kl_normal(out.s_mean, out.s_logvar) / batch,
-        "kl_z": kl_normal(out.z_mean, out.z_logvar, out.z_prior_mean, out.z_prior_logvar) / batch,
-    }
+    terms = {"recon": F.mse_loss(out.recon, x, reduction="sum") / batch}  # keeps no (recon - x) for backward
+    # Under autocast the KL and MWS terms are computed in float32 (MWS in float64 inside), whatever
+    # precision the model's outputs come in: sums of exponentials over a batch lose too much in 16 bits.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        terms["kl_s"] = kl_normal(out.s_mean.float(), out.s_logvar.float()) / batch
+        terms["kl_z"] = kl_normal(out.z_mean.float(), out.z_logvar.float(), out.z_prior_mean.float(),
+                                  out.z_prior_logvar.float()) / batch
     if use_content:
         if weights.con_s_drop_nearest > 2 * batch - 3:
             raise UserError(f"loss.con_s_drop_nearest {weights.con_s_drop_nearest} leaves no negative in a batch "
@@ -240,17 +242,18 @@ def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content
                                  weights.con_s_drop_nearest)
     if use_motion:
         terms["con_z"] = nt_xent(out.z_mean.flatten(1), out.z_mean_motion.flatten(1), weights.tau)
-    if not contrastive:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and weights.con_s > 0):
-            terms["con_s"] = -mws_information(out.s, out.s_mean, out.s_logvar, dataset_size)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and weights.con_z > 0):
-            terms["con_z"] = -mws_information(out.z.flatten(1), out.z_mean.flatten(1),
-                                              out.z_logvar.flatten(1), dataset_size)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and weights.mi_sz > 0):
-        terms["mi_sz"] = mws_mutual_info(out.s, out.s_mean, out.s_logvar, out.z, out.z_mean,
-                                         out.z_logvar, dataset_size)
-    loss = sum((getattr(weights, name) * value for name, value in terms.items() if getattr(weights, name) > 0),
-               out.recon.new_zeros(()))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if not contrastive:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and weights.con_s > 0):
+                terms["con_s"] = -mws_information(out.s, out.s_mean, out.s_logvar, dataset_size)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and weights.con_z > 0):
+                terms["con_z"] = -mws_information(out.z.flatten(1), out.z_mean.flatten(1),
+                                                  out.z_logvar.flatten(1), dataset_size)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and weights.mi_sz > 0):
+            terms["mi_sz"] = mws_mutual_info(out.s, out.s_mean, out.s_logvar, out.z, out.z_mean,
+                                             out.z_logvar, dataset_size)
+    loss = sum((getattr(weights, name) * value.float() for name, value in terms.items()
+                if getattr(weights, name) > 0), x.new_zeros((), dtype=torch.float32))
     terms = {name: value.detach() for name, value in terms.items()}
     terms["loss"] = loss.detach()
     return loss, terms

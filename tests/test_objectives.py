@@ -351,3 +351,34 @@ def test_gradients_finite_and_reach_every_parameter(frame):
         assert p.grad is not None, f"{name} gets no gradient"
         assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
         assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+@pytest.mark.parametrize("estimator", ["contrastive", "mws"])
+def test_kl_and_mws_terms_stay_float32_under_bf16_autocast(estimator):
+    """Under autocast the model's outputs come in bfloat16; the KL and MWS terms are computed from
+    them in float32 (float64 inside MWS), exactly as from the same outputs cast up outside autocast."""
+    torch.manual_seed(5)
+    model = build_model(TINY).eval()
+    seen = []
+
+    def recording(*args, **kw):
+        out = model(*args, **kw)
+        seen.append(out)
+        return out
+
+    x, xc, xm = _batch(6, 4, seed=5)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        loss, terms = cdsvae_loss(recording, x, xc, xm, LossWeights(mi_estimator=estimator), dataset_size=40)
+    o = seen[0]
+    assert o.s_mean.dtype == torch.bfloat16  # the outputs really are 16-bit: the test compares like with like
+    assert loss.dtype == torch.float32 and all(v.dtype == torch.float32 for v in terms.values())
+    up = {k: getattr(o, k).float() for k in ("s", "s_mean", "s_logvar", "z", "z_mean", "z_logvar",
+                                              "z_prior_mean", "z_prior_logvar")}
+    b = x.shape[0]
+    assert torch.equal(terms["kl_s"], kl_normal(up["s_mean"], up["s_logvar"]) / b)
+    assert torch.equal(terms["kl_z"], kl_normal(up["z_mean"], up["z_logvar"], up["z_prior_mean"],
+                                                up["z_prior_logvar"]) / b)
+    mi = mws_mutual_info(up["s"], up["s_mean"], up["s_logvar"], up["z"], up["z_mean"], up["z_logvar"], 40)
+    assert torch.equal(terms["mi_sz"], mi)
+    if estimator == "mws":
+        assert torch.equal(terms["con_s"], -mws_information(up["s"], up["s_mean"], up["s_logvar"], 40))

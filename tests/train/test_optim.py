@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from cdsvae.train.optim import OPTIM, build_optimizer, lr_factor
+from cdsvae.train.optim import OPTIM, adam_implementation, build_optimizer, lr_factor
 
 
 def test_lr_factor_known_values():
@@ -20,7 +20,8 @@ def test_lr_factor_known_values():
 
 def test_defaults_come_from_the_declared_fields_and_build_adam_with_the_schedule():
     assert OPTIM.defaults() == {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
-                                "grad_clip": None, "schedule": "constant", "warmup_steps": 0}
+                                "grad_clip": None, "schedule": "constant", "warmup_steps": 0,
+                                "implementation": "auto"}
     assert OPTIM.defaults()["betas"] is not OPTIM.defaults()["betas"]  # a fresh copy each time
     param = torch.nn.Parameter(torch.zeros(2))
     opts = {**OPTIM.defaults(), "lr": 0.5, "schedule": "cosine", "warmup_steps": 2}
@@ -32,3 +33,35 @@ def test_defaults_come_from_the_declared_fields_and_build_adam_with_the_schedule
         optimizer.step()
         scheduler.step()
     assert lrs == pytest.approx([0.5 * lr_factor(s, "cosine", 2, 6) for s in range(6)])
+
+
+@pytest.mark.parametrize("choice, device, fused, foreach", [
+    ("auto", "cpu", False, True), ("auto", "cuda", True, False), ("loop", "cuda", False, False),
+    ("foreach", "cpu", False, True), ("fused", "cpu", True, False)])
+def test_implementation_chooses_the_adam_kernel(choice, device, fused, foreach):
+    assert adam_implementation(choice, torch.device(device)) == {"fused": fused, "foreach": foreach}
+    optimizer, _ = build_optimizer([torch.nn.Parameter(torch.zeros(2))], {**OPTIM.defaults(), "implementation": choice},
+                                   total_steps=1, device=torch.device("cpu") if device == "cpu" else None)
+    if device == "cpu":
+        assert optimizer.defaults["fused"] is fused and optimizer.defaults["foreach"] is foreach
+
+
+def _fit(implementation: str) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    optimizer, scheduler = build_optimizer(model.parameters(), {**OPTIM.defaults(), "lr": 1e-2, "weight_decay": 0.1,
+                                                                "implementation": implementation}, total_steps=10)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        loss = model(torch.randn(5, 6, generator=gen)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return [p.detach() for p in model.parameters()]
+
+
+def test_cpu_kernels_agree_foreach_bit_for_bit_with_the_loop():
+    loop, foreach, fused = _fit("loop"), _fit("foreach"), _fit("fused")
+    assert all(torch.equal(a, b) for a, b in zip(loop, foreach))  # the CPU default keeps earlier results
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(loop, fused))
