@@ -117,9 +117,37 @@ def apply_layers(layers, x, extra=None):
     return torch.cat([x, extra])
 
 
-def _invertible(norm, min_abs_weight=1e-3):
+MIN_ABS_WEIGHT = 1e-3  # below this, recovering x from the output in backward loses too many bits
+
+
+def _invertible(norm):
+    decided = getattr(norm, "_views_invertible", None)
+    if decided is not None:
+        return decided
     return (norm.weight is not None and norm.bias is not None
-            and bool(norm.weight.detach().abs().min() >= min_abs_weight))
+            and bool(norm.weight.detach().abs().min() >= MIN_ABS_WEIGHT))  # a host sync per layer
+
+
+def decide_invertibility(model, decide=True):
+    """Fix, for every reference batch norm in ``model``, whether the views' pass may keep only its
+    output (every weight at least ``MIN_ABS_WEIGHT`` in magnitude), with one host read for all layers.
+
+    Until the next call, training steps use this decision instead of reading each layer's weights
+    (a host-device sync per layer per step). The trainer decides at fixed points of a run (epoch
+    starts, log points, checkpoints), so a resumed run decides as the uninterrupted one did.
+    ``decide=False`` drops the decisions: each step reads the weights again.
+    """
+    norms = [m for m in model.modules() if isinstance(m, _ReferenceBatchNorm)]
+    if not decide:
+        for norm in norms:
+            norm._views_invertible = None
+        return
+    affine = [n for n in norms if n.weight is not None and n.bias is not None]
+    smallest = torch.stack([n.weight.detach().abs().min().float() for n in affine]).tolist() if affine else []
+    for norm in norms:
+        norm._views_invertible = False
+    for norm, value in zip(affine, smallest):
+        norm._views_invertible = value >= MIN_ABS_WEIGHT
 
 
 class _NormLeakyReLU(torch.autograd.Function):

@@ -181,3 +181,46 @@ def test_training_step_bn_statistics_come_from_original_frames(frame):
     for k in bn_ours:
         assert torch.allclose(bn_ours[k], bn_alone[k], atol=1e-6), k
     assert any(not torch.allclose(bn_ours[k], bn_authors[k], atol=1e-4) for k in bn_ours)
+
+
+def test_decided_invertibility_reads_the_weights_once_not_per_step():
+    from _syncs import host_reads
+
+    from cdsvae.models.norm import decide_invertibility
+
+    layers = _stack(ReferenceBatchNorm2d, seed=2).double()
+    with torch.no_grad():
+        layers[1].weight[0] = 1e-6
+    x = torch.randn(7, 2, 6, 6, dtype=torch.float64)
+    upstream = torch.randn(7, 4, 2, 2, dtype=torch.float64)
+
+    def step():
+        layers.zero_grad()
+        (apply_layers(layers, x[:3], x[3:]) * upstream).sum().backward()
+        return [p.grad.clone() for p in layers.parameters()]
+
+    undecided_reads, undecided = host_reads(step)
+    assert undecided_reads >= 1  # each step reads the weights of the layer followed by LeakyReLU
+    decide_reads, _ = host_reads(lambda: decide_invertibility(layers))
+    assert decide_reads == 0  # one .tolist() for all layers, not a scalar read per layer
+    assert layers[1]._views_invertible is False and layers[4]._views_invertible is True
+    decided_reads, decided = host_reads(step)
+    assert decided_reads == 0
+    assert all(torch.equal(a, b) for a, b in zip(undecided, decided))
+    # The decision holds until the next one: weights that became safe are not read again ...
+    with torch.no_grad():
+        layers[1].weight[0] = 1.0
+    assert host_reads(step)[0] == 0
+    # ... and the next decision takes the fused path, with the gradients of the explicit formula.
+    decide_invertibility(layers)
+    assert layers[1]._views_invertible is True
+    for a, b in zip(step(), _fused_step(layers, x, upstream)):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+    decide_invertibility(layers, decide=False)
+    assert all(getattr(m, "_views_invertible", None) is None for m in layers)
+
+
+def _fused_step(layers, x, upstream):
+    layers.zero_grad()
+    (_explicit(layers, x, 3) * upstream).sum().backward()
+    return [p.grad.clone() for p in layers.parameters()]
