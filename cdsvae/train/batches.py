@@ -49,4 +49,6 @@ class Batches:
         return to_device(batch, self.device)
 
     def autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
+        """The forward pass's precision: ``amp`` none (float32), bf16 or fp16 autocast."""
+        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=self.amp in ("bf16", "fp16"))

@@ -29,6 +29,16 @@ Semantics worth knowing:
 - A killed run restarted with the same command ends with the parameters an uninterrupted run
   would have had (:mod:`cdsvae.train.resume`); a dataset with a ``set_epoch`` method is told
   the epoch before each pass.
+- A step reads nothing back from the device: the loss, its terms and the gradient norm are summed
+  there (:mod:`cdsvae.train.stepstats`) and read every ``train.log_every`` steps, at the end of an
+  epoch and before a checkpoint is written. A non-finite loss or term (or gradient norm) stops
+  training at that read, naming the term and the step it first appeared at; the steps after it
+  are not saved, so the last checkpoint stays good.
+- ``train.amp``: ``bf16`` runs the forward pass under bfloat16 autocast; ``fp16`` under float16
+  autocast with a GradScaler (an overflowing step is skipped and the scale lowered; its state is
+  checkpointed). The KL and MI terms are computed in float32 either way
+  (:func:`cdsvae.objectives.cdsvae_loss`). ``train.channels_last`` (default: on CUDA) stores the
+  model's 4-D weights channels-last, which convolutions on tensor cores prefer.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -50,12 +61,14 @@ from cdsvae.errors import UserError
 from cdsvae.train.batches import Batches
 from cdsvae.train.config import Field, Schema, Section, to_plain
 from cdsvae.train.distributed import DistContext, all_reduce_mean, init_distributed
+from cdsvae.models.norm import decide_invertibility
 from cdsvae.train.monitor import Monitor, setup_logging
 from cdsvae.train.optim import OPTIM, build_optimizer
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
                                  save_run)
 from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler
 from cdsvae.train.seeding import derive_seed, seed_everything, set_deterministic
+from cdsvae.train.stepstats import StepStats
 from cdsvae.train.validation import ConsistencyFn, Validator
 
 log = logging.getLogger("cdsvae.train")
@@ -66,8 +79,9 @@ TRAIN = Section({
     "num_workers": Field(0, "int", minimum=0),
     "seed": Field(1, "int", minimum=0),
     "deterministic": Field(False, "bool"),
-    "amp": Field("none", "str", choices=("none", "bf16")),
+    "amp": Field("none", "str", choices=("none", "bf16", "fp16")),
     "compile": Field(False, "bool"),
+    "channels_last": Field(None, "bool", optional=True),  # null: on CUDA
     "log_every": Field(50, "int", minimum=1),
     "ckpt_every_steps": Field(0, "int", minimum=0),  # 0: at the end of each epoch only
     "keep_last": Field(3, "int", minimum=1),
@@ -150,6 +164,10 @@ class Trainer:
         self.batches = Batches(self.device, int(t["num_workers"]), collate_fn, t["amp"])
 
         self.model = model.to(self.device)
+        channels_last = t["channels_last"] if t["channels_last"] is not None else self.device.type == "cuda"
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4-D weights only; others are left as they are
+        self.amp = str(t["amp"])
         forward_model = torch.compile(self.model) if t["compile"] else self.model
         self.loss_module = _LossModule(forward_model, loss_fn)
         if self.ctx.distributed:
@@ -167,7 +185,9 @@ class Trainer:
         self.total_steps = int(t["epochs"]) * self.steps_per_epoch
         if t["max_steps"] is not None:
             self.total_steps = min(self.total_steps, int(t["max_steps"]))
-        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), self.oopt, self.total_steps)
+        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), self.oopt, self.total_steps,
+                                                         self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.validation = Validator(self.model, self.loss_module, train_set, valid_set, self.ctx, self.batch_size,
                                     self.batches, criterion, consistency_fn)
         self.criterion_name = self.validation.criterion_name
@@ -209,6 +229,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "progress": {"epoch": self.epoch, "step": self.step, "samples_in_epoch": self.samples_in_epoch},
             "best_valid": self.best_valid,
             "criterion": self.criterion_name,
@@ -233,6 +254,8 @@ class Trainer:
         load_weights(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.best_valid = carried_best(state, self.criterion_name, path)
         self.epoch, self.step, self.samples_in_epoch = resume_position(state["progress"], self.ctx)
         restore_streams(state["rng"], self.ctx, {"augment": self.aug_gen}, self.device, path)
@@ -254,8 +277,9 @@ class Trainer:
             self.monitor.finished(self.epoch, self.step, earlier=True)
             return self.summary()
         ctx = self.ctx
-        log.info("training on %s: %d process(es)%s, batch %d per process, global batch %d, "
-                 "%d steps per epoch, %d epochs%s", self.device, ctx.world_size,
+        log.info("training on %s%s: %d process(es)%s, batch %d per process, global batch %d, "
+                 "%d steps per epoch, %d epochs%s", self.device,
+                 "" if self.amp == "none" else f" ({self.amp} autocast)", ctx.world_size,
                  f" ({ctx.backend})" if ctx.backend else "", self.batch_size, self.global_batch,
                  self.steps_per_epoch, int(t["epochs"]),
                  f", at most {t['max_steps']} steps" if t["max_steps"] is not None else "")
@@ -285,25 +309,52 @@ class Trainer:
         return {"epoch": self.epoch, "step": self.step, "best_valid": self.best_valid,
                 "last_checkpoint": str(self.last_ckpt) if self.last_ckpt else None}
 
-    def _diverged(self, what: str) -> TrainingDiverged:
-        good = self.last_ckpt if self.last_ckpt is not None else "none written yet"
-        msg = (f"non-finite {what} at step {self.step + 1} (epoch {self.epoch + 1}); training stopped "
-               f"before the update, last good checkpoint: {good}")
-        log.error(msg, extra={"console": False})  # the entry point prints it once
-        return TrainingDiverged(msg)
-
-    def _check_finite(self, names: list[str], stats: torch.Tensor) -> None:
-        """Raise :class:`TrainingDiverged`, naming the terms, when the step's loss is not finite."""
-        if bool(torch.isfinite(stats).all()):
+    def _check_finite(self, stats: StepStats) -> None:
+        """Raise :class:`TrainingDiverged` when a step of the window had a non-finite figure."""
+        found = stats.divergence(self.ctx)
+        if found is None:
             return
-        bad = [f"'{k}' = {v}" for k, v in zip(names, stats[1:].tolist()) if not math.isfinite(v)]
-        if len(bad) == 1:
-            what = f"loss term {bad[0]}"
-        elif bad:
-            what = f"loss terms {', '.join(bad)}"
-        else:
-            what = f"loss (weighted sum of finite terms) = {stats[0].item()}"
-        raise self._diverged(what)
+        good = self.last_ckpt if self.last_ckpt is not None else "none written yet"
+        seen = "" if found.step == self.step else f", read at step {self.step}"
+        msg = (f"non-finite {found.describe()} at step {found.step} (epoch {self.epoch + 1}){seen}; training "
+               f"stopped without saving the steps since, last good checkpoint: {good}")
+        log.error(msg, extra={"console": False})  # the entry point prints it once
+        raise TrainingDiverged(msg)
+
+    def _step(self, batch: Any) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """One optimiser step on ``batch``: (loss and terms as a detached float32 row, the terms' names,
+        the gradient norm), all left on the device."""
+        with self.batches.autocast():
+            loss, terms = self.step_module(batch, self.aug_gen)
+        names = sorted(terms)
+        row = torch.stack([loss.detach().float()] +
+                          [torch.as_tensor(terms[k], device=self.device).detach().float().reshape(()) for k in names])
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # no-op unless fp16: the norm and the clipping see true gradients
+        clip = self.oopt["grad_clip"]
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                               max_norm=float(clip) if clip else float("inf"))
+        with warnings.catch_warnings():  # fp16: a first step the scaler skips upsets the scheduler's order check
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+            self.scaler.step(self.optimizer)  # optimizer.step(), unless fp16 found an overflow
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+        return row, names, gnorm.detach().float().reshape(1)
+
+    def _log(self, stats: StepStats, lr: float, tic: float, bar) -> float:
+        """Check and log the window of steps that ends here; returns the time the next one starts."""
+        self._check_finite(stats)
+        n = stats.count
+        values = stats.take(self.ctx)  # the one host read of the window
+        elapsed = time.perf_counter() - tic
+        if self.scaler.is_enabled():
+            values["amp_scale"] = self.scaler.get_scale()
+        values = {**values, "lr": lr, "seq_per_s": n * self.global_batch / max(elapsed, 1e-9)}
+        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in stats.terms or k == "loss"})
+        self.monitor.train_step(self.epoch, self.step, values)
+        decide_invertibility(self.model)
+        return time.perf_counter()
 
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch; False when stopped early by ``max_steps``."""
@@ -318,53 +369,31 @@ class Trainer:
             self.train_set, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
             generator=torch.Generator().manual_seed(derive_seed(self.seed, "loader", self.epoch)))
         self.model.train()
+        decide_invertibility(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         bar = self.monitor.bar(self.samples_in_epoch // self.global_batch, self.steps_per_epoch, self.epoch)
-        names: list[str] | None = None
-        acc: torch.Tensor | None = None
-        acc_n = 0
+        stats: StepStats | None = None
         tic = time.perf_counter()
         try:
             for batch in loader:
                 batch = self.batches.to_device(batch)
-                with self.batches.autocast():
-                    loss, terms = self.step_module(batch, self.aug_gen)
-                if names is None:
-                    names = sorted(terms)
-                stats = torch.stack([loss.detach().float()] +
-                                    [torch.as_tensor(terms[k], device=self.device).detach().float().reshape(())
-                                     for k in names])
-                all_reduce_mean(self.ctx, stats)  # every rank sees a NaN anywhere, and all stop together
-                self._check_finite(names, stats)
-                loss.backward()
-                clip = self.oopt["grad_clip"]
-                gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                       max_norm=float(clip) if clip else float("inf"))
-                if not bool(torch.isfinite(gnorm)):
-                    raise self._diverged(f"gradient norm = {gnorm.item()}")
                 lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
+                row, names, gnorm = self._step(batch)
+                if stats is None:
+                    stats = StepStats(names, self.scaler.is_enabled(), self.device, self.step)
+                stats.add(row, gnorm)
                 self.step += 1
                 self.samples_in_epoch += self.global_batch
-                row = torch.cat([stats, gnorm.detach().float().reshape(1)])
-                acc = row if acc is None else acc + row
-                acc_n += 1
                 bar.update(1)
                 stop = max_steps is not None and self.step >= int(max_steps)
                 last_in_epoch = self.samples_in_epoch // self.global_batch >= self.steps_per_epoch
                 if self.step % log_every == 0 or stop or last_in_epoch:
-                    elapsed = time.perf_counter() - tic
-                    mean = (acc / acc_n).tolist()
-                    values = {"loss": mean[0], **dict(zip(names, mean[1:-1])), "grad_norm": mean[-1], "lr": lr,
-                              "seq_per_s": acc_n * self.global_batch / max(elapsed, 1e-9)}
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in names or k == "loss"})
-                    self.monitor.train_step(self.epoch, self.step, values)
-                    acc, acc_n, tic = None, 0, time.perf_counter()
+                    tic = self._log(stats, lr, tic, bar)
                 if stop:
                     return last_in_epoch
                 if ckpt_every > 0 and self.step % ckpt_every == 0 and not last_in_epoch:
+                    self._check_finite(stats)
+                    decide_invertibility(self.model)
                     self.save()
         finally:
             bar.close()

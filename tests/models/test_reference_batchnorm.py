@@ -199,12 +199,12 @@ def test_decided_invertibility_reads_the_weights_once_not_per_step():
         (apply_layers(layers, x[:3], x[3:]) * upstream).sum().backward()
         return [p.grad.clone() for p in layers.parameters()]
 
-    undecided_reads, undecided = host_reads(step)
+    undecided_reads, _, undecided = host_reads(step)
     assert undecided_reads >= 1  # each step reads the weights of the layer followed by LeakyReLU
-    decide_reads, _ = host_reads(lambda: decide_invertibility(layers))
+    decide_reads, _, _ = host_reads(lambda: decide_invertibility(layers))
     assert decide_reads == 0  # one .tolist() for all layers, not a scalar read per layer
     assert layers[1]._views_invertible is False and layers[4]._views_invertible is True
-    decided_reads, decided = host_reads(step)
+    decided_reads, _, decided = host_reads(step)
     assert decided_reads == 0
     assert all(torch.equal(a, b) for a, b in zip(undecided, decided))
     # The decision holds until the next one: weights that became safe are not read again ...

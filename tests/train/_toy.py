@@ -62,7 +62,7 @@ def toy_loss(model, batch, generator, noisy: bool = False):
 
 def toy_config(**train) -> dict:
     cfg = {"optim": {"lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "grad_clip": 1.0,
-                     "schedule": "cosine", "warmup_steps": 2},
+                     "schedule": "cosine", "warmup_steps": 2, "implementation": "auto"},
            "train": {"epochs": 2, "batch_size": 4, "num_workers": 0, "seed": 3, "deterministic": True,
                      "amp": "none", "compile": False, "log_every": 2, "ckpt_every_steps": 0, "keep_last": 2,
                      "max_steps": None, "device": "cpu", "tensorboard": False}}
@@ -114,10 +114,11 @@ def main(argv=None) -> None:
     p.add_argument("--delay_s", type=float, default=0.0)
     p.add_argument("--noisy", action="store_true")
     p.add_argument("--schedule", default="cosine")
+    p.add_argument("--amp", default="none")
     args = p.parse_args(argv)
 
     cfg = toy_config(epochs=args.epochs, batch_size=args.batch_size, ckpt_every_steps=args.ckpt_every_steps,
-                     num_workers=args.num_workers)
+                     num_workers=args.num_workers, amp=args.amp)
     cfg["optim"]["schedule"] = args.schedule
     ctx = setup_process(cfg["train"], args.outdir)
     try:

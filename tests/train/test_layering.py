@@ -12,7 +12,7 @@ PACKAGE = REPO / "cdsvae" / "train"
 # A module may import only modules listed before it: config first (the machinery), then the
 # leaves, the trainer's modules, the trainer, the task, and the package's face.
 ORDER = ["config", "checkpoint", "distributed", "sampler", "inputs", "seeding", "batches", "optim", "monitor",
-         "resume", "validation", "trainer", "task", "__init__"]
+         "resume", "stepstats", "validation", "trainer", "task", "__init__"]
 # Imported inside functions on purpose: the data code of one data.type (and its video
 # augmentation) and TensorBoard, slow to import and optional.
 LAZY_OK = ("cdsvae.data.", "cdsvae.augment.video", "torch.utils.tensorboard")

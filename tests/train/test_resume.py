@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from _toy import TOY, final_params, new_trainer, run_toy, toy_config, toy_data, toy_env, toy_loss, toy_trainer
@@ -23,8 +24,10 @@ def test_rerun_of_finished_run_does_nothing(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in final_params(out).items())
 
 
-def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path):
-    args = ["--noisy", "--epochs", "3", "--ckpt_every_steps", "2", "--delay_s", "0.01"]
+@pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
+def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path, amp):
+    """Also under autocast (CPU bf16 and fp16): fp16's GradScaler state is checkpointed and restored."""
+    args = ["--noisy", "--epochs", "3", "--ckpt_every_steps", "2", "--delay_s", "0.01", "--amp", amp]
     ref = run_toy(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr
 
@@ -48,6 +51,15 @@ def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path):
     want, got = final_params(tmp_path / "ref"), final_params(out)
     for k in want:
         assert torch.equal(want[k], got[k]), k
+    _, state = ckpt.load_latest(out / "checkpoints")
+    if amp == "fp16":
+        assert state["scaler"]["scale"] > 0 and "_growth_tracker" in state["scaler"]
+    else:
+        assert state["scaler"] == {}
+    if amp != "none":  # autocast really changed the arithmetic: not the fp32 run's parameters
+        fp32 = run_toy([a if a != amp else "none" for a in args], tmp_path / "fp32")
+        assert fp32.returncode == 0, fp32.stderr
+        assert not all(torch.equal(v, final_params(tmp_path / "fp32")[k]) for k, v in want.items())
 
 
 def test_resuming_a_run_chosen_on_another_criterion_starts_the_choice_afresh(tmp_path):

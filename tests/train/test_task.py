@@ -211,3 +211,67 @@ def test_recon_consistency_compares_modes_without_side_effects():
     eval_bad, train_same = recon_consistency(model, {"x": x})
     assert train_same == pytest.approx(train_err.item(), rel=1e-5)
     assert eval_bad / train_same > 1.25
+
+
+@pytest.mark.parametrize("frame", ["mlp", "conv64"])
+def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp_path, frame):
+    """A profile of 20 C-DSVAE training steps: values are read from tensors once per window of
+    train.log_every steps (the non-finite check), never per step (tests/_syncs.py says what is
+    counted). Video draws one seed per step from the step's CPU generator for its on-the-fly motion
+    views: a read of a CPU tensor, no device sync."""
+    from _syncs import host_reads
+
+    from cdsvae.train.distributed import shutdown
+    from cdsvae.train.task import build_trainer
+    from cdsvae.train.trainer import setup_process
+
+    if frame == "mlp":
+        cfg = _cfg(data__num_train=80, data__valid_split=None, train__batch_size=4)
+    else:
+        cfg = {"model": {"frame": "conv64", "conv_width": 2, "g_dim": 4, "s_dim": 4, "z_dim": 2, "hidden_dim": 4},
+               "data": {"type": "synthetic", "frame_shape": [3, 64, 64], "num_train": 40, "seq_len": 2,
+                        "valid_split": None},
+               "train": {"batch_size": 2, "tensorboard": False}}
+    per_step = 0 if frame == "mlp" else 1
+    cfg["train"].update(epochs=1, max_steps=20, log_every=5)
+    cfg = check_config(cfg)
+    ctx = setup_process(cfg["train"], tmp_path)
+    try:
+        tr = build_trainer(cfg, tmp_path, ctx)
+        reads, _, _ = host_reads(tr._train_epoch)
+    finally:
+        shutdown(ctx)
+    assert tr.step == 20
+    # one when the epoch's loader starts (its base seed, drawn on the host), one per window of 5 steps
+    assert reads == 1 + 4 + 20 * per_step
+
+
+def test_channels_last_stores_4d_weights_channels_last_and_trains_the_same(tmp_path):
+    """train.channels_last (default: on CUDA only) run on the CPU: the same steps up to rounding,
+    and its checkpoints load into a model in the default layout."""
+    from cdsvae.train.distributed import shutdown
+    from cdsvae.train.task import build_trainer
+    from cdsvae.train.trainer import setup_process
+
+    losses, models = {}, {}
+    for layout in (False, True):
+        cfg = check_config({"model": {"frame": "conv64", "conv_width": 2, "g_dim": 4, "s_dim": 4, "z_dim": 2,
+                                      "hidden_dim": 4},
+                            "data": {"type": "synthetic", "frame_shape": [3, 64, 64], "num_train": 8, "seq_len": 2,
+                                     "valid_split": None},
+                            "train": {"batch_size": 2, "tensorboard": False, "epochs": 1, "max_steps": 3,
+                                      "log_every": 1, "channels_last": layout}})
+        out = tmp_path / str(layout)
+        ctx = setup_process(cfg["train"], out)
+        try:
+            tr = build_trainer(cfg, out, ctx)
+            tr.fit()
+        finally:
+            shutdown(ctx)
+        convs = [p for p in tr.model.parameters() if p.dim() == 4]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) == layout for p in convs)
+        losses[layout] = [h["loss"] for h in tr.history]
+        models[layout] = load_model(out)[0]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    x = torch.rand(2, 2, 3, 64, 64)
+    assert torch.allclose(models[True](x).recon, models[False](x).recon, atol=1e-4)

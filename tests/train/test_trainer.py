@@ -45,30 +45,51 @@ def test_training_reduces_loss_writes_log_checkpoints_and_tensorboard(tmp_path):
     assert [e.step for e in acc.Scalars("valid/loss")] == [8, 16, 24]
 
 
-def test_nonfinite_loss_stops_before_update_and_names_term(tmp_path):
+def _nan_kl_at_call(n):
     calls = {"n": 0}
 
     def loss(model, batch, gen):
         total, terms = toy_loss(model, batch, gen)
         calls["n"] += 1
-        if calls["n"] == 3:
-            terms = {**terms, "kl": torch.tensor(float("nan"))}
-        else:
-            terms = {**terms, "kl": torch.tensor(0.0)}
-        return total + terms["kl"], terms
+        kl = torch.tensor(float("nan") if calls["n"] == n else 0.0)
+        return total + kl, {**terms, "kl": kl}
+    return loss
 
+
+def test_nonfinite_loss_is_caught_before_the_next_checkpoint_and_names_term_and_step(tmp_path):
     out = tmp_path / "exp"
-    tr = toy_trainer(out, loss=loss, valid=False, ckpt_every_steps=1)
+    tr = toy_trainer(out, loss=_nan_kl_at_call(3), valid=False, ckpt_every_steps=1)  # log_every 2
     with pytest.raises(TrainingDiverged) as e:
         tr.fit()
     msg = str(e.value)
-    assert "loss term 'kl' = nan at step 3 (epoch 1)" in msg
+    assert "loss term 'kl' = nan at step 3 (epoch 1); training stopped" in msg and "read at" not in msg
     assert "step000000002.pt" in msg and "\n" not in msg
     assert isinstance(e.value, UserError)  # the entry point exits 1 with this one line
-    # The good checkpoint is intact and equals the parameters the failed step did not touch.
+    # The diverged step is never saved: the last checkpoint is step 2's, finite and loadable.
+    assert [s for s, _ in ckpt.list_step_checkpoints(out / "checkpoints")] == [1, 2]
     saved = ckpt.load_checkpoint(ckpt.step_path(out / "checkpoints", 2))["model"]
-    assert all(torch.equal(saved[k], v) for k, v in tr.model.state_dict().items())
+    assert all(torch.isfinite(v).all() for v in saved.values())
     assert "non-finite" in (out / "train.log").read_text()
+
+
+def test_nonfinite_loss_read_later_still_names_the_step_it_happened_at(tmp_path):
+    """Steps are read every log_every steps: the divergence at step 3 is found at step 5, when every
+    term has gone NaN with the parameters, and reported as what it was at step 3."""
+    out = tmp_path / "exp"
+    with pytest.raises(TrainingDiverged, match=r"loss term 'kl' = nan at step 3 \(epoch 1\), read at step 5; "
+                                               r"training stopped .*last good checkpoint: none written yet"):
+        toy_trainer(out, loss=_nan_kl_at_call(3), valid=False, log_every=5).fit()
+    assert ckpt.list_step_checkpoints(out / "checkpoints") == []
+
+
+def test_nonfinite_gradient_with_a_finite_loss_is_named(tmp_path):
+    def loss(model, batch, gen):
+        total, terms = toy_loss(model, batch, gen)
+        p = next(model.parameters())
+        return total + (p - p).sum().sqrt(), terms  # value 0, gradient 0 * inf = nan
+
+    with pytest.raises(TrainingDiverged, match=r"non-finite gradient norm = nan at step 1 \(epoch 1\), read at step 2"):
+        toy_trainer(tmp_path, loss=loss, valid=False).fit()
 
 
 def test_nonfinite_weighted_total_is_named_when_terms_are_finite(tmp_path):
@@ -123,3 +144,42 @@ def test_loader_workers_do_not_change_the_result(tmp_path):
         tr.fit()
         results.append(tr.model.state_dict())
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def test_fp16_overflows_skip_steps_and_lower_the_scale_without_stopping_training(tmp_path):
+    def loss(model, batch, gen):  # large enough that float16 gradients overflow at the first scales
+        total, terms = toy_loss(model, batch, gen)
+        return total * 3e3, terms
+
+    tr = toy_trainer(tmp_path, loss=loss, amp="fp16", valid=False, epochs=1, log_every=2)
+    assert tr.fit()["step"] == 8
+    logged = tr.history
+    assert [h["amp_skipped_steps"] for h in logged] == [2, 2, 2, 2]  # every step so far overflowed ...
+    assert [h["amp_scale"] for h in logged] == [2.0 ** 14, 2.0 ** 12, 2.0 ** 10, 2.0 ** 8]  # ... halving the scale
+    assert all("grad_norm" not in h for h in logged)  # no step was taken, so no gradient norm is reported
+    assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
+
+
+def test_stepstats_sums_a_window_on_the_device_like_a_plain_loop():
+    from cdsvae.train.distributed import DistContext
+    from cdsvae.train.stepstats import StepStats
+
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randn(3, generator=g) for _ in range(5)]
+    norms = [torch.rand(1, generator=g) for _ in range(5)]
+    norms[1] = torch.tensor([float("inf")])
+    for scaled in (False, True):
+        stats = StepStats(["a", "b"], scaled, torch.device("cpu"), start=10)
+        for r, n in zip(rows, norms):
+            stats.add(r, n)
+        found = stats.divergence(DistContext())
+        values = stats.take(DistContext())
+        assert values["loss"] == pytest.approx(sum(float(r[0]) for r in rows) / 5)
+        assert values["b"] == pytest.approx(sum(float(r[2]) for r in rows) / 5)
+        if scaled:  # the overflow skipped step 12: counted, left out of the norm, not a divergence
+            assert found is None and values["amp_skipped_steps"] == 1
+            assert values["grad_norm"] == pytest.approx(sum(float(n) for i, n in enumerate(norms) if i != 1) / 4)
+        else:
+            assert found.step == 12 and found.bad == {"grad_norm": float("inf")}
+            assert found.describe() == "gradient norm = inf"
+        assert stats.start == 15 and stats.count == 0 and float(stats.sums.abs().sum()) == 0.0
