@@ -3,6 +3,9 @@
 #
 #   tools/install.sh                      create what is missing or out of date, else return at once
 #   CDSVAE_DEPS=DIR tools/install.sh      keep the large dependency environment at DIR
+#   tools/install.sh --with-slurm         also install Slurm and munge (apt, as root), so that the
+#                                         tests marked `slurm` run utils/run_slurm.sh and srun on a
+#                                         one-node cluster of this machine instead of skipping
 #
 # Two layers:
 #   * a dependency environment (torch, torchaudio, pyworld, ...; several GB) under
@@ -20,6 +23,14 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 
 log() { echo "[tools/install.sh] $*" >&2; }
 
+with_slurm=false
+for arg in "$@"; do
+    case "$arg" in
+        --with-slurm) with_slurm=true ;;
+        *) log "unknown option $arg (usage: tools/install.sh [--with-slurm])"; exit 2 ;;
+    esac
+done
+
 if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
     log "Python 3.11 is required; set PYTHON=/path/to/python3.11"
     exit 1
@@ -33,18 +44,41 @@ deps=${CDSVAE_DEPS:-${XDG_CACHE_HOME:-$HOME/.cache}/cdsvae/deps-$key}
 venv="$here/venv"
 site_rel=lib/python3.11/site-packages
 
+can_apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+}
+
+apt_install() {
+    log "installing system packages: $*"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 check_system_tools() {
     local missing=()
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        log "installing system packages: ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if can_apt_install; then
+        apt_install "${missing[@]}"
     else
         log "missing system tools: ${missing[*]} (the embedded mini recipe synthesises its corpus with espeak-ng)"
         log "install them first, e.g. 'sudo apt-get install ${missing[*]}'"
         return 1
+    fi
+}
+
+# The daemons and clients of a one-node Slurm cluster (tests/utils/_slurm.py starts one); not
+# having them only makes the slurm tests skip, so this never fails the installation.
+check_slurm() {
+    local tool missing=()
+    for tool in munged slurmctld slurmd sbatch srun salloc sinfo squeue scancel scontrol; do
+        PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if can_apt_install; then
+        apt_install slurm-wlm munge || log "--with-slurm: apt-get could not install slurm-wlm and munge: the slurm tests will skip"
+    else
+        log "--with-slurm: not installing Slurm (${missing[*]} missing; needs root and apt-get): the slurm tests will skip"
     fi
 }
 
@@ -105,6 +139,7 @@ venv_stamp() {
 }
 
 check_system_tools
+[ "$with_slurm" = false ] || check_slurm
 [ -x "$deps/bin/python" ] || build_deps
 if [ ! -f "$venv/.cdsvae-deps" ] || [ "$(cat "$venv/.cdsvae-deps")" != "$(venv_stamp)" ] \
         || ! "$venv/bin/python" -c 'import cdsvae, torch' >/dev/null 2>&1; then

@@ -1,9 +1,10 @@
 """utils/run_slurm.sh: option mapping (dry run) and the job-array contract.
 
-There is no Slurm on the test machines, so the array is run by a stand-in `sbatch` on
-PATH that does what `sbatch --wait --array=A-B` does for these scripts: it runs the job
-script once per task id with SLURM_ARRAY_TASK_ID set, writes each task's output where
---output says, prints the job id and exits non-zero when a task failed.
+These tests need no Slurm: the array is run by a stand-in `sbatch` on PATH that does what
+`sbatch --wait --array=A-B` does for these scripts: it runs the job script once per task id
+with SLURM_ARRAY_TASK_ID set, writes each task's output where --output says, prints the job
+id and exits non-zero when a task failed. test_slurm_cluster.py runs the launcher on a real
+one-node cluster where one can start.
 """
 
 from __future__ import annotations
@@ -138,7 +139,14 @@ def test_sbatch_rejection_is_reported(tmp_path, fake_slurm):
 
 
 def test_missing_sbatch_is_a_clear_error(tmp_path):
-    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    # The system's commands without sbatch, which tools/install.sh --with-slurm installs.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for d in (Path("/usr/bin"), Path("/bin")):
+        for tool in d.iterdir():
+            if tool.name != "sbatch" and not os.path.lexists(bindir / tool.name):
+                (bindir / tool.name).symlink_to(tool)
+    env = {**os.environ, "PATH": str(bindir)}
     r = run("log/x.log", "true", cwd=tmp_path, env=env)
     assert r.returncode == 1
     assert "sbatch not found" in r.stderr
