@@ -34,11 +34,9 @@ Semantics worth knowing:
   epoch and before a checkpoint is written. A non-finite loss or term (or gradient norm) stops
   training at that read, naming the term and the step it first appeared at; the steps after it
   are not saved, so the last checkpoint stays good.
-- ``train.amp``: ``bf16`` runs the forward pass under bfloat16 autocast; ``fp16`` under float16
-  autocast with a GradScaler (an overflowing step is skipped and the scale lowered; its state is
-  checkpointed). The KL and MI terms are computed in float32 either way
-  (:func:`cdsvae.objectives.cdsvae_loss`). ``train.channels_last`` (default: on CUDA) stores the
-  model's 4-D weights channels-last, which convolutions on tensor cores prefer.
+- ``train.amp``: ``bf16`` autocast, or ``fp16`` autocast with a GradScaler (an overflowing step is
+  skipped and the scale lowered; its state is checkpointed). ``train.channels_last`` (default: on
+  CUDA) stores the model's 4-D weights channels-last, as convolutions on tensor cores prefer.
 """
 
 from __future__ import annotations
@@ -164,8 +162,7 @@ class Trainer:
         self.batches = Batches(self.device, int(t["num_workers"]), collate_fn, t["amp"])
 
         self.model = model.to(self.device)
-        channels_last = t["channels_last"] if t["channels_last"] is not None else self.device.type == "cuda"
-        if channels_last:
+        if t["channels_last"] if t["channels_last"] is not None else self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)  # 4-D weights only; others are left as they are
         self.amp = str(t["amp"])
         forward_model = torch.compile(self.model) if t["compile"] else self.model
@@ -283,6 +280,9 @@ class Trainer:
                  f" ({ctx.backend})" if ctx.backend else "", self.batch_size, self.global_batch,
                  self.steps_per_epoch, int(t["epochs"]),
                  f", at most {t['max_steps']} steps" if t["max_steps"] is not None else "")
+        if self.amp != "none" and self.device.type == "cpu":
+            log.warning("train.amp %s on the CPU: autocast runs there too, usually slower than float32 "
+                        "(--train.amp none turns it off)", self.amp)
         self.monitor.start(self.step, resumed)
         try:
             while not self._finished():
