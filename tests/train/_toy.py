@@ -115,6 +115,8 @@ def main(argv=None) -> None:
     p.add_argument("--noisy", action="store_true")
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--amp", default="none")
+    p.add_argument("--nan_step", type=int, default=0, help="this rank's loss term 'kl' is NaN at this step")
+    p.add_argument("--nan_rank", type=int, default=0)
     args = p.parse_args(argv)
 
     cfg = toy_config(epochs=args.epochs, batch_size=args.batch_size, ckpt_every_steps=args.ckpt_every_steps,
@@ -126,8 +128,18 @@ def main(argv=None) -> None:
         valid = toy_data(args.num_valid, split="valid")
         seed_everything(0)
         model = ToyModel()
-        Trainer(model, lambda m, b, g: toy_loss(m, b, g, noisy=args.noisy), train, valid, cfg, args.outdir,
-                ctx).fit()
+        calls = [0]
+
+        def loss(m, b, g):
+            total, terms = toy_loss(m, b, g, noisy=args.noisy)
+            if args.nan_step:
+                calls[0] += 1
+                bad = calls[0] == args.nan_step and ctx.rank == args.nan_rank
+                terms["kl"] = torch.tensor(float("nan") if bad else 0.0)
+                total = total + terms["kl"]
+            return total, terms
+
+        Trainer(model, loss, train, valid, cfg, args.outdir, ctx).fit()
     finally:
         shutdown(ctx)
 

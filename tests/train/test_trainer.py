@@ -183,3 +183,15 @@ def test_stepstats_sums_a_window_on_the_device_like_a_plain_loop():
             assert found.step == 12 and found.bad == {"grad_norm": float("inf")}
             assert found.describe() == "gradient norm = inf"
         assert stats.start == 15 and stats.count == 0 and float(stats.sums.abs().sum()) == 0.0
+
+
+def test_a_divergence_on_one_process_stops_every_process_naming_the_step(tmp_path):
+    """Rank 1 alone gets a NaN term at step 3; read at step 4 (log_every 2), both ranks stop there."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TOY,
+           "--outdir", str(tmp_path), "--nan_step", "3", "--nan_rank", "1"]
+    ddp = subprocess.run(cmd, env=toy_env(), capture_output=True, text=True, timeout=240)
+    assert ddp.returncode != 0
+    want = "non-finite loss term 'kl' = nan at step 3 (epoch 1), read at step 4; training stopped"
+    assert ddp.stderr.count(want) == 2, ddp.stderr[-3000:]  # each rank's entry point, the same verdict
+    assert want in (tmp_path / "train.log").read_text()
+    assert ckpt.list_step_checkpoints(tmp_path / "checkpoints") == []
