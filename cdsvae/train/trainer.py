@@ -56,10 +56,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from cdsvae.errors import UserError
+from cdsvae.models.norm import decide_invertibility
 from cdsvae.train.batches import Batches
 from cdsvae.train.config import Field, Schema, Section, to_plain
-from cdsvae.train.distributed import DistContext, all_reduce_mean, init_distributed
-from cdsvae.models.norm import decide_invertibility
+from cdsvae.train.distributed import DistContext, init_distributed
 from cdsvae.train.monitor import Monitor, setup_logging
 from cdsvae.train.optim import OPTIM, build_optimizer
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
