@@ -1,0 +1,89 @@
+"""bench/gpu_check.sh: its dry run on the CPU passes every row of its table (this is how CI keeps
+the GPU check from rotting where there is no GPU), a failing part fails the check without
+stopping the parts after it, and without CUDA only --dry-run runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "bench" / "gpu_check.sh"
+
+
+def run(tmp_path: Path, *args: str, timeout: int, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("CDSVAE_GPU_DRY_RUN", "CDSVAE_GPU_CHECK_FAIL")}
+    environ.update(OUT=str(tmp_path / "out"), **env)
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=environ, timeout=timeout,
+                          cwd=tmp_path)
+
+
+def table(stdout: str) -> list[tuple[str, str, str]]:
+    """(check, result, figure) rows of the summary table at the end of the output."""
+    lines = stdout.splitlines()
+    head = max(i for i, line in enumerate(lines) if re.match(r"check +result +figure$", line))
+    rows = []
+    for line in lines[head + 1:]:
+        if line == "logs:":
+            break
+        check, result, figure = (re.split(r" {2,}", line, maxsplit=2) + [""])[:3]
+        rows.append((check, result, figure))
+    return rows
+
+
+def test_dry_run_passes_every_part(tmp_path):
+    r = run(tmp_path, "--dry-run", timeout=1200)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    rows = table(r.stdout)
+    assert rows and all(result == "pass" for _, result, _ in rows), [row for row in rows if row[1] != "pass"]
+    checks = [check for check, _, _ in rows]
+    assert checks[0] == "versions" and "gpu tests (pytest -m gpu)" in checks
+    tests = [c for c in checks if c.startswith("gpu test ")]
+    for name in ("one_process_ddp_step_equals_the_plain_step", "bf16_autocast_losses_match_fp32",
+                 "compiled_steps_match_eager", "eval_mode_reconstructs_as_well_as_train_mode_on_the_device",
+                 "the_trainers_eval_train_check_passes_on_the_device"):
+        assert any(name in c for c in tests), name
+    assert {"throughput sprites", "throughput timit", "recipe EER (C-DSVAE, test)"} <= set(checks)
+    assert [c.split(":")[0] for c in checks if c.startswith("recipe stage")] == [f"recipe stage {n}"
+                                                                                   for n in range(1, 8)]
+    figures = dict((c, f) for c, _, f in rows)
+    assert all("(aot_eager)" in f for c, f in figures.items() if "compiled_steps" in c)  # the dry run's backend
+    assert re.search(r"fp32 eager \d+ seq/s; bf16 \d+ seq/s \(\d+\.\d\dx\); bf16 \+ torch.compile \d+ seq/s",
+                     figures["throughput timit"])
+    assert re.match(r"s \d+\.\d\d %, z \d+\.\d\d %", figures["recipe EER (C-DSVAE, test)"])
+    assert "RESULT: pass" in r.stdout and "| C-DSVAE | cdsvae |" in r.stdout  # the recipe's EER table
+    out = tmp_path / "out"
+    for name in ("versions.log", "gpu_tests.log", "gpu_tests.xml", "throughput_sprites.log", "throughput_timit.log",
+                 "recipe.log", "recipe_RESULTS.md", "summary.txt"):
+        assert (out / name).is_file(), name
+        assert str(out / name) in r.stdout or name == "summary.txt"
+    assert len(list(out.iterdir())) <= 8
+    # The recipe ran in a temporary copy, not in the checkout.
+    copy = re.search(r"recipe copy: (\S+);", (out / "recipe.log").read_text()).group(1)
+    assert not Path(copy).is_relative_to(REPO) and not Path(copy).exists()
+
+
+def test_a_failing_part_fails_the_check_and_the_next_parts_still_run(tmp_path):
+    r = run(tmp_path, "--dry-run", "--parts", "versions recipe", timeout=300,
+            CDSVAE_GPU_CHECK_FAIL="versions recipe")
+    assert r.returncode == 1, r.stdout + r.stderr
+    rows = table(r.stdout)
+    assert rows[0][:2] == ("versions", "fail") and "failure injected" in rows[0][2]
+    assert rows[1][:2] == ("recipe stage 1: data preparation", "fail")
+    assert [result for _, result, _ in rows[2:]] == ["skip"] * 6
+    assert "RESULT: FAIL (8 of 8 rows not pass)" in r.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_without_cuda_only_the_dry_run_runs(tmp_path):
+    r = run(tmp_path, timeout=120)
+    assert r.returncode == 1 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and "no CUDA device" in r.stderr and "--dry-run" in r.stderr
+    assert not (tmp_path / "out").exists()
+    r = run(tmp_path, "--dry-run", "--parts", "nonsense", timeout=60)
+    assert r.returncode == 2 and "unknown part 'nonsense'" in r.stderr
