@@ -16,8 +16,8 @@
 #                (cdsvae.train.task.build_trainer on synthetic data, speech and video models):
 #                - a one-process NCCL DDP run equals the plain run: parameters after two steps
 #                  within 1e-6;
-#                - bf16 autocast: loss and every term at step 1 and at validation within 3% of
-#                  fp32 (0.03 absolute for terms near zero);
+#                - bf16 and fp16 autocast: loss and every term at step 1 and at validation
+#                  within 3% of fp32 (0.03 absolute for terms near zero);
 #                - torch.compile (inductor): loss, terms and gradient norm of two steps within
 #                  1e-3 relative of eager, parameters within 2 x lr x steps;
 #                - eval/train: a trained model in eval mode reconstructs no worse than 1.25 times
@@ -26,8 +26,8 @@
 #   throughput_sprites, throughput_timit
 #                bench/throughput.py --device cuda --compile at the Sprites size (B=128, T=8,
 #                3x64x64) and at the size of egs/timit/cdsvae1/conf/train.yaml: sequences/s and
-#                peak GPU memory of fp32, bf16 autocast and bf16 + torch.compile (one fresh
-#                process each, 20 steps, the first 2 dropped as warm-up).
+#                peak GPU memory of fp32, bf16 autocast, fp16 autocast (GradScaler) and bf16 +
+#                torch.compile (one fresh process each, 20 steps, the first 2 dropped as warm-up).
 #   recipe       the mini recipe (egs/mini/cdsvae1) in a temporary copy of the tree, stage by
 #                stage with --ngpu 1, --nj $(nproc), --judges false, C-DSVAE only, 3 epochs:
 #                one row per stage with its wall time, then the EER row (stage 6's

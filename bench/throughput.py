@@ -7,7 +7,7 @@ model sizes, precomputed motion views) on synthetic sequences, at one fixed glob
                1 process  x 2 threads, batch G
                2 gloo DDP processes x 1 thread, batch G/2 each (torchrun)
 
-GPU (``--device cuda``): one GPU, fp32 (baseline) vs bf16 autocast, and torch.compile with
+GPU (``--device cuda``): one GPU, fp32 (baseline) vs bf16 and fp16 autocast, and torch.compile with
 ``--compile``; prints sequences/second and peak GPU memory (torch.cuda.max_memory_allocated), at one
 of two sizes (``--size``):
 
@@ -162,9 +162,11 @@ def run_variants(variants: list[tuple[str, dict, int, int]], repeats: int, compi
 
 def gpu_variants(size: str, batch: int | None, steps: int, compile_: bool,
                  tiny: bool) -> list[tuple[str, dict, int, int]]:
-    """(name, config, processes, threads) of the GPU mode's variants: fp32, bf16, and bf16 + compile."""
+    """(name, config, processes, threads) of the GPU mode's variants: fp32, bf16, fp16 (GradScaler), and
+    bf16 + compile."""
     threads = 1 if tiny else int(os.environ.get("OMP_NUM_THREADS", "4"))
-    variants = [("fp32 eager (baseline)", "none", False), ("bf16 autocast", "bf16", False)]
+    variants = [("fp32 eager (baseline)", "none", False), ("bf16 autocast", "bf16", False),
+                ("fp16 autocast", "fp16", False)]
     if compile_:
         variants.append(("bf16 autocast + torch.compile", "bf16", True))
     if size == "sprites":

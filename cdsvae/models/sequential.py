@@ -45,7 +45,10 @@ class VAEOutput(NamedTuple):
 
 
 def _reparameterize(mean, logvar, generator=None):
-    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    if generator is None:  # the same draw as randn(mean.shape), in a form torch.compile takes with dynamic shapes
+        noise = torch.randn_like(mean, memory_format=torch.contiguous_format)
+    else:
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     return mean + torch.exp(0.5 * logvar) * noise
 
 

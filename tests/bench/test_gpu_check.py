@@ -44,7 +44,7 @@ def test_dry_run_passes_every_part(tmp_path):
     checks = [check for check, _, _ in rows]
     assert checks[0] == "versions" and "gpu tests (pytest -m gpu)" in checks
     tests = [c for c in checks if c.startswith("gpu test ")]
-    for name in ("one_process_ddp_step_equals_the_plain_step", "bf16_autocast_losses_match_fp32",
+    for name in ("one_process_ddp_step_equals_the_plain_step", "autocast_losses_match_fp32",
                  "compiled_steps_match_eager", "eval_mode_reconstructs_as_well_as_train_mode_on_the_device",
                  "the_trainers_eval_train_check_passes_on_the_device"):
         assert any(name in c for c in tests), name
@@ -53,7 +53,8 @@ def test_dry_run_passes_every_part(tmp_path):
                                                                                    for n in range(1, 8)]
     figures = dict((c, f) for c, _, f in rows)
     assert all("(aot_eager)" in f for c, f in figures.items() if "compiled_steps" in c)  # the dry run's backend
-    assert re.search(r"fp32 eager \d+ seq/s; bf16 \d+ seq/s \(\d+\.\d\dx\); bf16 \+ torch.compile \d+ seq/s",
+    assert re.search(r"fp32 eager \d+ seq/s; bf16 \d+ seq/s \(\d+\.\d\dx\); fp16 \d+ seq/s \(\d+\.\d\dx\); "
+                     r"bf16 \+ torch.compile \d+ seq/s",
                      figures["throughput timit"])
     assert re.match(r"s \d+\.\d\d %, z \d+\.\d\d %", figures["recipe EER (C-DSVAE, test)"])
     assert "RESULT: pass" in r.stdout and "| C-DSVAE | cdsvae |" in r.stdout  # the recipe's EER table

@@ -11,7 +11,7 @@ Tolerances, each stated with its test and in bench/gpu_check.sh:
 
 - DDP: a group of one process averages each gradient over one process, so the parameters (and
   batch-norm buffers) after two steps equal the plain run's within 1e-6 (absolute; rtol 1e-5).
-- bf16: the training loss, and each of its terms, at step 1 (the same parameters and batch) and
+- bf16 and fp16 (with its GradScaler): the training loss, and each of its terms, at step 1 (the same parameters and batch) and
   the validation loss and terms of the initial model are within 3% of fp32's, or within 0.03
   absolute for terms that are near zero (the MI penalty is a ReLU of a difference).
 - compile: loss, terms and gradient norm of steps 1 and 2 within 1e-3 relative (1e-4 absolute)
@@ -175,25 +175,28 @@ def test_one_process_ddp_step_equals_the_plain_step(kind, tmp_path, record_prope
     assert step_values(plain, 2) == pytest.approx(step_values(ddp, 2), rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind", ["speech", "video"])
-def test_bf16_autocast_losses_match_fp32(kind, tmp_path, record_property):
+def test_autocast_losses_match_fp32(kind, amp, tmp_path, record_property):
     """Step 1 (train mode, the same parameters and batch) and the initial model's validation (eval
-    mode): loss and every term within 3% of fp32, or 0.03 absolute near zero."""
+    mode) under bf16 autocast, or fp16 autocast with its GradScaler: loss and every term within 3%
+    of fp32, or 0.03 absolute near zero."""
     rtol, atol = 0.03, 0.03
     values = {}
-    for amp in ("none", "bf16"):
-        with trainer_for(config(kind, steps=1, valid=True, amp=amp), tmp_path / amp) as trainer:
+    for run in ("none", amp):
+        with trainer_for(config(kind, steps=1, valid=True, amp=run), tmp_path / run) as trainer:
             valid = trainer.validate()
             trainer.fit()
-        values[amp] = {**{f"valid {k}": v for k, v in valid.items()},
-                       **{f"step1 {k}": v for k, v in step_values(trainer, 1).items() if k != "grad_norm"}}
-    gaps = rel_gaps(values["bf16"], values["none"], atol / rtol)
+        values[run] = {**{f"valid {k}": v for k, v in valid.items()},
+                       **{f"step1 {k}": v for k, v in step_values(trainer, 1).items()
+                          if k not in ("grad_norm", "amp_skipped_steps", "amp_scale")}}
+    gaps = rel_gaps(values[amp], values["none"], atol / rtol)
     worst = max(gaps, key=gaps.get)
     record_property("worst gap", f"{gaps[worst]:.2e} ({worst}; limit {rtol})")
-    loss = {amp: f"{v['step1 loss']:.6g}" for amp, v in values.items()}
-    record_property("step-1 loss", f"fp32 {loss['none']}, bf16 {loss['bf16']}")
-    bad = {k: (values["bf16"][k], values["none"][k]) for k, g in gaps.items() if not g <= rtol}
-    assert not bad, f"bf16 vs fp32 beyond {rtol:.0%} (or {atol} absolute): {bad}"
+    loss = {run: f"{v['step1 loss']:.6g}" for run, v in values.items()}
+    record_property("step-1 loss", f"fp32 {loss['none']}, {amp} {loss[amp]}")
+    bad = {k: (values[amp][k], values["none"][k]) for k, g in gaps.items() if not g <= rtol}
+    assert not bad, f"{amp} vs fp32 beyond {rtol:.0%} (or {atol} absolute): {bad}"
 
 
 @pytest.mark.parametrize("kind", ["speech", "video"])
