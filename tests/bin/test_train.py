@@ -34,7 +34,7 @@ def test_config_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert f"{conf}: unknown key 'optim.learning_rate'; valid keys in 'optim': betas, eps, grad_clip, lr," in lines[0]
+    assert f"{conf}: unknown key 'optim.learning_rate'; valid keys in 'optim': betas, eps, grad_clip, implementation, lr," in lines[0]
 
     conf.write_text("data:\n  type: synthetic\n")
     r = _train("--config", str(conf), "--outdir", str(tmp_path / "exp"), "--train.epochs", "two")
