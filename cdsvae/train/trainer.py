@@ -322,8 +322,7 @@ class Trainer:
         raise TrainingDiverged(msg)
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        """One optimiser step on ``batch``: (loss and terms as a detached float32 row, the terms' names,
-        the gradient norm), all left on the device."""
+        """One optimiser step: (loss and terms as a float32 row, their names, the gradient norm), on the device."""
         with self.batches.autocast():
             loss, terms = self.step_module(batch, self.aug_gen)
         names = sorted(terms)
@@ -389,11 +388,12 @@ class Trainer:
                 last_in_epoch = self.samples_in_epoch // self.global_batch >= self.steps_per_epoch
                 if self.step % log_every == 0 or stop or last_in_epoch:
                     tic = self._log(stats, lr, tic, bar)
+                elif ckpt_every > 0 and self.step % ckpt_every == 0:  # what _log does, before a checkpoint
+                    self._check_finite(stats)
+                    decide_invertibility(self.model)
                 if stop:
                     return last_in_epoch
                 if ckpt_every > 0 and self.step % ckpt_every == 0 and not last_in_epoch:
-                    self._check_finite(stats)
-                    decide_invertibility(self.model)
                     self.save()
         finally:
             bar.close()

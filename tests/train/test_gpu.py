@@ -34,8 +34,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from _recon import fit_reconstruction
 from cdsvae.models import build_model
-from cdsvae.objectives import LossWeights, cdsvae_loss
 from cdsvae.train import checkpoint as ckpt
 from cdsvae.train.distributed import DistContext
 from cdsvae.train.task import build_trainer, check_config, recon_consistency
@@ -245,14 +245,7 @@ def test_eval_mode_reconstructs_as_well_as_train_mode_on_the_device(record_prope
     torch.manual_seed(0)
     model = build_model(dict(CONSISTENCY_MODEL, init="default")).to(device)
     x = torch.randn(16, 6, 12, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    weights = LossWeights(con_s=0.0, con_z=0.0, mi_sz=0.0)
-    for _ in range(300):
-        loss, _ = cdsvae_loss(model, x, None, None, weights, 16)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit_reconstruction(model, x, 300)
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
     def ratio(amp: str) -> float:

@@ -178,22 +178,15 @@ def test_load_model_falls_back_from_corrupt_best_to_newest_step(tmp_path, caplog
 
 
 def test_recon_consistency_compares_modes_without_side_effects():
+    from _recon import fit_reconstruction
+
     from cdsvae.models import build_model
     from cdsvae.train.task import recon_consistency
-
-    from cdsvae.objectives import LossWeights, cdsvae_loss
 
     torch.manual_seed(0)
     model = build_model(dict(TINY, init="default"))
     x = torch.randn(16, 6, 12)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    weights = LossWeights(con_s=0.0, con_z=0.0, mi_sz=0.0)
-    for _ in range(150):  # a model that reconstructs x, with running averages that describe it
-        loss, _ = cdsvae_loss(model, x, None, None, weights, 16)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit_reconstruction(model, x, 150)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     eval_err, train_err = recon_consistency(model, {"x": x})
     assert not model.training
