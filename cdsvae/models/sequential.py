@@ -3,6 +3,14 @@
 Posterior: frame encoder -> BiLSTM; q(s|x_1:T) from [forward state at T, backward state
 at 1]; q(z_t|x) from a one-way RNN over the BiLSTM outputs. Prior: p(s) = N(0, I) and
 p(z_t|z_<t) from two stacked LSTM layers with z_0 = 0. Decoder: p(x_t|s, z_t) per frame.
+
+Draws with a ``generator`` are made on the generator's device and moved to the model's, so a
+seeded CPU generator gives the same samples whether the model is on the CPU or a GPU.
+
+Under bfloat16 autocast the recurrent layers run in float32: CUDA's autocast runs cuDNN RNNs in
+float16 whatever dtype autocast was asked for (``aten/src/ATen/cudnn/AutocastRNN.cpp`` casts to
+``kHalf``), and bfloat16 training has no loss scaler to keep float16 gradients from underflowing.
+Float16 autocast keeps its float16 RNNs, guarded by the trainer's GradScaler.
 """
 
 from typing import NamedTuple, Optional
@@ -44,12 +52,30 @@ class VAEOutput(NamedTuple):
     z_mean_motion: Optional[torch.Tensor] = None
 
 
+def _randn(shape, generator, device, dtype=None):
+    """N(0, I) of ``shape`` drawn from ``generator`` on its own device, then moved to ``device``."""
+    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
+    return noise.to(device)
+
+
 def _reparameterize(mean, logvar, generator=None):
     if generator is None:  # the same draw as randn(mean.shape), in a form torch.compile takes with dynamic shapes
         noise = torch.randn_like(mean, memory_format=torch.contiguous_format)
     else:
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = _randn(mean.shape, generator, mean.device, mean.dtype)
     return mean + torch.exp(0.5 * logvar) * noise
+
+
+def _run_rnn(rnn, x, state=None):
+    """``rnn(x, state)``, in float32 under bfloat16 autocast (see the module doc)."""
+    kind = x.device.type
+    if not (torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+            and torch.get_autocast_dtype(kind) == torch.bfloat16):
+        return rnn(x, state)
+    if state is not None:
+        state = tuple(t.float() for t in state) if isinstance(state, tuple) else state.float()
+    with torch.autocast(device_type=kind, enabled=False):
+        return rnn(x.float(), state)
 
 
 class SequentialVAE(nn.Module):
@@ -118,17 +144,17 @@ class SequentialVAE(nn.Module):
         return self.frame_encoder(frames, view_frames).view(-1, t, self.frame_encoder_dim)
 
     def _posteriors(self, h):
-        out, _ = self.lstm(h)
+        out, _ = _run_rnn(self.lstm, h)
         n = self.hidden_dim
         summary = torch.cat([out[:, -1, :n], out[:, 0, n:]], dim=-1)
-        zh, _ = self.z_rnn(out)
+        zh, _ = _run_rnn(self.z_rnn, out)
         return (self.s_mean_head(summary), self.s_logvar_head(summary),
                 self.z_mean_head(zh), self.z_logvar_head(zh))
 
     def _prior(self, z):
         """Teacher-forced p(z_t | z_<t) for every t from the given trajectory, z_0 = 0."""
         shifted = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], dim=1)
-        out, _ = self.prior_lstm(shifted)
+        out, _ = _run_rnn(self.prior_lstm, shifted)
         return self.prior_mean_head(out), self.prior_logvar_head(out)
 
     def _decode(self, s, z):
@@ -197,7 +223,9 @@ class SequentialVAE(nn.Module):
     @torch.no_grad()
     def sample_s(self, n, generator=None):
         """n draws of s from p(s) = N(0, I)."""
-        return torch.randn(n, self.s_dim, generator=generator, device=self.device)
+        if generator is None:
+            return torch.randn(n, self.s_dim, device=self.device)
+        return _randn((n, self.s_dim), generator, self.device)
 
     @torch.no_grad()
     def sample_z_prior(self, n, length, generator=None, sample=True):
@@ -207,7 +235,7 @@ class SequentialVAE(nn.Module):
         z_prev = torch.zeros(n, 1, self.z_dim, device=self.device)
         state, steps = None, []
         for _ in range(length):
-            out, state = self.prior_lstm(z_prev, state)
+            out, state = _run_rnn(self.prior_lstm, z_prev, state)
             mean, logvar = self.prior_mean_head(out), self.prior_logvar_head(out)
             z_prev = _reparameterize(mean, logvar, generator) if sample else mean
             steps.append(z_prev)

@@ -201,3 +201,74 @@ def test_default_conv64_encoder_is_the_dcgan_stack():
     expected = sum(i * o * 16 + o for i, o in convs) + sum(2 * o for _, o in convs)  # conv + BN
     assert sum(p.numel() for p in model.frame_encoder.parameters()) == expected == 3_807_424
     assert model.decode(torch.zeros(2, 256), torch.zeros(2, 3, 32)).shape == (2, 3, 3, 64, 64)
+
+
+class _GeneratorDeviceCheck(torch.overrides.TorchFunctionMode):
+    """Refuses a draw whose generator lives on another device than the tensor it makes, as
+    torch does for a CPU generator and a CUDA tensor (the meta device here takes the GPU's part:
+    torch itself does not check generators there)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        gen = kwargs.get("generator")
+        if gen is not None and func in (torch.randn, torch.rand, torch.randint, torch.normal):
+            device = torch.device(kwargs.get("device") or "cpu")
+            if device.type != gen.device.type:
+                raise RuntimeError(f"Expected a '{device.type}' device type for generator but found "
+                                   f"'{gen.device.type}'")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["conv1d", "conv64"])
+def test_a_cpu_generator_draws_for_a_model_on_another_device(kind):
+    """The swap protocols seed a CPU generator and hand it to a model on the GPU."""
+    model, shape = _model(kind)
+    on_cpu = {
+        "s": model.sample_s(3, generator=torch.Generator().manual_seed(5)),
+        "z": model.sample_z_prior(3, 4, generator=torch.Generator().manual_seed(5)),
+        "enc": model.encode(torch.rand(2, 4, *shape, generator=torch.Generator().manual_seed(1)),
+                            generator=torch.Generator().manual_seed(5)).s,
+    }
+    model.to("meta")
+    with _GeneratorDeviceCheck():
+        s = model.sample_s(3, generator=torch.Generator().manual_seed(5))
+        z = model.sample_z_prior(3, 4, generator=torch.Generator().manual_seed(5))
+        enc = model.encode(torch.rand(2, 4, *shape, generator=torch.Generator().manual_seed(1)).to("meta"),
+                           generator=torch.Generator().manual_seed(5)).s
+    assert s.device.type == z.device.type == enc.device.type == "meta"
+    assert s.shape == on_cpu["s"].shape and z.shape == on_cpu["z"].shape and enc.shape == on_cpu["enc"].shape
+    # the stand-in refuses what CUDA refuses
+    with _GeneratorDeviceCheck(), pytest.raises(RuntimeError, match="device type for generator"):
+        torch.randn(2, generator=torch.Generator(), device="meta")
+
+
+def test_a_seeded_generator_gives_the_same_draws_as_the_same_generator_on_the_device():
+    """A draw is made on the generator's device, so the numbers do not depend on the model's."""
+    model, _ = _model("conv1d")
+    s = model.sample_s(4, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(s, torch.randn(4, 6, generator=torch.Generator().manual_seed(9)))
+
+
+@pytest.mark.parametrize("z_rnn", ["rnn", "lstm"])
+def test_recurrent_layers_run_in_float32_under_bf16_autocast(z_rnn):
+    """cuDNN's autocast runs RNNs in float16 even when bf16 was asked for, with no scaler to guard
+    the gradients: the model keeps its recurrent layers in float32 under bf16 autocast instead."""
+    model, shape = _model("conv1d", z_rnn=z_rnn)
+    seen = {}
+    for name in ("lstm", "z_rnn", "prior_lstm"):
+        def hook(module, inputs, output, name=name):
+            seen[name] = (inputs[0].dtype, output[0].dtype)
+        getattr(model, name).register_forward_hook(hook)
+    x = torch.rand(2, 5, *shape)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        gen = model.sample_z_prior(2, 3)
+    assert seen == {n: (torch.float32, torch.float32) for n in ("lstm", "z_rnn", "prior_lstm")}
+    assert out.z_mean.dtype == torch.bfloat16  # the linear heads still run under autocast
+    assert gen.shape == (2, 3, 3)
+    out.recon.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.lstm.parameters())
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.float16):  # float16 autocast is left as it is (GradScaler)
+        model(x)
+    assert seen["lstm"][1] == torch.float16
