@@ -64,3 +64,22 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], opts: Mapping[str, Any
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, schedule, warmup, total_steps))
     return optimizer, scheduler
+
+
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> int:
+    """Give every per-parameter state tensor its parameter's memory layout; returns how many moved.
+
+    A checkpoint keeps the strides its run had: Adam's moments saved with contiguous weights and
+    loaded for channels-last ones (or the other way) would otherwise keep the old layout, which
+    the fused CUDA kernel refuses ("same dtype, device, and layout" for params, grads and state).
+    """
+    moved = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if (isinstance(value, torch.Tensor) and value.shape == p.shape
+                        and value.stride() != p.stride()):
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+                    moved += 1
+    return moved

@@ -61,7 +61,7 @@ from cdsvae.train.batches import Batches
 from cdsvae.train.config import Field, Schema, Section, to_plain
 from cdsvae.train.distributed import DistContext, init_distributed
 from cdsvae.train.monitor import Monitor, setup_logging
-from cdsvae.train.optim import OPTIM, build_optimizer
+from cdsvae.train.optim import OPTIM, build_optimizer, match_state_layouts
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
                                  save_run)
 from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler
@@ -250,6 +250,7 @@ class Trainer:
         path, state = found
         load_weights(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
+        match_state_layouts(self.optimizer)  # a checkpoint of another layout (CPU, channels_last false)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -268,3 +268,53 @@ def test_channels_last_stores_4d_weights_channels_last_and_trains_the_same(tmp_p
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     x = torch.rand(2, 2, 3, 64, 64)
     assert torch.allclose(models[True](x).recon, models[False](x).recon, atol=1e-4)
+
+
+def _fused_cuda_adam_accepts(optimizer) -> list[str]:
+    """What CUDA's fused Adam would refuse: its params, grads and moments must share dtype, device,
+    sizes and strides (check_fast_path_restrictions); the CPU kernels check none of it."""
+    bad = []
+    for group in optimizer.param_groups:
+        for i, p in enumerate(group["params"]):
+            for key in ("exp_avg", "exp_avg_sq"):
+                v = optimizer.state.get(p, {}).get(key)
+                if v is not None and (v.stride() != p.stride() or v.dtype != p.dtype or v.device != p.device):
+                    bad.append(f"param {i} ({tuple(p.shape)}, strides {p.stride()}): {key} strides {v.stride()}")
+    return bad
+
+
+@pytest.mark.parametrize("first,then", [(False, True), (True, False)])
+def test_a_run_resumed_in_another_memory_layout_gives_adam_its_parameters_layout(tmp_path, first, then):
+    """A conv64 run checkpointed on the CPU (channels_last false) and resumed on CUDA (channels-last
+    weights), or the other way round: Adam's moments take the parameters' layout on resume."""
+    from cdsvae.train.distributed import shutdown
+    from cdsvae.train.task import build_trainer
+    from cdsvae.train.trainer import setup_process
+
+    def run(layout, steps):
+        cfg = check_config({"model": {"frame": "conv64", "conv_width": 2, "g_dim": 4, "s_dim": 4, "z_dim": 2,
+                                      "hidden_dim": 4},
+                            "data": {"type": "synthetic", "frame_shape": [3, 64, 64], "num_train": 8, "seq_len": 2,
+                                     "valid_split": None},
+                            "train": {"batch_size": 2, "tensorboard": False, "epochs": 2, "max_steps": steps,
+                                      "log_every": 1, "channels_last": layout}})
+        ctx = setup_process(cfg["train"], tmp_path)
+        try:
+            tr = build_trainer(cfg, tmp_path, ctx)
+            if steps == 2:
+                tr.fit()
+                return tr, []
+            assert tr.resume()
+            bad = _fused_cuda_adam_accepts(tr.optimizer)
+            tr.fit()
+            return tr, bad
+        finally:
+            shutdown(ctx)
+
+    run(first, 2)
+    tr, bad = run(then, 3)
+    assert not bad, bad
+    assert tr.step == 3
+    convs = [p for p in tr.model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) == then for p in convs)
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())
