@@ -12,7 +12,7 @@ Launching (``DIR`` is the experiment directory; a rerun of the same command resu
     # 2 nodes x 4 GPUs, torchrun rendezvous: run on every node
     torchrun --nnodes 2 --nproc_per_node 4 --rdzv_id JOB --rdzv_backend c10d \\
         --rdzv_endpoint HOST0:29400 -m cdsvae.bin.train --config conf/train.yaml --outdir DIR
-    # Slurm, one task per GPU (srun sets SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS)
+    # Slurm, one task per GPU (srun sets SLURM_PROCID / SLURM_LOCALID / SLURM_STEP_NUM_TASKS)
     export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1) MASTER_PORT=29500
     srun --nodes 2 --ntasks-per-node 4 --gpus-per-node 4 \\
         python -m cdsvae.bin.train --config conf/train.yaml --outdir DIR

@@ -1,7 +1,7 @@
 """Process-group set-up from the launcher's environment (torchrun or Slurm's srun).
 
 The trainer never asks how it was launched: ``init_distributed`` reads RANK / LOCAL_RANK /
-WORLD_SIZE (torchrun) or SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS (srun), picks NCCL on GPUs
+WORLD_SIZE (torchrun) or SLURM_PROCID / SLURM_LOCALID / SLURM_STEP_NUM_TASKS (srun), picks NCCL on GPUs
 and gloo on CPU, and returns a small context that is a no-op for a single process.
 """
 
@@ -46,13 +46,16 @@ def _env_int(name: str) -> int | None:
 
 
 def launch_env() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's variables, else Slurm's, else (0, 0, 1)."""
+    """(rank, local_rank, world_size) from torchrun's variables, else those of an srun job step,
+    else (0, 0, 1)."""
     world = _env_int("WORLD_SIZE")
     if world is not None:
         rank = _env_int("RANK") or 0
         local = _env_int("LOCAL_RANK")
         return rank, rank if local is None else local, world
-    world = _env_int("SLURM_NTASKS")
+    # SLURM_STEP_NUM_TASKS is set only inside a job step that srun started; an allocation's shell
+    # (salloc -n4) or batch script has SLURM_NTASKS too, but a plain run there is one process.
+    world = _env_int("SLURM_STEP_NUM_TASKS")
     if world is not None and world > 1:
         rank = _env_int("SLURM_PROCID") or 0
         local = _env_int("SLURM_LOCALID") or 0
@@ -83,7 +86,7 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistCon
     dev = resolve_device(device, local_rank)
     if world == 1:
         return DistContext(device=dev)
-    if "SLURM_NTASKS" in os.environ and "WORLD_SIZE" not in os.environ:
+    if "WORLD_SIZE" not in os.environ:  # an srun job step (launch_env)
         # srun sets no rendezvous; the batch script exports MASTER_ADDR / MASTER_PORT.
         if "MASTER_ADDR" not in os.environ:
             raise UserError("running under srun with several tasks but MASTER_ADDR is not set; export "

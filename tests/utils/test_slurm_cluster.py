@@ -140,7 +140,7 @@ def test_a_failed_job_of_the_array_fails_the_launcher_which_names_it(slurm_clust
 MASTER_ADDR = 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1); '
 SRUN_TORCHRUN = (MASTER_ADDR + 'srun --nodes 1 --ntasks-per-node 1 torchrun --nnodes 1 --nproc_per_node 2 '
                  '--rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" --rdzv_id "$SLURM_JOB_ID" "$@"')
-# Without torchrun: srun starts both processes, which read SLURM_PROCID / SLURM_NTASKS.
+# Without torchrun: srun starts both processes, which read SLURM_PROCID / SLURM_STEP_NUM_TASKS.
 SRUN_TASKS = MASTER_ADDR + 'srun --nodes 1 --ntasks 2 python "$@"'
 
 TINY = ["--model.frame", "mlp", "--model.feat_dim", "12", "--model.s_dim", "8", "--model.z_dim", "4",
@@ -183,6 +183,20 @@ def test_two_srun_tasks_train_as_two_gloo_processes(slurm_cluster, tmp_path):
     r = salloc(slurm_cluster, SRUN_TASKS, "-m", "cdsvae.bin.train", "--outdir", str(out), *TINY,
                "--train.batch_size", "4", "--train.epochs", "2", "--train.device", "cpu", cwd=tmp_path, ntasks=2)
     check_two_process_run(r, out)
+
+
+def test_a_plain_run_inside_an_allocation_of_two_tasks_trains_as_one_process(slurm_cluster, tmp_path):
+    """`salloc -n2` then `python -m cdsvae.bin.train` without srun: one process, not a rendezvous
+    that waits for a second one."""
+    out = tmp_path / "exp"
+    r = salloc(slurm_cluster, 'env | grep "^SLURM_" | sort > slurm_env.txt; python "$@"', "-m",
+               "cdsvae.bin.train", "--outdir", str(out), *TINY, "--train.batch_size", "4", "--train.epochs", "1",
+               "--train.device", "cpu", cwd=tmp_path, ntasks=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = (tmp_path / "slurm_env.txt").read_text()
+    assert "SLURM_NTASKS=2" in seen and "SLURM_STEP_NUM_TASKS" not in seen, seen
+    assert "1 process(es), batch 4 per process, global batch 4" in (out / "train.log").read_text()
+    assert ckpt.load_latest(out / "checkpoints")[1]["world_size"] == 1
 
 
 def test_srun_torchrun_ddp_matches_one_process_with_the_global_batch(slurm_cluster, tmp_path):
