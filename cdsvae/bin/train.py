@@ -51,23 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check_inputs", action="store_true",
                    help="only check that OUTDIR can be trained or resumed with this config and data (exit 1 "
                         "with one line naming what differs from the run in OUTDIR) and exit")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="with --check_inputs: the run will have N processes (GPUs x nodes); also check that "
+                        "the training data fills one global batch of N x train.batch_size (default: 1)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if args.nproc < 1:
+        parser.error(f"--nproc must be at least 1, got {args.nproc}")
     # Imported after parsing: torch takes seconds to import, and --help needs none of it.
     from cdsvae.train.config import to_yaml
     from cdsvae.train.inputs import absolute_data_paths
-    from cdsvae.train.task import check_run_inputs, load_train_config, train
+    from cdsvae.train.task import check_run_inputs, check_training_batches, load_train_config, train
 
     cfg = load_train_config(args.config or None, rest)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
     if args.check_inputs:
-        check_run_inputs(absolute_data_paths(cfg), args.outdir)
+        cfg = absolute_data_paths(cfg)
+        check_run_inputs(cfg, args.outdir)
+        check_training_batches(cfg, args.nproc)
         return 0
     train(cfg, args.outdir)
     return 0

@@ -35,7 +35,7 @@ from cdsvae.train.config import (Field, Schema, Section, dump_config, field_from
                                  required, validate)
 from cdsvae.train.distributed import DistContext, shutdown
 from cdsvae.train.seeding import seed_everything
-from cdsvae.train.trainer import Trainer, config_sections, setup_process
+from cdsvae.train.trainer import Trainer, check_global_batch, config_sections, setup_process
 
 log = logging.getLogger("cdsvae.train")
 
@@ -241,6 +241,16 @@ def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[
     fp = inputs.fingerprint(cfg)
     inputs.check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")))
     return fp
+
+
+def check_training_batches(cfg: Mapping[str, Any], nproc: int) -> None:
+    """Refuse a checked config whose training split cannot fill one global batch of ``nproc``
+    processes (:func:`cdsvae.train.trainer.check_global_batch`), before any process starts."""
+    t = cfg["train"]
+    train_set = build_dataset(cfg["data"], cfg["data"]["train_split"], content_segments(cfg))
+    if len(train_set) == 0:
+        raise UserError(f"data split '{cfg['data']['train_split']}' is empty")
+    check_global_batch(train_set, int(t["batch_size"]), int(nproc), bool(t["unique_utts_per_batch"]))
 
 
 def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistContext) -> Trainer:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cdsvae.errors import UserError
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model.frame", "mlp", "--model.feat_dim", "12", "--model.s_dim", "8", "--model.z_dim", "4",
         "--model.hidden_dim", "16", "--model.g_dim", "8", "--model.frame_hidden", "16",
@@ -199,3 +201,39 @@ def test_speech_run_records_its_inputs_and_refuses_other_data(speech_recipe, mon
 
     # a fresh outdir can be trained on the new inputs
     assert main([*SPEECH_TINY[:-1], "exp/other", "--check_inputs"]) == 0
+
+
+def test_check_inputs_refuses_more_processes_than_the_utterances_can_fill_before_any_starts(speech_recipe, capsys):
+    """8 utterances, one segment of each per global batch: batch 4 fits 2 processes, not 4; the
+    line names the batch and the process count that would fit."""
+    from cdsvae.bin.train import main
+
+    args = SPEECH_TINY + ["--train.unique_utts_per_batch", "true", "--check_inputs"]
+    assert main(args + ["--nproc", "2"]) == 0
+    line = _refused(args + ["--nproc", "4"], capsys)
+    assert line == ("train: error: the training set has 8 utterances (train.unique_utts_per_batch: one segment of "
+                    "each per batch), fewer than one global batch of 16 (train.batch_size 4 x 4 process(es)): use "
+                    "train.batch_size 2 or less or at most 2 process(es)")
+    assert not (speech_recipe / "exp" / "cdsvae").exists()  # nothing was written
+    # the trainer refuses the same run with the same line
+    from cdsvae.train.task import build_dataset, load_train_config
+    from cdsvae.train.trainer import check_global_batch
+
+    cfg = load_train_config(None, SPEECH_TINY[:-2])
+    train_set = build_dataset(cfg["data"], "train", False)
+    with pytest.raises(UserError, match="fewer than one global batch of 16"):
+        check_global_batch(train_set, 4, 4, True)
+    check_global_batch(train_set, 4, 2, True)
+    # without the one-per-utterance rule, the sampler pads each process to ceil(N / P) items
+    n = len(train_set)
+    check_global_batch(train_set, -(-n // 3), 3, False)
+    with pytest.raises(UserError, match=f"the training set has {n} sequences"):
+        check_global_batch(train_set, -(-n // 3) + 1, 3, False)
+
+
+def test_nproc_must_be_positive(speech_recipe, capsys):
+    from cdsvae.bin.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(SPEECH_TINY + ["--check_inputs", "--nproc", "0"])
+    assert e.value.code == 2 and "--nproc must be at least 1" in capsys.readouterr().err

@@ -52,6 +52,12 @@ if "--check_inputs" in args:
         print(f"train: error: {outdir} was trained on other inputs: dump/train/feats.scp changed; "
               f"train into a new --outdir or move {outdir} aside", file=sys.stderr)
         sys.exit(1)
+    nproc = int(args[args.index("--nproc") + 1])
+    if os.environ.get("FAKE_UTTS") and 4 * nproc > int(os.environ["FAKE_UTTS"]):
+        print(f"train: error: the training set has {os.environ['FAKE_UTTS']} utterances, fewer than one global "
+              f"batch of {4 * nproc} (train.batch_size 4 x {nproc} process(es)): use train.batch_size 2 or less",
+              file=sys.stderr)
+        sys.exit(1)
     sys.exit(0)
 os.makedirs(outdir, exist_ok=True)
 rank = os.environ.get("RANK", "none")
@@ -382,6 +388,22 @@ def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools, fake_gpus):
     assert not (recipe / "exp" / "dsvae").exists()
 
 
+def test_more_processes_than_the_training_set_can_fill_are_refused_before_any_starts(recipe, fake_tools, fake_gpus):
+    """--ngpu 2: the check is told the run's process count, and its refusal names the options."""
+    env = {"PYTHONPATH": str(fake_tools), "PATH": f"{fake_gpus}:{os.environ['PATH']}", "FAKE_UTTS": "6"}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "2", extra_env=env, timeout=120)
+    assert r.returncode == 1
+    errors = [x for x in r.stderr.splitlines() if "Error:" in x]
+    assert len(errors) == 1 and errors[0].endswith(
+        "Error: cdsvae: the training set has 6 utterances, fewer than one global batch of 8 (train.batch_size 4 x 2 "
+        "process(es)): use train.batch_size 2 or less (--ngpu sets the processes per node, --train_args "
+        "'--train.batch_size B' the batch)"), errors
+    assert (recipe / "check_calls").read_text().splitlines()[0].endswith("--check_inputs --nproc 2")
+    assert not list((recipe / "exp").glob("*/launched.*"))
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", extra_env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 def test_asking_for_more_gpus_than_visible_stops_at_once(recipe, fake_tools, fake_gpus):
     """--ngpu N needs N CUDA devices on the machine that runs the GPU stages (local backend)."""
     env = {"PYTHONPATH": str(fake_tools), "PATH": f"/nonexistent:{os.environ['PATH']}"}
@@ -416,7 +438,7 @@ def test_training_on_other_inputs_is_refused_before_any_starts(recipe, fake_tool
                               "rerun with --retrain true (moves exp/dsvae aside) or choose a new --tag_suffix")
     assert not (recipe / "exp" / "cdsvae" / "launched.none").exists()  # checked before anything trained
     checks = (recipe / "check_calls").read_text().splitlines()
-    assert checks[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA} --check_inputs"
+    assert checks[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA} --check_inputs --nproc 1"
     # --retrain true moves every experiment aside (never deletes it) and trains afresh.
     (recipe / "exp" / "dsvae").mkdir(parents=True)
     (recipe / "exp" / "dsvae" / "old_model").write_text("kept")

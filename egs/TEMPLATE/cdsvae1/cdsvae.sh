@@ -374,7 +374,9 @@ train_experiments() {  # train_experiments <data options...>
     require_tool cdsvae.bin.train
     local launcher config tag seed cmd logfile seed_args args="$* --train.device ${device}" parallel=1 rc msg
     launcher=$(train_launcher)
-    # Every experiment is checked before any starts: one trained on other inputs stops the stage.
+    # Every experiment is checked before any starts: one trained on other inputs, or whose training
+    # data cannot fill one global batch of this run's processes, stops the stage.
+    local nproc=$(((ngpu > 1 ? ngpu : 1) * num_nodes))
     while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
         seed_args=$(seed_option "${seed}")
@@ -383,9 +385,16 @@ train_experiments() {  # train_experiments <data options...>
         fi
         # shellcheck disable=SC2086
         if ! msg=$(python -m cdsvae.bin.train --config "${config}" --outdir "${expdir}/${tag}" ${args} \
-            ${seed_args} ${train_args} --check_inputs 2>&1 </dev/null); then
-            die "$(tool_error "${msg}" | sed 's/; train into a new --outdir or move .* aside$//'); to go on, rerun with" \
-                "--retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix"
+            ${seed_args} ${train_args} --check_inputs --nproc "${nproc}" 2>&1 </dev/null); then
+            msg=$(tool_error "${msg}")
+            case "${msg}" in
+                *"global batch"*)
+                    die "${tag}: ${msg} (--ngpu sets the processes per node, --train_args" \
+                        "'--train.batch_size B' the batch)" ;;
+                *)
+                    die "$(printf '%s' "${msg}" | sed 's/; train into a new --outdir or move .* aside$//'); to go on," \
+                        "rerun with --retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix" ;;
+            esac
         fi
     done < <(experiments)
     # Several CPU trainings at once (--train_jobs): each is its own process, so results do not change.
