@@ -19,8 +19,15 @@
 # does: an argument without whitespace is used as it is, so shell syntax such as "|" or
 # ">" works when given as a separate argument; an argument with whitespace is quoted.
 #
-# Options: --max-jobs-run N; --mem, --gpu, --time and --num-threads take a value and are
+# Options: --max-jobs-run N; --gpu N; --mem, --time and --num-threads take a value and are
 # accepted for compatibility with utils/run_slurm.sh but ignored here.
+#
+# --gpu N (N >= 1): each job sees N GPUs through CUDA_VISIBLE_DEVICES, chosen among the GPUs
+# this script sees (CUDA_VISIBLE_DEVICES when set, else nvidia-smi's list) as those held by the
+# fewest running jobs of run_local.sh, so jobs started at the same time, by one call or by
+# several, spread over the GPUs.  Each job's log and a line on stderr name its GPUs.  Where no
+# GPU is listed, the environment is left as it is.  The running jobs are counted in
+# $RUN_LOCAL_GPU_DIR (default: ${TMPDIR:-/tmp}/run_local_gpus.<uid>).
 #
 # A job array of several jobs prints "k/N jobs done" on stderr as its jobs finish.
 #
@@ -34,6 +41,7 @@ usage="Usage: $prog [--max-jobs-run N] [--mem X] [--gpu N] [--time T] [--num-thr
 . "$(dirname "${BASH_SOURCE[0]}")/jobs.sh"
 
 max_jobs_run=0
+gpus=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-jobs-run | --max_jobs_run)
@@ -42,7 +50,13 @@ while [ $# -gt 0 ]; do
             max_jobs_run=$2
             shift 2
             ;;
-        --mem | --gpu | --time | --num-threads | --num_threads)
+        --gpu)
+            [ $# -ge 2 ] || usage_error "option $1 needs a value"
+            [[ "$2" =~ ^[0-9]+$ ]] || usage_error "--gpu expects a non-negative integer, got '$2'"
+            gpus=$2
+            shift 2
+            ;;
+        --mem | --time | --num-threads | --num_threads)
             [ $# -ge 2 ] || usage_error "option $1 needs a value"
             shift 2
             ;;
@@ -75,19 +89,76 @@ else
     cmd_template=${cmd_template% }
 fi
 
+# The GPUs this script sees, one id a line: CUDA_VISIBLE_DEVICES's entries when it is set (up
+# to the first that names no device, as CUDA reads it), else nvidia-smi's indices.
+gpu_ids() {
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+        printf '%s\n' "${CUDA_VISIBLE_DEVICES}" | tr ',' '\n' | sed 's/^ *//; s/ *$//' | sed '/^$/,$d; /^-/,$d'
+    elif command -v nvidia-smi >/dev/null 2>&1; then
+        nvidia-smi -L 2>/dev/null | sed -n 's/^GPU \([0-9][0-9]*\):.*/\1/p'
+    fi
+}
+
+gpu_dir=${RUN_LOCAL_GPU_DIR:-${TMPDIR:-/tmp}/run_local_gpus.$(id -u)}
+
+# claim_gpus N HOLDER: the N GPUs held by the fewest live jobs (ties: the first listed), marked
+# as held by process HOLDER until release_gpus; prints them comma-separated (nothing if none).
+claim_gpus() {
+    local want=$1 holder=$2 ids=() id k n f ranked=() chosen
+    mapfile -t ids < <(gpu_ids)
+    [ "${#ids[@]}" -gt 0 ] || return 0
+    mkdir -p "$gpu_dir"
+    exec 9>>"$gpu_dir/lock"
+    flock 9
+    for ((k = 0; k < ${#ids[@]}; k++)); do
+        id=${ids[k]}
+        n=0
+        for f in "$gpu_dir/$id@"*; do
+            [ -e "$f" ] || continue
+            if kill -0 "${f##*@}" 2>/dev/null; then n=$((n + 1)); else rm -f "$f"; fi
+        done
+        ranked+=("$(printf '%06d %06d %s' "$n" "$k" "$id")")
+    done
+    chosen=$(printf '%s\n' "${ranked[@]}" | sort | head -n "$want" | awk '{print $3}' | sort -n | paste -sd, -)
+    for id in ${chosen//,/ }; do
+        : >"$gpu_dir/$id@$holder"
+    done
+    exec 9>&-
+    printf '%s' "$chosen"
+}
+
+release_gpus() {  # release_gpus HOLDER
+    rm -f "$gpu_dir"/*@"$1"
+}
+
 # Runs one job in the foreground; its exit status is the command's.
 run_one() {
-    local id=$1 log cmd start code elapsed
+    local id=$1 log cmd start code elapsed job_gpus="" holder=$BASHPID n
     log=$(substitute "$logfile_template" "$id")
     cmd=$(substitute "$cmd_template" "$id")
     mkdir -p "$(dirname "$log")"
     start=$(date +%s)
+    if [ "$gpus" -gt 0 ]; then
+        job_gpus=$(claim_gpus "$gpus" "$holder")
+    fi
     {
         printf '# %s\n' "$cmd"
         printf '# Started at %s\n' "$(date)"
+        [ -z "$job_gpus" ] || printf '# GPU(s): CUDA_VISIBLE_DEVICES=%s\n' "$job_gpus"
     } >"$log"
+    if [ -n "$job_gpus" ]; then
+        printf '%s: %s on GPU %s\n' "$prog" "$log" "$job_gpus" >&2
+        n=$(tr ',' '\n' <<<"$job_gpus" | wc -l)
+        [ "$n" -ge "$gpus" ] || printf '%s: %s asks for %d GPU(s), but only %d are visible\n' \
+            "$prog" "$log" "$gpus" "$n" >&2
+    fi
     code=0
-    bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
+    if [ -n "$job_gpus" ]; then
+        CUDA_VISIBLE_DEVICES=$job_gpus bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
+        release_gpus "$holder"
+    else
+        bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
+    fi
     elapsed=$(($(date +%s) - start))
     {
         printf '# Accounting: time=%d threads=1\n' "$elapsed"

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--expdir", type=Path, required=True, help="experiment directory")
     p.add_argument("--outdir", type=Path, default=None, help="where to write (default: <expdir>/demo)")
+    p.add_argument("--device", default="cpu", help="where the model and judges run: cpu or cuda (default: %(default)s)")
     speech = p.add_argument_group("speech")
     speech.add_argument("--set", dest="test_set", default="test",
                         help="evaluation set whose utterances are used (emb_<set>; default: %(default)s)")
@@ -71,15 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.judge_dir is not None:
             if args.data is None:
                 raise UserError("--judge_dir needs --data, the data dir of the set (utt2spk, units)")
-            judges = DemoJudges(args.judge_dir, args.data, args.test_set, args.unit_map)
+            judges = DemoJudges(args.judge_dir, args.data, args.test_set, args.unit_map, args.device)
         demo = make_speech_demo(args.expdir, args.test_set, args.feats, args.outdir, args.max_segments, args.n_iter,
-                                judges)
+                                judges, args.device)
     elif kind == "video":
         if args.data is None:
             raise UserError(f"{args.expdir} is a video experiment: give --data <test split dir>")
         from cdsvae.eval.video_demo import make_video_demo
 
-        demo = make_video_demo(args.expdir, args.data, args.outdir, args.num, args.num_samples, args.seed)
+        demo = make_video_demo(args.expdir, args.data, args.outdir, args.num, args.num_samples, args.seed,
+                               args.device)
     else:
         raise UserError(f"{args.expdir}: no demo for data.type {kind} (only speech and video)")
     outdir = args.outdir if args.outdir is not None else demo_dir(args.expdir)

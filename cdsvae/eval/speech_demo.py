@@ -40,6 +40,7 @@ def listening_demo(
     max_segments: int = 40,
     n_iter: int = 32,
     judges: "DemoJudges | None" = None,
+    device: str = "cpu",
 ) -> tuple[list[tuple[str, Path]], str]:
     """Wav files: A and B as fed to the model, their reconstructions, and the two swaps (A's z
     with B's s, B's z with A's s), each swap captioned with the judges' verdict when ``judges``
@@ -71,7 +72,7 @@ def listening_demo(
     if pair is None:
         return [], f"No demo: the {test_set} set has a single speaker."
     fbank_cfg = load_fbank_config(fbank_path)
-    model, cfg = load_model(expdir)
+    model, cfg = load_model(expdir, device)
     _, normalise = speech_model_settings(cfg, expdir)
     segment_frames = int(meta["segment_frames"])
     denorm = Denormaliser(cfg.get("data", {}).get("cmvn"))
@@ -85,11 +86,11 @@ def listening_demo(
             raise UserError(f"{feats_dir / 'feats.scp'}: no features for demo utterance {utt}")
         mat = np.asarray(kaldiio.load_mat(scp[utt]), dtype=np.float32)
         s = cut_segments(normalise(mat), segment_frames)[:max_segments]
-        segs[utt] = torch.from_numpy(np.ascontiguousarray(s))
+        segs[utt] = torch.from_numpy(np.ascontiguousarray(s)).to(device)
         inputs[utt] = mat[: s.shape[0] * segment_frames]
 
     def frames(x: torch.Tensor) -> np.ndarray:
-        return denorm(x.reshape(-1, x.shape[-1]).numpy())
+        return denorm(x.reshape(-1, x.shape[-1]).float().cpu().numpy())
 
     a, b = pair
     with torch.no_grad():
@@ -129,15 +130,15 @@ class DemoJudges:
     """The recipe's speaker and content judges, giving a one-line verdict on a decoded swap."""
 
     def __init__(self, judge_dir: str | os.PathLike, data_dir: str | os.PathLike, test_set: str,
-                 unit_map: str | os.PathLike | None = None):
+                 unit_map: str | os.PathLike | None = None, device: str = "cpu"):
         from cdsvae.data.datadir import read_utt2spk
         from cdsvae.eval.per import read_unit_map
         from cdsvae.eval.speech_judges import (judge_embeddings, load_content_judge_of, load_speaker_judge_of,
                                                read_transcripts)
 
         judge_dir, data_dir = Path(judge_dir), Path(data_dir)
-        self.speaker = load_speaker_judge_of(judge_dir / "speaker")
-        self.content = load_content_judge_of(judge_dir / "content")
+        self.speaker = load_speaker_judge_of(judge_dir / "speaker", device)
+        self.content = load_content_judge_of(judge_dir / "content", device)
         self.emb = judge_embeddings(judge_dir / "speaker", test_set)
         self.utt2spk = read_utt2spk(data_dir / "utt2spk")
         self.units = read_transcripts(data_dir)
@@ -167,10 +168,11 @@ def make_speech_demo(
     max_segments: int = 40,
     n_iter: int = 32,
     judges: DemoJudges | None = None,
+    device: str = "cpu",
 ) -> Demo:
     """The listening demo of ``expdir`` in ``outdir`` (default ``<expdir>/demo``), indexed by demo.json."""
     outdir = Path(outdir) if outdir is not None else demo_dir(expdir)
-    files, note = listening_demo(expdir, test_set, outdir, feats_dir, max_segments, n_iter, judges)
+    files, note = listening_demo(expdir, test_set, outdir, feats_dir, max_segments, n_iter, judges, device)
     demo = Demo(kind="speech", files=files, note=note, source=test_set)
     write_demo(outdir, demo)
     return demo

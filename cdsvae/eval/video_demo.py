@@ -29,7 +29,7 @@ def swap_grid(model, x: torch.Tensor, frame: int | None = None) -> np.ndarray:
     n = x.shape[0]
     # All N*N pairs in one decode: s repeated per row, z tiled per column.
     dec = model.decode(s.repeat_interleave(n, dim=0), z.repeat(n, *([1] * (z.dim() - 1))))
-    return swap_grid_image(x, dec.view(n, n, *dec.shape[1:]), frame)
+    return swap_grid_image(x.cpu(), dec.view(n, n, *dec.shape[1:]).float().cpu(), frame)
 
 
 def demo_sequences(data_dir: str | os.PathLike, num: int) -> torch.Tensor:
@@ -51,6 +51,7 @@ def make_video_demo(
     num: int = 6,
     num_samples: int = 8,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> Demo:
     """Swap grids of ``num`` sequences of ``data_dir`` and ``num_samples`` samples, indexed by demo.json."""
     from cdsvae.eval.judge import sample_with
@@ -58,8 +59,8 @@ def make_video_demo(
 
     exp = Path(expdir)
     outdir = Path(outdir) if outdir is not None else demo_dir(exp)
-    x = demo_sequences(data_dir, num)
-    model, _ = load_model(exp)
+    x = demo_sequences(data_dir, num).to(device)
+    model, _ = load_model(exp, device)
     model.eval()
     with torch.no_grad():
         grid = save_png(outdir / "swap_grid.png", swap_grid(model, x), f"{exp.name}: rows keep s, columns keep z")
@@ -68,7 +69,8 @@ def make_video_demo(
         samples = sample_with(model.generate, gen, num_samples, x.shape[1])
         if not isinstance(samples, torch.Tensor):
             raise UserError(f"{exp}: model.generate returned {type(samples).__name__}, expected a tensor")
-        drawn = save_png(outdir / "samples.png", sequence_rows(samples), f"{exp.name}: samples from the priors")
+        drawn = save_png(outdir / "samples.png", sequence_rows(samples.float().cpu()),
+                         f"{exp.name}: samples from the priors")
     files = [
         ("swap grid: row i keeps s (appearance) of sequence i, column j keeps z (motion) of sequence j; "
          "the first row and column are the real sequences", grid),

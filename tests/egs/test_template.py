@@ -385,7 +385,23 @@ def test_training_with_ngpu_2_uses_torchrun(recipe, fake_tools, fake_gpus):
         launched = (exp / f"launched.{rank}").read_text().splitlines()
         assert launched[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA_GPU}"
         assert launched[1] == "WORLD_SIZE=2"
+        assert launched[2] == "CUDA_VISIBLE_DEVICES='0,1'"
+    assert "run_local.sh: exp/cdsvae/log/launch.log on GPU 0,1" in r.stderr
     assert not (recipe / "exp" / "dsvae").exists()
+
+
+def test_the_run_uses_the_first_ngpu_visible_gpus_and_names_each_jobs_gpu(recipe, fake_tools, fake_gpus):
+    env = {"PYTHONPATH": str(fake_tools), "PATH": f"{fake_gpus}:{os.environ['PATH']}",
+           "RUN_LOCAL_GPU_DIR": str(recipe / "gpus")}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", "--train_configs", "conf/train.yaml",
+            extra_env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (recipe / "exp" / "cdsvae" / "launched.none").read_text().splitlines()[2] == "CUDA_VISIBLE_DEVICES='0'"
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", "--train_configs", "conf/train.yaml",
+            "--tag_suffix", "_b", extra_env={**env, "CUDA_VISIBLE_DEVICES": "1,0"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (recipe / "exp" / "cdsvae_b" / "launched.none").read_text().splitlines()[2] == "CUDA_VISIBLE_DEVICES='1'"
+    assert "run_local.sh: exp/cdsvae_b/log/launch.log on GPU 1" in r.stderr
 
 
 def test_more_processes_than_the_training_set_can_fill_are_refused_before_any_starts(recipe, fake_tools, fake_gpus):

@@ -159,3 +159,53 @@ def test_single_job_prints_no_jobs_done(tmp_path):
         r = run(*args, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert "jobs done" not in r.stderr
+
+
+GPU_JOB = "echo $CUDA_VISIBLE_DEVICES > gpuJOB; sleep 1"
+
+
+def _gpu_env(tmp_path, visible):
+    import os
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "RUN_LOCAL_GPU_DIR": str(tmp_path / "gpus")}
+
+
+def test_gpu_jobs_running_together_spread_over_the_visible_gpus(tmp_path):
+    """Three jobs of one array on GPUs 3,5,6: one each, each named on stderr and in its log."""
+    r = subprocess.run([str(RUN_LOCAL), "--gpu", "1", "JOB=1:3", "log/g.JOB.log", GPU_JOB], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=60, env=_gpu_env(tmp_path, "3,5,6"))
+    assert r.returncode == 0, r.stderr
+    got = {j: (tmp_path / f"gpu{j}").read_text().strip() for j in (1, 2, 3)}
+    assert sorted(got.values()) == ["3", "5", "6"]
+    for j, gpu in got.items():
+        assert f"run_local.sh: log/g.{j}.log on GPU {gpu}\n" in r.stderr
+        assert f"# GPU(s): CUDA_VISIBLE_DEVICES={gpu}\n" in (tmp_path / f"log/g.{j}.log").read_text()
+    assert not [p for p in (tmp_path / "gpus").iterdir() if p.name != "lock"]  # released
+
+
+def test_separate_calls_running_together_take_different_gpus_and_n_gpus_per_job(tmp_path):
+    """Stage 5 starts its judges and its extraction as separate calls: they must not all land on GPU 0."""
+    env = _gpu_env(tmp_path, "0,1,2,3")
+    procs = [subprocess.Popen([str(RUN_LOCAL), "--gpu", "1", f"log/c{k}.log", GPU_JOB.replace("JOB", str(k))],
+                              cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    two = subprocess.run([str(RUN_LOCAL), "--gpu", "2", "log/t.log", GPU_JOB.replace("JOB", "t")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert two.returncode == 0, two.stderr
+    assert (tmp_path / "gpu1").read_text() != (tmp_path / "gpu2").read_text()
+    assert (tmp_path / "gpu2").read_text().strip() in ("0", "1") and (tmp_path / "gput").read_text().strip() == "0,1"
+
+
+def test_gpu_jobs_without_listed_gpus_keep_their_environment(tmp_path):
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = "/usr/bin:/bin"  # no nvidia-smi
+    r = subprocess.run([str(RUN_LOCAL), "--gpu", "1", "log/n.log", 'echo "${CUDA_VISIBLE_DEVICES-unset}" > gpun'],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and (tmp_path / "gpun").read_text() == "unset\n" and "GPU" not in r.stderr
+    r = subprocess.run([str(RUN_LOCAL), "--gpu", "2", "log/o.log", "echo $CUDA_VISIBLE_DEVICES > gpuo"], cwd=tmp_path,
+                       env=_gpu_env(tmp_path, "7"), capture_output=True, text=True, timeout=60)
+    assert (tmp_path / "gpuo").read_text() == "7\n"
+    assert "log/o.log asks for 2 GPU(s), but only 1 are visible" in r.stderr
+    r = run("--gpu", "x", "log/p.log", "true", cwd=tmp_path)
+    assert r.returncode == 2 and "--gpu expects a non-negative integer" in r.stderr

@@ -196,6 +196,14 @@ elif [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 4 ] && [[ "${gpu_cmd}" == uti
         die "--ngpu ${ngpu} asks for ${ngpu} GPU(s), but this machine shows ${n_visible} CUDA device(s)" \
             "(nvidia-smi -L${CUDA_VISIBLE_DEVICES+, CUDA_VISIBLE_DEVICES='${CUDA_VISIBLE_DEVICES}'}); use --ngpu 0 to run on the CPU"
     fi
+    # The run uses the first --ngpu of them; utils/run_local.sh spreads the jobs of stages 5-6 over
+    # these and names each job's GPU on the console.
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+        CUDA_VISIBLE_DEVICES=$(printf '%s\n' "${CUDA_VISIBLE_DEVICES}" | tr ',' '\n' | head -n "${ngpu}" | paste -sd, -)
+    else
+        CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((ngpu - 1)))
+    fi
+    export CUDA_VISIBLE_DEVICES
 fi
 
 current_stage=0
@@ -453,8 +461,8 @@ demo_step() {  # demo_step <cdsvae.bin.make_demo arguments>...
     local tag
     for tag in $(experiment_tags); do
         log "Demo of ${tag} -> ${expdir}/${tag}/demo/ (log: ${expdir}/${tag}/make_demo.log)"
-        ${cpu_cmd} "${expdir}/${tag}/make_demo.log" \
-            python -m cdsvae.bin.make_demo --expdir "${expdir}/${tag}" "$@"
+        ${gpu_cmd} --gpu "${job_gpus}" "${expdir}/${tag}/make_demo.log" \
+            python -m cdsvae.bin.make_demo --expdir "${expdir}/${tag}" --device "${device}" "$@"
     done
 }
 

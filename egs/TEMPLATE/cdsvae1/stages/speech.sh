@@ -169,14 +169,14 @@ stage_6() {
 }
 
 # Probes and judged swaps of every experiment on the first test set, --train_jobs at a time on
-# the CPU (one at a time on GPUs), with the judges of stage 5.
+# the CPU (--ngpu at a time on GPUs, one GPU each), with the judges of stage 5.
 disentangle_experiments() {
     if [ "${judges}" = false ]; then
         log "Disentanglement metrics: skipped (--judges false)"
         return
     fi
     require_tool cdsvae.bin.disentangle
-    local tag out pids=() tags=() k failed=() jobs=$((ngpu > 0 ? 1 : train_jobs))
+    local tag out pids=() tags=() k failed=() jobs=$((ngpu > 0 ? ngpu : train_jobs))
     for which in speaker content; do
         [ -f "${expdir}/judge/${which}/judge.json" ] || die "${expdir}/judge/${which}/judge.json not found: run stage 5 first"
     done
