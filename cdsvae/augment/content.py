@@ -11,7 +11,9 @@ def content_order(batch, length, generator=None, mode="shuffle", device=None):
     """Per-sequence frame orders (batch, length), int64: a random permutation each, or reversal.
 
     Drawn on the CPU from ``generator`` (a CPU torch.Generator; None uses the global
-    RNG), so the same seed gives the same views on every device.
+    RNG), so the same seed gives the same views on every device. For another ``device`` the
+    order is copied from pinned memory without blocking: a copy from pageable memory would make
+    the host wait for the GPU at every training step.
     """
     if mode not in MODES:
         raise UserError(f"content view mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -19,7 +21,11 @@ def content_order(batch, length, generator=None, mode="shuffle", device=None):
         order = torch.arange(length - 1, -1, -1).expand(batch, length).contiguous()
     else:
         order = torch.rand(batch, length, generator=generator).argsort(dim=1)
-    return order.to(device) if device is not None else order
+    if device is None or torch.device(device).type == "cpu":
+        return order
+    if torch.cuda.is_available():
+        order = order.pin_memory()
+    return order.to(device, non_blocking=True)
 
 
 def apply_order(x, order):
