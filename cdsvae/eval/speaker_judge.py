@@ -12,8 +12,10 @@ Two kinds of judge share one interface (``embed(mats) -> (N, D)`` and ``name``):
   own code. It normalises its inputs with the recipe's global CMVN statistics, which it keeps in
   ``judge.pt`` (plain tensors and Python values, read with ``weights_only=True``). Training saves
   ``checkpoint.pt`` after every epoch and resumes from it; the learning rate decays by
-  ``lr_decay`` per epoch, independent of the total, so a run stopped after epoch k and resumed
-  to n gives the same weights as n epochs at once.
+  ``lr_decay`` per epoch, independent of the total, and every epoch seeds the random number
+  generators of all devices from (seed, epoch), so a run stopped after epoch k and resumed to n
+  gives the same weights as n epochs at once, with no RNG state in the checkpoint (on the CPU
+  bit for bit; on a GPU up to its non-deterministic kernels).
 * ``SpeechBrainSpeakerJudge`` (``cdsvae.eval.speechbrain_judge``, re-exported here): a
   pretrained speechbrain speaker model directory (say an ECAPA trained on VoxCeleb). It listens
   to Griffin-Lim audio made from the log-mel matrices, real and converted utterances alike.
@@ -46,6 +48,7 @@ from cdsvae.eval.speechbrain_judge import (  # noqa: F401  (SpeechBrainSpeakerJu
     first_line,
 )
 from cdsvae.io import atomic_open
+from cdsvae.train.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +278,6 @@ def train_speaker_judge(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, s
             ecapa.load_state_dict(ckpt["embedding_model"])
             classifier.load_state_dict(ckpt["classifier"])
             opt.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["torch_rng"])
             start, history = int(ckpt["epoch"]), list(ckpt["history"])
             log.info("speaker judge: resuming from %s after epoch %d", ckpt_path, start)
 
@@ -285,6 +287,7 @@ def train_speaker_judge(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, s
             lr = cfg.lr * cfg.lr_decay ** epoch
             for group in opt.param_groups:
                 group["lr"] = lr
+            torch.manual_seed(derive_seed(cfg.seed, "epoch", epoch))  # every device's generator
             rng = np.random.default_rng([cfg.seed, epoch])
             order = rng.permutation(len(mats))
             ecapa.train(), classifier.train()
@@ -310,7 +313,7 @@ def train_speaker_judge(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, s
                      epoch + 1, cfg.epochs, tot_loss / seen, correct / seen, lr)
             _save({"fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
                    "embedding_model": _cpu(ecapa.state_dict()), "classifier": _cpu(classifier.state_dict()),
-                   "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, ckpt_path)
+                   "optimizer": opt.state_dict()}, ckpt_path)
         bar.close()
 
     _save({"format": FORMAT, "config": asdict(cfg), "epochs": cfg.epochs, "speakers": speakers,

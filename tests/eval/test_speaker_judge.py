@@ -267,3 +267,42 @@ def test_speechbrain_model_at_another_rate_hears_resampled_audio_and_a_broken_on
     with pytest.raises(UserError, match="hyperparams.yaml: cannot load the speechbrain speaker model") as e:
         load_speaker_judge(model_dir, None)
     assert "\n" not in str(e.value)
+
+
+def test_resume_needs_no_rng_state_even_with_random_layers(data, tmp_path, monkeypatch):
+    """A GPU run's checkpoint holds no device RNG state, so resuming must not depend on one: with
+    a dropout layer in the judge (random on every step), 2 + 2 epochs equal 4 epochs at once,
+    whatever the global generators hold when the run is resumed."""
+    import cdsvae.eval.speaker_judge as sj
+
+    build = sj._build
+
+    def with_dropout(cfg, input_size, n_speakers):
+        ecapa, classifier = build(cfg, input_size, n_speakers)
+        return _DropoutFirst(ecapa), classifier
+
+    monkeypatch.setattr(sj, "_build", with_dropout)
+    train, _, utt2spk, cmvn = data
+    whole = train_speaker_judge(train, utt2spk, cmvn, SpeakerJudgeConfig(**TINY, epochs=4), tmp_path / "whole",
+                                progress=False)
+    train_speaker_judge(train, utt2spk, cmvn, SpeakerJudgeConfig(**TINY, epochs=2), tmp_path / "split",
+                        progress=False)
+    state = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert not [k for k in state if "rng" in k]
+    torch.manual_seed(999)  # another global state than the interrupted run left
+    resumed = train_speaker_judge(train, utt2spk, cmvn, SpeakerJudgeConfig(**TINY, epochs=4), tmp_path / "split",
+                                  progress=False)
+    a, b = whole.ecapa.state_dict(), resumed.ecapa.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == whole.history
+
+
+class _DropoutFirst(torch.nn.Module):
+    """ECAPA with dropout on its input frames: a layer that draws random numbers every step."""
+
+    def __init__(self, ecapa):
+        super().__init__()
+        self.ecapa, self.drop = ecapa, torch.nn.Dropout(0.3)
+
+    def forward(self, x, lengths=None):
+        return self.ecapa(self.drop(x), lengths)
