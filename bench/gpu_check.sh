@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check of the GPU path, for a GPU lent for a few minutes: at most 8 minutes on one
+# One prepared check of the GPU path, for a GPU lent for a few minutes: at most 6 minutes on one
 # GPU, no network. It ends with ONE table, a row per check with pass/fail and its figure, and
 # exits non-zero when any row is not "pass".
 #
@@ -8,7 +8,8 @@
 #   bench/gpu_check.sh --parts "versions recipe"    some parts only
 #
 # Parts (each runs even when an earlier one failed, under its own time limit and the 8-minute
-# budget, both doubled in a dry run; its full log goes to OUTDIR/<part>.log):
+# budget, both doubled in a dry run; its full log goes to OUTDIR/<part>.log). A preflight first
+# checks the Python version and that torch, pytest and tensorboard import, naming what is missing:
 #   versions     torch, the CUDA it was built with, the NCCL version, the device name, cuDNN and
 #                bf16 support (torch.version.cuda, torch.cuda.nccl.version(), get_device_name).
 #   gpu_tests    pytest -m gpu over the test files that declare gpu tests (tests/train/test_gpu.py):
@@ -22,15 +23,24 @@
 #                  1e-3 relative of eager, parameters within 2 x lr x steps;
 #                - eval/train: a trained model in eval mode reconstructs no worse than 1.25 times
 #                  train mode (fp32 and bf16), lagging running averages are caught, and the
-#                  trainer's own check stays under its limit (cdsvae/train/validation.py).
+#                  trainer's own check stays under its limit (cdsvae/train/validation.py);
+#                - a conv64 run checkpointed with contiguous weights resumes channels-last with
+#                  the fused Adam kernel; the swap protocols' CPU generator draws for a model on
+#                  the GPU.
+#   ddp          two processes (torchrun, NCCL, one GPU each) train the toy model of
+#                tests/train/_toy.py with batch 4 each and are compared with one process with
+#                batch 8: parameters within 1e-4. On a machine with one GPU the row says
+#                "not tested (1 GPU)" (result n/a, which does not fail the check).
 #   throughput_sprites, throughput_timit
 #                bench/throughput.py --device cuda --compile at the Sprites size (B=128, T=8,
 #                3x64x64) and at the size of egs/timit/cdsvae1/conf/train.yaml: sequences/s and
 #                peak GPU memory of fp32, bf16 autocast, fp16 autocast (GradScaler) and bf16 +
 #                torch.compile (one fresh process each, 20 steps, the first 2 dropped as warm-up).
 #   recipe       the mini recipe (egs/mini/cdsvae1) in a temporary copy of the tree, stage by
-#                stage with --ngpu 1, --nj $(nproc), --judges false, C-DSVAE only, 3 epochs:
-#                one row per stage with its wall time, then the EER row (stage 6's
+#                stage with --ngpu 1, --nj $(nproc), at the tiny sizes of tests/egs/test_recipes.py
+#                (10 speakers, 4 training steps, C-DSVAE only) with the judges on (tiny judges,
+#                gates off), so stage 5 trains both judges and stage 6 runs the CTC probes and the
+#                judged swaps on the GPU: one row per stage with its wall time, then the EER row (stage 6's
 #                exp/cdsvae/score_test/results.json; exp/RESULTS.md is printed and kept as
 #                OUTDIR/recipe_RESULTS.md). It needs what stages 1-3 need: espeak-ng, kaldiio,
 #                soundfile, pyworld, torchaudio's Kaldi features; a missing one fails the part at
@@ -49,12 +59,12 @@
 #
 # Python: tools/venv/bin/python when it exists, else ${PYTHON:-python3}, with PYTHONPATH at the
 # repository root (a GPU machine may have torch installed and no tools/venv). Logs go to
-# OUTDIR = $OUT when set, else bench/gpu_check_out/ (ignored by git); at most 8 files.
+# OUTDIR = $OUT when set, else bench/gpu_check_out/ (ignored by git); at most 9 files.
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-all_parts="versions gpu_tests throughput_sprites throughput_timit recipe"
-budget_s=480  # the whole check on a GPU; doubled in a dry run
+all_parts="versions gpu_tests ddp throughput_sprites throughput_timit recipe"
+budget_s=360  # the whole check on a GPU; doubled in a dry run
 
 usage() {
     sed -n '2,/^set -uo pipefail/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -87,13 +97,30 @@ py=$(command -v "${py}" || echo "${py}")
 export PYTHONPATH="${repo}${PYTHONPATH:+:${PYTHONPATH}}"
 export PYTHONUNBUFFERED=1
 
-if ! ${dry_run}; then
-    cuda=$("${py}" -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null | tail -n 1)
-    if [ "${cuda}" != True ]; then
-        echo "gpu_check.sh: no CUDA device visible to ${py} (torch.cuda.is_available() is not True); bench/gpu_check.sh --dry-run rehearses the check on the CPU" >&2
-        exit 1
-    fi
-fi
+# Preflight: what every part needs, each missing piece named as what it is.
+preflight=$("${py}" - "${dry_run}" 2>&1 <<'PY'
+import importlib, sys
+if sys.version_info[:2] != (3, 11):
+    print(f"Python 3.11 is needed, {sys.executable} is {sys.version.split()[0]} (set PYTHON=/path/to/python3.11)")
+    sys.exit(1)
+missing = []
+for name in ("torch", "pytest", "tensorboard", "yaml", "numpy"):
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        missing.append(f"{name} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+if missing:
+    print(f"{sys.executable} cannot import {', '.join(missing)}; tools/install.sh installs them "
+          "(or pip install -r tools/requirements.txt)")
+    sys.exit(1)
+import torch
+if sys.argv[1] != "true" and not torch.cuda.is_available():
+    print(f"no CUDA device visible to {sys.executable} (torch {torch.__version__}, built with CUDA "
+          f"{torch.version.cuda}: torch.cuda.is_available() is False); bench/gpu_check.sh --dry-run rehearses "
+          "the check on the CPU")
+    sys.exit(1)
+PY
+) || { echo "gpu_check.sh: $(printf '%s\n' "${preflight}" | tail -n 1)" >&2; exit 1; }
 
 out=${OUT:-${repo}/bench/gpu_check_out}
 mkdir -p "${out}" || exit 1
@@ -135,8 +162,8 @@ add_row() {  # add_row <name> <pass|fail|skip> <figure>
 
 # Time limits (s) of each part: the most it may take, and the least kept for it while the parts
 # before it run (so a slow part cannot starve the ones after it).
-declare -A part_cap=([versions]=60 [gpu_tests]=200 [throughput_sprites]=150 [throughput_timit]=150 [recipe]=240)
-declare -A part_floor=([versions]=10 [gpu_tests]=60 [throughput_sprites]=60 [throughput_timit]=60 [recipe]=120)
+declare -A part_cap=([versions]=30 [gpu_tests]=120 [ddp]=60 [throughput_sprites]=60 [throughput_timit]=60 [recipe]=180)
+declare -A part_floor=([versions]=10 [gpu_tests]=60 [ddp]=20 [throughput_sprites]=30 [throughput_timit]=30 [recipe]=120)
 reserve=0  # the floors of the parts still to come
 
 # Seconds a part may run: its cap, or what is left of the budget after the reserve.
@@ -300,13 +327,16 @@ part_gpu_tests() {
 
 part_throughput() {  # part_throughput <sprites|timit>
     local size=$1 log=${out}/throughput_$1.log json=${work}/throughput_$1.json rc
-    local args=(--device cuda --size "${size}" --compile --json "${json}")
+    local args=(--device cuda --size "${size}" --json "${json}")
+    # torch.compile only at the Sprites size (convolutions), where it may pay: compiling takes most
+    # of a part's minute.
+    [ "${size}" != sprites ] || args+=(--compile)
     logs+=("${log}")
     : >"${log}"
     if ${dry_run}; then
         args+=(--dry_run --compile_backend aot_eager)
     else
-        args+=(--steps 20 --repeats 1)
+        args+=(--steps 15 --repeats 1)
     fi
     run_logged "throughput_${size}" "$(time_for "throughput_${size}")" "${log}" "${py}" "${repo}/bench/throughput.py" "${args[@]}"
     rc=$?
@@ -319,9 +349,54 @@ part_throughput() {  # part_throughput <sprites|timit>
     fi
 }
 
+# Two NCCL processes against one (the toy of tests/train/_toy.py): where there are 2 GPUs, or on
+# the CPU with gloo in a dry run.
+part_ddp() {
+    local log=${out}/ddp.log n rc device=cuda
+    logs+=("${log}")
+    : >"${log}"
+    if ${dry_run}; then
+        device=cpu
+    else
+        n=$("${py}" -c 'import torch; print(torch.cuda.device_count())' 2>>"${log}" | tail -n 1)
+        if [ "${n:-0}" -lt 2 ]; then
+            add_row "ddp: 2 processes vs 1" n/a "not tested (${n:-0} GPU)"
+            return
+        fi
+    fi
+    local toy=("${repo}/tests/train/_toy.py" --num_train 32 --epochs 1 --schedule constant --device "${device}")
+    local part_deadline=$((SECONDS + $(time_for ddp)))
+    run_logged ddp "$((part_deadline - SECONDS))" "${log}" "${py}" "${toy[@]}" --outdir "${work}/ddp_one" --batch_size 8 \
+        && run_logged ddp "$((part_deadline - SECONDS))" "${log}" "${py}" -m torch.distributed.run --standalone \
+            --nproc_per_node 2 "${toy[@]}" --outdir "${work}/ddp_two" --batch_size 4 \
+        && run_logged ddp "$((part_deadline - SECONDS))" "${log}" "${py}" - "${work}" <<'PY'
+import sys
+from pathlib import Path
+
+from cdsvae.train import checkpoint as ckpt
+
+work = Path(sys.argv[1])
+one, two = (ckpt.load_latest(work / d / "checkpoints")[1] for d in ("ddp_one", "ddp_two"))
+log = (work / "ddp_two" / "train.log").read_text()
+backend = "nccl" if "(nccl)" in log else "gloo" if "(gloo)" in log else "unknown backend"
+diff = max(float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"])
+ok = two["world_size"] == 2 and one["progress"] == two["progress"] and diff <= 1e-4
+result = "pass" if ok else "fail"
+print(f"FIGURE\t{result}\tmax |param diff| {diff:.2e} (limit 1e-4), {backend}, world size {two['world_size']}")
+PY
+    rc=$?
+    local figure
+    figure=$(grep '^FIGURE' "${log}" | tail -n 1)
+    if [ "${rc}" -eq 0 ] && [ -n "${figure}" ]; then
+        rows+=("ddp: 2 processes vs 1${figure#FIGURE}")
+    else
+        add_row "ddp: 2 processes vs 1" fail "$(why_failed "${rc}" "${log}")"
+    fi
+}
+
 # What stages 1-3 of the mini recipe need beyond torch; prints the missing ones.
 recipe_missing() {
-    command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
+    command -v espeak-ng >/dev/null 2>&1 || echo "espeak-ng (a system package: apt-get install espeak-ng)"
     "${py}" - <<'PY'
 import importlib
 for name in ("yaml", "numpy", "scipy", "kaldiio", "soundfile", "pyworld", "sklearn", "matplotlib", "tqdm",
@@ -368,13 +443,21 @@ part_recipe() {
     # venv's python found through a link elsewhere would not see the venv's packages.
     mkdir -p "${work}/bin" && printf '#!/bin/sh\nexec %q "$@"\n' "${py}" >"${work}/bin/python" \
         && chmod +x "${work}/bin/python"
-    local opts=(--judges false --train_configs conf/train.yaml)
+    # The tiny judges of tests/egs/test_recipes.py, their gates off: a step on every judge path.
+    cat >"${rdir}/conf/judges_tiny.yaml" <<'YAML'
+speaker: {channels: [16, 16, 16, 16, 48], lin_neurons: 8, attention_channels: 8, se_channels: 8, epochs: 1,
+          batch_size: 8, crop_frames: 50}
+content: {hidden: 8, layers: 1, proj: 8, subsample: 2, epochs: 1, batch_size: 4}
+probe: {hidden: 8, layers: 1, proj: 8, subsample: 2, epochs: 1, batch_size: 4}
+swap: {n_pairs: 4, n_draws: 2}
+YAML
+    local opts=(--judge_conf conf/judges_tiny.yaml --train_configs conf/train.yaml
+        --local_data_opts "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 --num_si 1 --test_num_sx 2 --test_num_si 1"
+        --train_args "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
     if ${dry_run}; then
-        opts+=(--ngpu 0 --nj 2
-            --local_data_opts "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 --num_si 1 --test_num_sx 2 --test_num_si 1"
-            --train_args "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
+        opts+=(--ngpu 0 --nj 2)
     else
-        opts+=(--ngpu 1 --nj "${nproc}" --local_data_opts "--nj ${nproc}" --train_args "--train.epochs 3")
+        opts+=(--ngpu 1 --nj "${nproc}")
     fi
     echo "recipe copy: ${rdir}; options: ${opts[*]}" >>"${log}"
     part_deadline=$((SECONDS + $(time_for recipe)))
@@ -416,6 +499,7 @@ for p in ${parts}; do
     case "${p}" in
         versions) part_versions ;;
         gpu_tests) part_gpu_tests ;;
+        ddp) part_ddp ;;
         throughput_sprites) part_throughput sprites ;;
         throughput_timit) part_throughput timit ;;
         recipe) part_recipe ;;
@@ -443,7 +527,7 @@ done
     for r in "${rows[@]}"; do
         IFS=$'\t' read -r name result figure <<<"${r}"
         printf "%-${width}s  %-6s  %s\n" "${name}" "${result}" "${figure}"
-        [ "${result}" = pass ] || failed=$((failed + 1))
+        [ "${result}" = pass ] || [ "${result}" = n/a ] || failed=$((failed + 1))
     done
     echo "logs:"
     for l in "${logs[@]}"; do

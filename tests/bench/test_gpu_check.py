@@ -46,24 +46,31 @@ def test_dry_run_passes_every_part(tmp_path):
     tests = [c for c in checks if c.startswith("gpu test ")]
     for name in ("one_process_ddp_step_equals_the_plain_step", "autocast_losses_match_fp32",
                  "compiled_steps_match_eager", "eval_mode_reconstructs_as_well_as_train_mode_on_the_device",
-                 "the_trainers_eval_train_check_passes_on_the_device"):
+                 "the_trainers_eval_train_check_passes_on_the_device",
+                 "a_run_checkpointed_contiguous_resumes_channels_last_with_the_fused_kernel",
+                 "swap_draws_with_a_cpu_generator_on_the_device"):
         assert any(name in c for c in tests), name
-    assert {"throughput sprites", "throughput timit", "recipe EER (C-DSVAE, test)"} <= set(checks)
+    assert {"throughput sprites", "throughput timit", "recipe EER (C-DSVAE, test)",
+            "ddp: 2 processes vs 1"} <= set(checks)
     assert [c.split(":")[0] for c in checks if c.startswith("recipe stage")] == [f"recipe stage {n}"
                                                                                    for n in range(1, 8)]
     figures = dict((c, f) for c, _, f in rows)
     assert all("(aot_eager)" in f for c, f in figures.items() if "compiled_steps" in c)  # the dry run's backend
     assert re.search(r"fp32 eager \d+ seq/s; bf16 \d+ seq/s \(\d+\.\d\dx\); fp16 \d+ seq/s \(\d+\.\d\dx\); "
                      r"bf16 \+ torch.compile \d+ seq/s",
-                     figures["throughput timit"])
+                     figures["throughput sprites"])
+    assert re.match(r"max \|param diff\| \d\.\d\de[-+]\d+ \(limit 1e-4\), gloo, world size 2$",
+                    figures["ddp: 2 processes vs 1"])
     assert re.match(r"s \d+\.\d\d %, z \d+\.\d\d %", figures["recipe EER (C-DSVAE, test)"])
     assert "RESULT: pass" in r.stdout and "| C-DSVAE | cdsvae |" in r.stdout  # the recipe's EER table
+    # the recipe ran with its judges: stage 5 trained both, stage 6 ran the probes and judged swaps
+    assert "## Disentanglement (test set)" in (tmp_path / "out" / "recipe_RESULTS.md").read_text()
     out = tmp_path / "out"
-    for name in ("versions.log", "gpu_tests.log", "gpu_tests.xml", "throughput_sprites.log", "throughput_timit.log",
-                 "recipe.log", "recipe_RESULTS.md", "summary.txt"):
+    for name in ("versions.log", "gpu_tests.log", "gpu_tests.xml", "ddp.log", "throughput_sprites.log",
+                 "throughput_timit.log", "recipe.log", "recipe_RESULTS.md", "summary.txt"):
         assert (out / name).is_file(), name
         assert str(out / name) in r.stdout or name == "summary.txt"
-    assert len(list(out.iterdir())) <= 8
+    assert len(list(out.iterdir())) <= 9
     # The recipe ran in a temporary copy, not in the checkout.
     copy = re.search(r"recipe copy: (\S+);", (out / "recipe.log").read_text()).group(1)
     assert not Path(copy).is_relative_to(REPO) and not Path(copy).exists()
@@ -88,3 +95,23 @@ def test_without_cuda_only_the_dry_run_runs(tmp_path):
     assert not (tmp_path / "out").exists()
     r = run(tmp_path, "--dry-run", "--parts", "nonsense", timeout=60)
     assert r.returncode == 2 and "unknown part 'nonsense'" in r.stderr
+
+
+def test_the_preflight_names_a_missing_torch_as_such(tmp_path):
+    """A Python without torch is told so, not that no CUDA device is visible (a package that fails to
+    import as a missing torch does stands in for a bare GPU machine's Python)."""
+    import shutil
+    import sys
+
+    bench = tmp_path / "repo" / "bench"
+    bench.mkdir(parents=True)
+    shutil.copy(SCRIPT, bench / "gpu_check.sh")  # a tree without tools/venv: $PYTHON is used
+    shadow = tmp_path / "shadow" / "torch"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\")\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CDSVAE_GPU_DRY_RUN", "CDSVAE_GPU_CHECK_FAIL")}
+    env.update(PYTHON=sys.executable, PYTHONPATH=str(shadow.parent), OUT=str(tmp_path / "out"))
+    r = subprocess.run([str(bench / "gpu_check.sh")], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("gpu_check.sh: ") and "cannot import torch (ModuleNotFoundError" in r.stderr, r.stderr
+    assert "no CUDA device" not in r.stderr and len(r.stderr.splitlines()) == 1

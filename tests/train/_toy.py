@@ -115,12 +115,13 @@ def main(argv=None) -> None:
     p.add_argument("--noisy", action="store_true")
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--amp", default="none")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda:LOCAL_RANK where a GPU is visible)")
     p.add_argument("--nan_step", type=int, default=0, help="this rank's loss term 'kl' is NaN at this step")
     p.add_argument("--nan_rank", type=int, default=0)
     args = p.parse_args(argv)
 
     cfg = toy_config(epochs=args.epochs, batch_size=args.batch_size, ckpt_every_steps=args.ckpt_every_steps,
-                     num_workers=args.num_workers, amp=args.amp)
+                     num_workers=args.num_workers, amp=args.amp, device=args.device)
     cfg["optim"]["schedule"] = args.schedule
     ctx = setup_process(cfg["train"], args.outdir)
     try:

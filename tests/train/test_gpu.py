@@ -289,3 +289,33 @@ def test_the_trainers_eval_train_check_passes_on_the_device(kind, tmp_path, reco
     record_property("eval/train", f"valid batch {ratios['eval_train_ratio']:.3f}, "
                                   f"training batch {ratios['eval_train_ratio_train']:.3f}")
     assert all(math.isfinite(v) and 0.5 < v <= EVAL_TRAIN_RATIO_LIMIT for v in ratios.values()), ratios
+
+
+def test_a_run_checkpointed_contiguous_resumes_channels_last_with_the_fused_kernel(tmp_path, record_property):
+    """A conv64 run checkpointed with contiguous weights (as on the CPU) and resumed channels-last
+    with fused Adam (the CUDA default): CUDA's fused kernel refuses moments of another layout."""
+    first = fit(config("video", steps=2, channels_last=False), tmp_path)
+    resumed = fit(config("video", steps=3, channels_last=True), tmp_path)
+    assert resumed.optimizer.defaults.get("fused") or DRY_RUN  # the CPU's fused Adam checks no layout
+    convs = [p for p in resumed.model.parameters() if p.dim() == 4]
+    bad = [tuple(p.shape) for p in convs
+           if resumed.optimizer.state[p]["exp_avg"].stride() != p.stride()]
+    record_property("resumed", f"step {first.step} -> {resumed.step}, {len(convs)} channels-last weights, "
+                               f"{len(bad)} with moments of another layout")
+    assert resumed.step == 3 and not bad
+    assert all(torch.isfinite(p).all() for p in resumed.model.parameters())
+
+
+def test_swap_draws_with_a_cpu_generator_on_the_device(record_property):
+    """Stage 6's swap protocols hand a seeded CPU generator to the model on the device: the draws
+    are made on the CPU and moved, the same numbers as a model on the CPU draws."""
+    from cdsvae.models.sequential import SequentialVAE  # noqa: F401  (the class the protocols call)
+
+    torch.manual_seed(0)
+    model = build_model(dict(KINDS["speech"]["model"], **(TINY_MODEL if DRY_RUN else {}),
+                             **({"feat_dim": 12} if DRY_RUN else {}))).to(DEVICE).eval()
+    s = model.sample_s(3, generator=torch.Generator().manual_seed(4))
+    z = model.sample_z_prior(3, 5, generator=torch.Generator().manual_seed(4))
+    assert s.device.type == z.device.type == torch.device(DEVICE).type
+    assert torch.equal(s.cpu(), torch.randn(3, model.s_dim, generator=torch.Generator().manual_seed(4)))
+    record_property("draws", f"s {tuple(s.shape)}, z {tuple(z.shape)} on {DEVICE} from a CPU generator")
