@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.outdir.mkdir(parents=True, exist_ok=True)
     try:
         with FeatureWriter(args.outdir / "z.ark", args.outdir / "z.scp") as z_writer, \
-                tqdm(total=len(items), desc="embed", unit="utt") as bar:
+                tqdm(total=len(items), desc="embed", unit="utt", delay=2) as bar:
             for utt, s, z, why in results:
                 bar.update(1)
                 if why is not None:

@@ -295,3 +295,22 @@ def test_a_corpus_with_under_half_of_a_list_says_so_and_how_to_split_it(tmp_path
     split = {name: DataDir.load(tmp_path / "data" / name).speakers for name in ("train", "dev", "test")}
     assert sorted(sum(split.values(), [])) == sorted([TRAIN_SPK, DEV_SPK, TEST_SPK, *extra])
     assert [len(split[name]) for name in ("train", "dev", "test")] == [3, 2, 2]
+
+
+def test_features_and_cmvn_of_a_small_set_leave_no_empty_progress_bar(tmp_path):
+    """A job done within a second prints its result line, not a tqdm fragment such as
+    'cmvn: 0utt [00:00, ?utt/s]'."""
+    root = make_tree(tmp_path / "vctk", "0.92")
+    assert run_data_sh(tmp_path, "--vctk_root", str(root)).returncode == 0
+    feats = tmp_path / "dump" / "train"
+    for cmd in (["make_fbank", "--config", str(RECIPE / "conf" / "fbank.yaml"), "data/train", str(feats)],
+                ["compute_cmvn_stats", str(feats / "feats.scp"), str(feats / "cmvn.npz")]):
+        res = subprocess.run([sys.executable, "-m", f"cdsvae.bin.{cmd[0]}", *cmd[1:]], cwd=tmp_path, env=env(),
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert "utt/s" not in res.stderr and "it/s" not in res.stderr and "00:00" not in res.stderr, res.stderr
+    assert res.stderr == f"compute_cmvn_stats: {feats / 'cmvn.npz'}: {sum(num_frames_of(feats))} frames, dim 80\n"
+
+
+def num_frames_of(feats: Path) -> list[int]:
+    return [int(line.split()[1]) for line in (feats / "utt2num_frames").read_text().splitlines()]
