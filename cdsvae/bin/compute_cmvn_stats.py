@@ -36,8 +36,9 @@ def accumulate(scps: Sequence[str | Path]) -> CMVNStats:
         if not scp.is_file():
             raise UserError(f"feature list not found: {scp}")
         try:
+            # delay: a job done within a few seconds leaves no empty bar ("cmvn: 0utt [00:00, ?utt/s]").
             for utt, feats in tqdm(kaldiio.load_scp_sequential(str(scp)), desc="cmvn", unit="utt",
-                                   mininterval=10, file=sys.stderr):
+                                   mininterval=10, delay=5, file=sys.stderr):
                 check_finite(feats, f"utterance {utt} of {scp}")
                 stats.accumulate(feats)
         except (OSError, ValueError) as e:

@@ -4,8 +4,10 @@
 
 z_1:T of --content decoded with s of --speaker (:meth:`cdsvae.inference.Disentangler.swap`), turned
 into audio with Griffin-Lim, or with a speechbrain HiFi-GAN directory given by --vocoder. Audio at
-another rate than the model's features is an error unless --resample. The output covers the
-whole segments of --content (the tail shorter than a segment is dropped).
+another rate than the model's features is resampled when the model was trained so (its fbank.yaml
+has ``resample: true``, as a recipe over 48 kHz audio does), and is otherwise an error; --resample
+true or false decides instead. The output covers the whole segments of --content (the tail shorter
+than a segment is dropped).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--content", required=True, help="audio whose words (z_1:T) are kept")
     parser.add_argument("--speaker", required=True, help="audio whose voice (s) is used")
     parser.add_argument("--out", type=Path, required=True, help="output wav (16-bit PCM)")
-    parser.add_argument("--resample", action="store_true", help="resample audio at another rate than the model's")
+    parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
+                        help="true: resample audio at another rate than the model's features; false: refuse it "
+                             "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
     parser.add_argument("--vocoder", type=Path, default=None, help="speechbrain HiFi-GAN dir (default: Griffin-Lim)")
     parser.add_argument("--n_iter", type=int, default=32, help="Griffin-Lim iterations")
     parser.add_argument("--device", default="cpu")
@@ -40,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cdsvae.inference import Disentangler
 
     model = Disentangler.from_packed(args.packed, device=args.device, vocoder=args.vocoder, n_iter=args.n_iter)
-    result = model.swap(content=args.content, speaker=args.speaker, resample=args.resample or None)
+    result = model.swap(content=args.content, speaker=args.speaker, resample=args.resample)
     write_wav(args.out, result.waveform, result.sample_rate)
     print(f"wrote {args.out}: {result.waveform.size / result.sample_rate:.2f} s at {result.sample_rate} Hz "
           f"(words of {args.content}, voice of {args.speaker})")

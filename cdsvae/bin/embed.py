@@ -12,7 +12,9 @@ Every wav.scp entry (a path or a ``cmd |`` pipe) goes through the recipe's featu
 ``bad_utts``
     with --skip_bad true, the skipped utterances and why (unreadable, wrong rate, too short).
 
---nj N embeds with N processes (one model each, one torch thread each).
+Audio at another rate than the model's features is resampled when the model's fbank.yaml has
+``resample: true``, and is otherwise an error (skipped with --skip_bad true); --resample true or
+false decides instead. --nj N embeds with N processes (one model each, one torch thread each).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cdsvae.bin import run_main, str2bool
 _WORKER: dict = {}
 
 
-def _init_worker(packed: str, device: str, resample: bool, threads: int | None) -> None:
+def _init_worker(packed: str, device: str, resample: bool | None, threads: int | None) -> None:
     import torch
 
     from cdsvae.inference import Disentangler
@@ -35,7 +37,7 @@ def _init_worker(packed: str, device: str, resample: bool, threads: int | None) 
     if threads:
         torch.set_num_threads(threads)
     _WORKER["model"] = Disentangler.from_packed(packed, device=device)
-    _WORKER["resample"] = resample or None
+    _WORKER["resample"] = resample
 
 
 def _embed_one(item: tuple[str, str]):
@@ -59,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nj", type=int, default=1, help="parallel processes")
     parser.add_argument("--skip_bad", type=str2bool, default=False,
                         help="skip (and count, in OUTDIR/bad_utts) files that cannot be embedded")
-    parser.add_argument("--resample", action="store_true", help="resample audio at another rate than the model's")
+    parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
+                        help="true: resample audio at another rate than the model's features; false: refuse it "
+                             "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -99,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.outdir.mkdir(parents=True, exist_ok=True)
     try:
         with FeatureWriter(args.outdir / "z.ark", args.outdir / "z.scp") as z_writer, \
-                tqdm(total=len(items), desc="embed", unit="utt") as bar:
+                tqdm(total=len(items), desc="embed", unit="utt", delay=2) as bar:
             for utt, s, z, why in results:
                 bar.update(1)
                 if why is not None:

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print_config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--check_inputs", action="store_true",
                    help="only check that OUTDIR can be trained or resumed with this config and data (exit 1 "
-                        "with one line naming what differs from the run in OUTDIR) and exit")
+                        "with one line naming what differs from the run in OUTDIR) and exit; prints 'finished: "
+                        "step S, E/N epochs' when OUTDIR's run is already trained to the end")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="with --check_inputs: the run will have N processes (GPUs x nodes); also check that "
                         "the training data fills one global batch of N x train.batch_size (default: 1)")
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported after parsing: torch takes seconds to import, and --help needs none of it.
     from cdsvae.train.config import to_yaml
     from cdsvae.train.inputs import absolute_data_paths
-    from cdsvae.train.task import check_run_inputs, check_training_batches, load_train_config, train
+    from cdsvae.train.task import (check_run_inputs, check_training_batches, finished_run, load_train_config,
+                                   train)
 
     cfg = load_train_config(args.config or None, rest)
     if args.print_config:
@@ -75,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = absolute_data_paths(cfg)
         check_run_inputs(cfg, args.outdir)
         check_training_batches(cfg, args.nproc)
+        done = finished_run(cfg, args.outdir)
+        if done is not None:
+            print(f"finished: {done}")
         return 0
     train(cfg, args.outdir)
     return 0

@@ -152,13 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from cdsvae.eval.per import read_unit_map
-    from cdsvae.eval.speech_judges import check_gates, judge_record, read_judge_config, write_judge_record
+    from cdsvae.eval.speech_judges import check_gates, judge_label, judge_record, read_judge_config, write_judge_record
 
     cfg = read_judge_config(args.config)
     if args.check:
         _need(args, "judge_dir", "test_data")
-        for line in check_gates(args.judge_dir, cfg["gate"], args.test_data.name, args.config):
-            print(line)
+        check_gates(args.judge_dir, cfg["gate"], args.test_data.name, args.config, emit=lambda line: print(line, flush=True))
         return 0
     if args.judge is None:
         raise UserError("give --judge speaker|content, or --check")
@@ -188,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures[test_set] = {**result, "scored_with": scored_with}
     write_judge_record(args.outdir, {**made, "complete": True, "eval": figures})
     key, label = ("eer", "EER") if args.judge == "speaker" else ("error_rate", "unit error rate")
-    print(f"{args.judge} judge ({made['description']}): {label} {100 * figures[test_set][key]:.2f}% on {test_set}")
+    print(f"{judge_label(args.judge, made['description'])}: {label} {100 * figures[test_set][key]:.2f}% on {test_set}")
     return 0
 
 

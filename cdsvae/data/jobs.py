@@ -84,7 +84,7 @@ def run_job(items: Sequence[Item], cfg: dict, featdirs: Path | Iterable[Path], j
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(FeatureWriter(p["ark"], p["scp"], p["utt2num_frames"])) for p in paths]
         for utt, feats in tqdm(features_fn(items, cfg), total=len(items), desc=f"{desc} job {job}",
-                               unit="utt", mininterval=10, file=sys.stderr):
+                               unit="utt", mininterval=10, delay=5, file=sys.stderr):
             if isinstance(feats, UserError):
                 if not skip_bad:
                     raise feats

@@ -23,7 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -230,9 +230,25 @@ def load_content_judge_of(judge_dir: str | os.PathLike, device: str = "cpu") -> 
     return ContentJudge.load(Path(judge_dir) / record["model"], device)
 
 
+def smaller_config(config_path: str | os.PathLike) -> Path | None:
+    """``tuning/judges_cpu.yaml`` beside a recipe's judge config, when there is one: the judges
+    sized for a CPU run or a small subset, which a gate's error names."""
+    path = Path(config_path).parent / "tuning" / "judges_cpu.yaml"
+    return path if path.is_file() else None
+
+
+def judge_label(kind: str, description: str) -> str:
+    """``speaker judge (<description>)``, or the description alone when it already says what it is."""
+    if f"{kind} judge" in description:
+        return description
+    return f"{kind} judge ({description})" if description else f"{kind} judge"
+
+
 def check_gates(judge_root: str | os.PathLike, gate: Mapping[str, Any], test_set: str,
-                config_path: str | os.PathLike) -> list[str]:
-    """One line per judge with its test figure and gate; a judge above its gate is a UserError."""
+                config_path: str | os.PathLike, emit: Callable[[str], None] | None = None) -> list[str]:
+    """One line per judge with its test figure and gate; a judge above its gate is a UserError.
+    ``emit`` gets each line as it is made, so the figures of every judge checked are shown
+    before the error of one that missed its gate."""
     lines = []
     checks = (("speaker", "eer", "max_speaker_eer", "EER"), ("content", "error_rate", "max_content_error",
                                                             "unit error rate"))
@@ -243,9 +259,14 @@ def check_gates(judge_root: str | os.PathLike, gate: Mapping[str, Any], test_set
         value = 100 * float(record["eval"][test_set][key])
         limit = gate.get(gate_key)
         bound = "no gate" if limit is None else f"gate: at most {float(limit):g}%"
-        lines.append(f"{kind} judge ({record.get('description', '')}): {label} {value:.2f}% on {test_set} ({bound})")
+        lines.append(f"{judge_label(kind, str(record.get('description', '')))}: {label} {value:.2f}% on {test_set} "
+                     f"({bound})")
+        if emit is not None:
+            emit(lines[-1])
         if limit is not None and value > float(limit):
+            smaller = smaller_config(config_path)
+            sized = f"; for a CPU run or a small subset, --judge_conf {smaller}" if smaller else ""
             raise UserError(f"{Path(judge_root) / kind}: the {kind} judge's {label} on {test_set} is {value:.2f}%, "
                             f"above the gate of {float(limit):g}% ({config_path}: gate.{gate_key}); train it longer "
-                            f"or larger (section {kind}) or check its data")
+                            f"or larger (section {kind}{sized}) or check its data")
     return lines

@@ -243,6 +243,22 @@ def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[
     return fp
 
 
+def finished_run(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> str | None:
+    """``step S, E/EPOCHS epochs`` when the newest step checkpoint of ``outdir`` has already trained
+    ``cfg``'s ``train.epochs`` (or ``train.max_steps``), so training it would do nothing; else None.
+    The same test as the trainer's on resuming, read from the checkpoint it would resume from."""
+    from cdsvae.train.resume import RESUME_KEYS
+
+    found = ckpt.load_latest(Path(outdir) / "checkpoints", "cpu", required_keys=RESUME_KEYS)
+    if found is None:
+        return None
+    progress, t = found[1]["progress"], cfg["train"]
+    epoch, step = int(progress["epoch"]), int(progress["step"])
+    if epoch >= int(t["epochs"]) or (t["max_steps"] is not None and step >= int(t["max_steps"])):
+        return f"step {step}, {epoch}/{int(t['epochs'])} epochs"
+    return None
+
+
 def check_training_batches(cfg: Mapping[str, Any], nproc: int) -> None:
     """Refuse a checked config whose training split cannot fill one global batch of ``nproc``
     processes (:func:`cdsvae.train.trainer.check_global_batch`), before any process starts."""

@@ -3,6 +3,8 @@ bad input is one line on stderr and exit status 1."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import kaldiio
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ import soundfile as sf
 from _packed import packed_speech, packed_video
 from _signals import harmonic_wave
 from cdsvae.bin import run_main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +114,48 @@ def test_a_video_model_is_refused_by_the_audio_tools(tmp_path, capsys):
             args = [str(source), *argv] if main is convert.main else [str(source), *argv]
             code, _, err = run(main, args, capsys)
             assert code == 1 and len(err) == 1 and "needs a speech model; this is a video model" in err[0]
+
+
+def test_resampling_follows_the_models_fbank_yaml_unless_resample_says_otherwise(speech, tmp_path, capsys):
+    """A model trained on resampled audio (VCTK's conf/fbank.yaml: 48 kHz FLAC read at 16 kHz) takes
+    48 kHz input as it is; --resample false refuses it; a 16 kHz-only model needs --resample; the
+    help says so."""
+    import yaml
+
+    from cdsvae.bin import convert, embed
+    from cdsvae.packed import write_packed
+
+    exp, plain, _ = speech
+    fbank = yaml.safe_load((exp.parents[1] / "dump" / "test" / "fbank.yaml").read_text())
+    vctk = yaml.safe_load((REPO / "egs" / "vctk" / "cdsvae1" / "conf" / "fbank.yaml").read_text())
+    assert vctk["resample"] is True and not fbank.get("resample")
+    (tmp_path / "fbank.yaml").write_text(yaml.safe_dump({**fbank, "resample": True}))
+    resampling = write_packed(exp, tmp_path / "packed_48k", fbank=tmp_path / "fbank.yaml")
+    flac = {}
+    for spk, f0 in (("p225", 110.0), ("p226", 220.0)):  # VCTK 0.92 names, 48 kHz FLAC
+        flac[spk] = tmp_path / f"{spk}_001_mic1.flac"
+        sf.write(flac[spk], harmonic_wave(f0, 0.6, sr=48000), 48000, format="FLAC")
+    pair = ["--content", str(flac["p225"]), "--speaker", str(flac["p226"]), "--n_iter", "2"]
+
+    code, stdout, _ = run(convert.main, [str(resampling), *pair, "--out", str(tmp_path / "a.wav")], capsys)
+    assert code == 0 and "wrote" in stdout and sf.info(str(tmp_path / "a.wav")).samplerate == 16000
+    for packed, flag in ((resampling, ["--resample", "false"]), (plain, [])):
+        code, _, err = run(convert.main, [str(packed), *pair, *flag, "--out", str(tmp_path / "x.wav")], capsys)
+        assert code == 1 and len(err) == 1 and "sample rate 48000 Hz" in err[0] and str(flac["p226"]) in err[0]
+    for flag in (["--resample"], ["--resample", "true"]):
+        code, _, _ = run(convert.main, [str(plain), *pair, *flag, "--out", str(tmp_path / "b.wav")], capsys)
+        assert code == 0 and sf.info(str(tmp_path / "b.wav")).samplerate == 16000
+
+    scp = tmp_path / "wav.scp"
+    scp.write_text("".join(f"{spk}_001 {path}\n" for spk, path in flac.items()))
+    code, _, _ = run(embed.main, [str(resampling), str(scp), str(tmp_path / "emb")], capsys)
+    assert code == 0 and sorted(kaldiio.load_scp(str(tmp_path / "emb" / "s.scp"))) == ["p225_001", "p226_001"]
+    code, _, err = run(embed.main, [str(resampling), str(scp), str(tmp_path / "emb2"), "--resample", "false"], capsys)
+    assert code == 1 and "sample rate 48000 Hz" in err[0]
+
+    for main in (convert.main, embed.main):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "default: the model's own setting, resample in its fbank.yaml; --resample alone: true" in text
+        assert "fbank.yaml has ``resample: true``" in text

@@ -146,3 +146,70 @@ def test_pretrained_speechbrain_speaker_judge(recipe, tmp_path):
     assert isinstance(load_speaker_judge_of(out), SpeechBrainSpeakerJudge)
     with pytest.raises(UserError, match="only for --judge speaker"):
         train_judge(judge_args(root, feats, data, conf, "content") + ["--external", str(model_dir)])
+
+
+def write_judge_records(judge_dir: Path, speaker_eer: float, content_error: float) -> None:
+    """judge.json of both judges with test figures, as stage 5 writes them."""
+    from cdsvae.eval.speech_judges import write_judge_record
+
+    for kind, description, figures in (
+            ("speaker", "ECAPA-TDNN speaker judge (channels [256, 256, 256, 256, 768], 128-dim, 12 training speakers, "
+                        "15 epochs)", {"eer": speaker_eer}),
+            ("content", "CTC conv front-end + 2x192 BiLSTM, 101 units, 240 training utterances",
+             {"error_rate": content_error})):
+        (judge_dir / kind).mkdir(parents=True, exist_ok=True)
+        write_judge_record(judge_dir / kind, {"kind": kind, "description": description, "complete": True,
+                                              "eval": {"test": figures}})
+
+
+def test_a_missed_gate_names_the_recipes_cpu_judges_and_labels_are_not_doubled(tmp_path, capsys, monkeypatch):
+    """VCTK: a content judge at 96 % against the gate of conf/judges.yaml points to
+    conf/tuning/judges_cpu.yaml beside "train it longer or larger"; the CPU file itself points
+    nowhere else. Each judge is named once: "ECAPA-TDNN speaker judge (...)", not
+    "speaker judge (ECAPA-TDNN speaker judge (...))"."""
+    from cdsvae.bin.train_speech_judge import main as train_judge
+
+    vctk = Path(__file__).resolve().parents[2] / "egs" / "vctk" / "cdsvae1"
+    monkeypatch.chdir(vctk)
+    judge_dir = tmp_path / "judge"
+    write_judge_records(judge_dir, 0.02, 0.96)
+    check = ["--check", "--judge_dir", str(judge_dir), "--test_data", str(tmp_path / "data" / "test")]
+    with pytest.raises(UserError) as e:
+        train_judge([*check, "--config", "conf/judges.yaml"])
+    assert str(e.value) == (f"{judge_dir / 'content'}: the content judge's unit error rate on test is 96.00%, above "
+                            "the gate of 40% (conf/judges.yaml: gate.max_content_error); train it longer or larger "
+                            "(section content; for a CPU run or a small subset, --judge_conf "
+                            "conf/tuning/judges_cpu.yaml) or check its data")
+    out = capsys.readouterr().out
+    assert out.startswith("ECAPA-TDNN speaker judge (channels [256, 256, 256, 256, 768], 128-dim, 12 training "
+                          "speakers, 15 epochs): EER 2.00% on test (gate: at most 10%)\n")
+    assert "speaker judge (ECAPA" not in out
+    with pytest.raises(UserError) as e:
+        train_judge([*check, "--config", "conf/tuning/judges_cpu.yaml"])
+    assert "train it longer or larger (section content) or check its data" in str(e.value)
+    write_judge_records(judge_dir, 0.02, 0.30)
+    capsys.readouterr()
+    assert train_judge([*check, "--config", "conf/tuning/judges_cpu.yaml"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "content judge (CTC conv front-end + 2x192 BiLSTM, 101 units, 240 training utterances): unit error rate "
+        "30.00% on test (gate: at most 40%)")
+
+
+def test_vctk_cpu_judges_are_a_fraction_of_the_gpu_ones_with_the_same_gates():
+    from cdsvae.eval.ctc import CTCConfig, build_model
+    from cdsvae.eval.speaker_judge import SpeakerJudgeConfig, _build
+    from cdsvae.eval.speech_judges import read_judge_config
+
+    conf = Path(__file__).resolve().parents[2] / "egs" / "vctk" / "cdsvae1" / "conf"
+    gpu, cpu = (read_judge_config(conf / name) for name in ("judges.yaml", "tuning/judges_cpu.yaml"))
+    assert cpu["gate"] == gpu["gate"]
+
+    def size(cfg):
+        speaker = _build(SpeakerJudgeConfig.from_dict(cfg["speaker"]), 80, 100)[0]
+        content = build_model(80, 301, CTCConfig.from_dict(cfg["content"]))
+        return [sum(p.numel() for p in m.parameters()) for m in (speaker, content)]
+
+    (gpu_spk, gpu_ctc), (cpu_spk, cpu_ctc) = size(gpu), size(cpu)
+    assert cpu_spk < gpu_spk / 3 and cpu_ctc < gpu_ctc / 2
+    assert cpu["speaker"]["batch_size"] * cpu["speaker"]["crop_frames"] <= \
+        gpu["speaker"]["batch_size"] * gpu["speaker"]["crop_frames"] / 2

@@ -237,3 +237,21 @@ def test_nproc_must_be_positive(speech_recipe, capsys):
     with pytest.raises(SystemExit) as e:
         main(SPEECH_TINY + ["--check_inputs", "--nproc", "0"])
     assert e.value.code == 2 and "--nproc must be at least 1" in capsys.readouterr().err
+
+
+def test_check_inputs_says_when_the_run_is_trained_to_the_end(speech_recipe, capsys):
+    """--check_inputs prints 'finished: ...' for a run that training would leave as it is (the
+    recipe then does not start it), and nothing for a new run or one with more epochs to go."""
+    from cdsvae.bin.train import main
+
+    assert main([*SPEECH_TINY, "--check_inputs"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(SPEECH_TINY) == 0
+    n_steps = int(re.match(r"finished: step (\d+)/", (speech_recipe / "exp/cdsvae/progress").read_text()).group(1))
+    capsys.readouterr()
+    assert main([*SPEECH_TINY, "--check_inputs"]) == 0
+    assert capsys.readouterr().out == f"finished: step {n_steps}, 2/2 epochs\n"
+    assert main([*SPEECH_TINY, "--train.epochs", "3", "--check_inputs"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main([*SPEECH_TINY, "--train.epochs", "5", "--train.max_steps", str(n_steps), "--check_inputs"]) == 0
+    assert capsys.readouterr().out == f"finished: step {n_steps}, 2/5 epochs\n"  # max_steps reached

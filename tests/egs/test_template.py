@@ -39,7 +39,8 @@ fi
 """
 
 # Stands in for cdsvae.bin.train: records how it was launched; --check_inputs fails for the
-# experiment named by FAKE_CHECK_FAIL, as the real one does for a run trained on other inputs.
+# experiment named by FAKE_CHECK_FAIL, as the real one does for a run trained on other inputs,
+# and says the one named by FAKE_FINISHED is trained to the end; FAKE_WARNINGS goes to train.log.
 FAKE_TRAIN = r"""
 import os, sys, time
 args = sys.argv[1:]
@@ -58,8 +59,13 @@ if "--check_inputs" in args:
               f"batch of {4 * nproc} (train.batch_size 4 x {nproc} process(es)): use train.batch_size 2 or less",
               file=sys.stderr)
         sys.exit(1)
+    if os.environ.get("FAKE_FINISHED") and outdir.endswith(os.environ["FAKE_FINISHED"]):
+        print("finished: step 38, 2/2 epochs")
     sys.exit(0)
 os.makedirs(outdir, exist_ok=True)
+if os.environ.get("FAKE_WARNINGS"):  # what the trainer's log adds: INFO and WARNING lines
+    with open(os.path.join(outdir, "train.log"), "a") as f:
+        f.write(os.environ["FAKE_WARNINGS"])
 rank = os.environ.get("RANK", "none")
 start = time.time()
 if os.environ.get("FAKE_TRAIN_SLEEP"):
@@ -482,6 +488,42 @@ def test_training_progress_and_logs_are_shown_on_the_console(recipe, fake_tools)
     assert "Trained cdsvae: epoch 1/1, step 1/2" in r.stderr
     r = run(recipe, *SETS, "--progress_secs", "0")
     assert r.returncode == 2 and "--progress_secs must be at least 1" in r.stderr
+
+
+def test_finished_runs_are_not_started_and_training_warnings_reach_the_console(recipe, fake_tools):
+    """A run trained to the end already is not launched (nor announced as training); the warnings a
+    training adds to train.log are summed up on the console at the end of stage 4, each once with
+    its count (those of earlier runs in the same log are not repeated)."""
+    old = ("2026-01-01 00:00:00 WARNING validation split 'dev' is empty: no validation, no best checkpoint\n"
+           "2026-01-01 00:00:01 INFO finished: epoch 1, step 2\n")
+    (recipe / "exp" / "cdsvae").mkdir(parents=True)
+    (recipe / "exp" / "cdsvae" / "train.log").write_text(old)
+    new = ("2026-01-02 10:00:00 INFO training on cpu: 1 process(es), batch 8 per process\n"
+           "2026-01-02 10:00:01 WARNING no motion views in the validation data: con_z is left out of the validation loss\n"
+           "2026-01-02 10:00:02 WARNING eval mode reconstructs a fixed batch 1.63 times worse than train mode "
+           "(limit 1.25): every number measured in eval mode is suspect\n"
+           "2026-01-02 10:00:03 INFO epoch 2 step 38: loss 61.2 WARNING in a message is no warning\n"
+           "2026-01-02 10:00:04 WARNING eval mode reconstructs a fixed batch 1.71 times worse than train mode "
+           "(limit 1.25): every number measured in eval mode is suspect\n")
+    env = {"PYTHONPATH": str(fake_tools), "FAKE_FINISHED": "exp/dsvae", "FAKE_WARNINGS": new}
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    assert not (recipe / "exp" / "dsvae" / "launched.none").exists()
+    assert "Training dsvae" not in r.stderr and "Training cdsvae: python -m cdsvae.bin.train" in r.stderr
+    lines = [line.split(") ", 1)[1] for line in r.stderr.splitlines() if ") " in line]
+    assert ("Trained dsvae already (step 38, 2/2 epochs): not started again (--retrain true trains it afresh)"
+            in lines)
+    at = lines.index("Warnings of cdsvae (3 in exp/cdsvae/train.log):")
+    assert lines[at + 1:at + 3] == [
+        "  1x no motion views in the validation data: con_z is left out of the validation loss",
+        "  2x eval mode reconstructs a fixed batch 1.71 times worse than train mode (limit 1.25): every number "
+        "measured in eval mode is suspect"]
+    assert "validation split 'dev' is empty" not in r.stderr
+    assert "Warnings of dsvae" not in r.stderr
+    # a training without warnings adds no summary
+    env["FAKE_WARNINGS"] = "2026-01-03 10:00:00 INFO training on cpu\n"
+    r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", extra_env=env)
+    assert r.returncode == 0 and "Warnings of" not in r.stderr, r.stderr
 
 
 def test_multi_node_needs_a_rendezvous_host(recipe, fake_tools, fake_gpus):

@@ -64,6 +64,9 @@ def make_tree(root: Path, release: str) -> Path:
                 sf.write(audio_dir / f"{utt}.wav", rng.normal(0, 0.1, n), RATE, subtype="PCM_16")
             if spk != "p315" and not (spk == TRAIN_SPK and j == 4):
                 (root / "txt" / spk / f"{utt}.txt").write_text(f"Please call {spk} number {j}.\n")
+    info = ["ID  AGE  GENDER  ACCENTS  REGION COMMENTS"]
+    info += [f"{spk}  23  {'F' if i % 2 else 'M'}    English    Southern  England" for i, spk in enumerate(SPEAKERS)]
+    (root / "speaker-info.txt").write_text("\n".join(info) + "\n")
     return root
 
 
@@ -90,8 +93,32 @@ def test_layouts_and_speaker_split(tmp_path, release, mic, extra):
             assert d.text[utt] == f"Please call {spk} number {j + 1}."
             assert d.wav_scp[utt].endswith(f"{utt}_{mic}.flac" if release == "0.92" else f"{utt}.wav")
             assert sf.info(d.wav_scp[utt]).frames == SPEAKERS[spk][j] + extra
-    assert "skipped without transcript: 1" in res.stderr
+    assert f"skipped 1 utterance(s) of listed speakers: no transcript: 1 ({TRAIN_SPK}_004)" in res.stderr
     assert "speakers on no list (unused): 2 (p315 s5)" in res.stderr
+
+
+@pytest.mark.parametrize("release, mic", [("0.92", "mic1"), ("0.92", "mic2"), ("0.80", "mic1")])
+def test_each_skipped_utterance_is_counted_under_its_own_reason(tmp_path, release, mic):
+    """An utterance without audio of the chosen microphone (the other microphone's file or the
+    transcript alone) is 'no <mic> audio', not 'no transcript'; each reason is counted for itself."""
+    root = make_tree(tmp_path / "vctk", release)
+    if release == "0.92":
+        (root / "wav48_silence_trimmed" / DEV_SPK / f"{DEV_SPK}_002_{mic}.flac").unlink()
+        other = "mic2" if mic == "mic1" else "mic1"
+        (root / "wav48_silence_trimmed" / TEST_SPK / f"{TEST_SPK}_002_{other}.flac").unlink()  # not used: no effect
+        no_audio = f"no {mic} audio"
+    else:
+        (root / "wav48" / DEV_SPK / f"{DEV_SPK}_002.wav").unlink()
+        no_audio = "no audio"
+    (root / "txt" / TEST_SPK / f"{TEST_SPK}_003.txt").write_text("A transcript without any audio.\n")
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--mic", mic)
+    assert res.returncode == 0, res.stderr
+    no_audio_utts = " ".join(sorted([f"{DEV_SPK}_002", f"{TEST_SPK}_003"]))
+    assert (f"skipped 3 utterance(s) of listed speakers: {no_audio}: 2 ({no_audio_utts}); "
+            f"no transcript: 1 ({TRAIN_SPK}_004)\n") in res.stderr
+    assert "without transcript" not in res.stderr
+    assert DataDir.load(tmp_path / "data" / "dev").utterances == [f"{DEV_SPK}_001"]
+    assert DataDir.load(tmp_path / "data" / "test").utterances == [f"{TEST_SPK}_001", f"{TEST_SPK}_002"]
 
 
 @pytest.mark.parametrize("make_root", [
@@ -117,7 +144,8 @@ def test_undecodable_audio_is_named_or_skipped(tmp_path):
     assert res.returncode == 1 and f"{bad}: cannot decode" in res.stderr and "Traceback" not in res.stderr
     res = run_data_sh(tmp_path, "--vctk_root", str(root), "--skip_bad", "true")
     assert res.returncode == 0, res.stderr
-    assert "bad audio skipped: 1" in res.stderr
+    assert (f"skipped 2 utterance(s) of listed speakers: no transcript: 1 ({TRAIN_SPK}_004); "
+            f"unreadable audio: 1 ({DEV_SPK}_002)") in res.stderr
     assert DataDir.load(tmp_path / "data" / "dev").utterances == [f"{DEV_SPK}_001"]
 
 
@@ -204,3 +232,85 @@ def test_units_decode_to_the_normalised_text_and_are_deterministic(tmp_path):
     errors = [line for line in res.stderr.splitlines() if "error" in line]
     assert res.returncode == 1 and "Traceback" not in res.stderr and len(errors) == 1
     assert "data/train/text: sentencepiece cannot train a unigram model of --vocab_size 5000" in errors[0]
+
+
+def run_make_lists(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RECIPE / "local" / "make_speaker_lists.py"), *args], env=env(),
+                          capture_output=True, text=True)
+
+
+def test_too_few_speakers_for_a_set_names_the_set_the_gender_and_the_file(tmp_path):
+    """The fake tree's speaker-info.txt (5 speakers, 2 F and 3 M; p315 excluded and s5 not pNNN leave
+    1 F and 2 M) cannot give the fixed split's 6 test and 4 dev speakers per gender: one line says
+    which set, which gender, and what the file held."""
+    root = make_tree(tmp_path / "vctk", "0.92")
+    info = root / "speaker-info.txt"
+    res = run_make_lists(str(info), str(tmp_path / "lists"))
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 1 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert errors[0] == (f"make_speaker_lists: error: {info}: the test set needs 6 F speakers (--num_test 6 per "
+                         f"gender), but only 1 are usable: usable speakers (pNNN, not excluded): 1 F, 2 M; the file "
+                         f"lists 5 speakers (2 F, 3 M), excluded: p315; lower --num_test and --num_dev")
+    res = run_make_lists(str(info), str(tmp_path / "lists"), "--num_test", "1", "--num_dev", "1")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert ("the dev set needs 1 F speakers (--num_dev 1 per gender), but only 0 are left after the test set"
+            in res.stderr)
+    assert not (tmp_path / "lists").exists()
+
+
+def test_a_corpus_with_under_half_of_a_list_says_so_and_how_to_split_it(tmp_path):
+    """A partial copy (one speaker of each committed list) is said to be one, with the commands that
+    split its own speakers; run as printed, they give a split over the corpus and no warning."""
+    root = make_tree(tmp_path / "vctk", "0.92")
+    extra = {"p9001": "F", "p9002": "M", "p9003": "F", "p9004": "M"}
+    for spk in extra:
+        (root / "wav48_silence_trimmed" / spk).mkdir()
+        (root / "txt" / spk).mkdir()
+        for j in (1, 2):
+            sf.write(root / "wav48_silence_trimmed" / spk / f"{spk}_{j:03d}_mic1.flac", np.zeros(4800), RATE,
+                     format="FLAC")
+            (root / "txt" / spk / f"{spk}_{j:03d}.txt").write_text(f"Number {j}.\n")
+    with open(root / "speaker-info.txt", "a") as f:
+        f.writelines(f"{spk[1:]}  30  {g}    Scottish  Fife\n" for spk, g in extra.items())  # 0.80's plain numbers
+    res = run_data_sh(tmp_path, "--vctk_root", str(root))
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("warning:"))
+    n = {name: len(read_list(name)) for name in ("train", "dev", "test")}
+    assert lines[at] == (f"warning: this corpus holds under half of the speaker lists of "
+                         f"{RECIPE / 'conf'}/ (train: 1 of {n['train']}, dev: 1 of "
+                         f"{n['dev']}, test: 1 of {n['test']} listed speakers present): the split is not the "
+                         f"recipe's, and its results do not compare with runs on the whole of VCTK")
+    command = lines[at + 1].split(": ", 1)[1]
+    assert lines[at + 1].startswith("  to split the 7 speakers this corpus has: ")  # p315 and s5 left out
+    assert command == (f"{RECIPE / 'local' / 'make_speaker_lists.py'} "
+                       f"{root / 'speaker-info.txt'} conf/my_split --vctk_root {root} --num_test 1 --num_dev 1")
+    assert lines[at + 2] == '  then rerun stage 1 with: --local_data_opts "--spk_list_dir conf/my_split"'
+
+    res = subprocess.run([sys.executable, *command.split()], cwd=tmp_path, env=env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = run_data_sh(tmp_path, "--vctk_root", str(root), "--spk_list_dir", "conf/my_split")
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr
+    split = {name: DataDir.load(tmp_path / "data" / name).speakers for name in ("train", "dev", "test")}
+    assert sorted(sum(split.values(), [])) == sorted([TRAIN_SPK, DEV_SPK, TEST_SPK, *extra])
+    assert [len(split[name]) for name in ("train", "dev", "test")] == [3, 2, 2]
+
+
+def test_features_and_cmvn_of_a_small_set_leave_no_empty_progress_bar(tmp_path):
+    """A job done within a second prints its result line, not a tqdm fragment such as
+    'cmvn: 0utt [00:00, ?utt/s]'."""
+    root = make_tree(tmp_path / "vctk", "0.92")
+    assert run_data_sh(tmp_path, "--vctk_root", str(root)).returncode == 0
+    feats = tmp_path / "dump" / "train"
+    for cmd in (["make_fbank", "--config", str(RECIPE / "conf" / "fbank.yaml"), "data/train", str(feats)],
+                ["compute_cmvn_stats", str(feats / "feats.scp"), str(feats / "cmvn.npz")]):
+        res = subprocess.run([sys.executable, "-m", f"cdsvae.bin.{cmd[0]}", *cmd[1:]], cwd=tmp_path, env=env(),
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert "utt/s" not in res.stderr and "it/s" not in res.stderr and "00:00" not in res.stderr, res.stderr
+    assert res.stderr == f"compute_cmvn_stats: {feats / 'cmvn.npz'}: {sum(num_frames_of(feats))} frames, dim 80\n"
+
+
+def num_frames_of(feats: Path) -> list[int]:
+    return [int(line.split()[1]) for line in (feats / "utt2num_frames").read_text().splitlines()]

@@ -371,6 +371,27 @@ wait_for_trainings() {
     done
 }
 
+# Stage 4's console after the trainings: the WARNING lines a training added to <tag>/train.log
+# (from byte <size> on), each message once with its count; messages that differ only in their
+# numbers count as one, shown with the numbers of the last.
+report_warnings() {  # report_warnings <tag> <size of train.log before the training>
+    local file=${expdir}/$1/train.log lines count text
+    [ -f "${file}" ] || return 0
+    lines=$(tail -c +$(($2 + 1)) "${file}" | awk '
+        /^[0-9-]+ [0-9:]+ WARNING / {
+            text = $0; sub(/^[0-9-]+ [0-9:]+ WARNING /, "", text)
+            key = text; gsub(/[0-9]+([.][0-9]+)?/, "#", key)
+            if (!(key in n)) order[++kinds] = key
+            n[key]++; last[key] = text
+        }
+        END { for (i = 1; i <= kinds; i++) printf "%d\t%s\n", n[order[i]], last[order[i]] }')
+    [ -n "${lines}" ] || return 0
+    log "Warnings of $1 ($(printf '%s\n' "${lines}" | awk -F'\t' '{ t += $1 } END { print t }') in ${file}):"
+    while IFS=$'\t' read -r count text; do
+        log "  ${count}x ${text}"
+    done <<<"${lines}"
+}
+
 # Stage 4 of both modalities: trains every experiment (experiments above) with the trainer
 # options of this run: <data options> from the stage_4 of the modality (the data paths of
 # this run's sets: a config never trains on other sets than --dumpdir, --train_set and
@@ -385,6 +406,7 @@ train_experiments() {  # train_experiments <data options...>
     # Every experiment is checked before any starts: one trained on other inputs, or whose training
     # data cannot fill one global batch of this run's processes, stops the stage.
     local nproc=$(((ngpu > 1 ? ngpu : 1) * num_nodes))
+    declare -A finished=()  # tag -> "step S, E/N epochs" of a run trained to the end already
     while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
         seed_args=$(seed_option "${seed}")
@@ -404,15 +426,20 @@ train_experiments() {  # train_experiments <data options...>
                         "rerun with --retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix" ;;
             esac
         fi
+        finished[${tag}]=$(printf '%s\n' "${msg}" | sed -n 's/^finished: //p' | tail -n 1)
     done < <(experiments)
     # Several CPU trainings at once (--train_jobs): each is its own process, so results do not change.
     if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ]; then
         parallel=${train_jobs}
     fi
     training_tags=()
-    declare -A launch_logs=()
+    declare -A launch_logs=() log_sizes=()
     last_progress=${SECONDS}
     while read -r config tag seed; do
+        if [ -n "${finished[${tag}]:-}" ]; then
+            log "Trained ${tag} already (${finished[${tag}]}): not started again (--retrain true trains it afresh)"
+            continue
+        fi
         seed_args=$(seed_option "${seed}")
         cmd=${gpu_cmd}
         logfile=${expdir}/${tag}/log/launch.log
@@ -428,6 +455,7 @@ train_experiments() {  # train_experiments <data options...>
         log "  logs: ${logfile} and ${expdir}/${tag}/train.log"
         mkdir -p "${expdir}/${tag}/log"
         rm -f "${expdir}/${tag}/log/launch.rc" "${expdir}/${tag}/progress"
+        log_sizes[${tag}]=$(stat -c %s "${expdir}/${tag}/train.log" 2>/dev/null || echo 0)
         # shellcheck disable=SC2086
         set -- ${cmd} --gpu "${ngpu}" "${logfile}" \
             ${launcher} --config "${config}" --outdir "${expdir}/${tag}" ${args} ${seed_args} ${train_args}
@@ -450,6 +478,9 @@ train_experiments() {  # train_experiments <data options...>
         else
             failed+=("${tag} (exit ${rc}, log: ${launch_logs[${tag}]})")
         fi
+    done
+    for tag in "${training_tags[@]}"; do
+        report_warnings "${tag}" "${log_sizes[${tag}]}"
     done
     [ "${#failed[@]}" -eq 0 ] || die "training failed: ${failed[*]}"
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 1 for VCTK: the corpus at $VCTK (db.sh), release 0.92 (flac, mic1/mic2) or 0.80 (wav48/),
 # -> data/{train,dev,test} over the fixed speaker-disjoint lists conf/{train,dev,test}_spk.list
-# (88/8/12 speakers, made by local/make_speaker_lists.py). Audio stays at 48 kHz; the feature
-# stage resamples to 16 kHz (resample: true in conf/fbank.yaml).
+# (88/8/12 speakers, made by local/make_speaker_lists.py), or over those of --spk_list_dir (for a
+# partial corpus, `local/make_speaker_lists.py speaker-info.txt DIR --vctk_root $VCTK` writes them).
+# Audio stays at 48 kHz; the feature stage resamples to 16 kHz (resample: true in conf/fbank.yaml).
 # Then data/<set>/units: sentencepiece pieces of each transcript (lower-cased, punctuation
 # removed but for apostrophes inside words), from a model trained on data/train/text and kept
 # in data/token_<bpe_type><bpe_vocab_size>/ (cdsvae.bin.make_units), for the content judge.
@@ -13,6 +14,7 @@ Options:
   --vctk_root DIR     VCTK root with txt/ and wav48_silence_trimmed/ or wav48/ (default: \$VCTK from db.sh)
   --data_dir DIR      output directory (default: data)
   --mic NAME          mic1 or mic2, for the 0.92 release (default: mic1)
+  --spk_list_dir DIR  folder of {train,dev,test}_spk.list (default: the recipe's conf/, the fixed split)
   --skip_bad BOOL     skip and count unreadable audio instead of stopping (default: false)
   --bpe_type TYPE     sentencepiece model of the units: unigram or bpe (default: unigram)
   --bpe_vocab_size N  number of sentencepiece pieces of the units, trained on data/train/text (default: 300)
@@ -21,6 +23,7 @@ Options:
 vctk_root=
 data_dir=data
 mic=mic1
+spk_list_dir=
 skip_bad=false
 bpe_type=unigram
 bpe_vocab_size=300
@@ -42,11 +45,11 @@ if [ -z "${vctk_root}" ]; then
 fi
 
 local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-conf_dir=$(cd "${local_dir}/../conf" && pwd)
+[ -n "${spk_list_dir}" ] || spk_list_dir=$(cd "${local_dir}/../conf" && pwd)
 
 log "Preparing VCTK (${mic}): ${vctk_root:-<unset>} -> ${data_dir}/{train,dev,test}"
 python "${local_dir}/vctk_data_prep.py" \
-    --spk_list_dir "${conf_dir}" \
+    --spk_list_dir "${spk_list_dir}" \
     --mic "${mic}" \
     --skip_bad "${skip_bad}" \
     "${vctk_root}" "${data_dir}"
