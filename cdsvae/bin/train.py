@@ -76,10 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_inputs:
         cfg = absolute_data_paths(cfg)
         check_run_inputs(cfg, args.outdir)
-        check_training_batches(cfg, args.nproc)
         done = finished_run(cfg, args.outdir)
-        if done is not None:
+        if done is not None:  # nothing left to train: the batch of N processes does not matter
             print(f"finished: {done}")
+            return 0
+        check_training_batches(cfg, args.nproc)
         return 0
     train(cfg, args.outdir)
     return 0
