@@ -66,10 +66,16 @@ def _reparameterize(mean, logvar, generator=None):
     return mean + torch.exp(0.5 * logvar) * noise
 
 
+# Device types with autocast, found once: asking torch.amp.is_autocast_available inside the
+# forward pass would break torch.compile's graph at every recurrent layer.
+_AUTOCAST_DEVICE_TYPES = frozenset(t for t in ("cpu", "cuda", "xpu", "mps", "hpu", "mtia")
+                                   if torch.amp.is_autocast_available(t))
+
+
 def _run_rnn(rnn, x, state=None):
     """``rnn(x, state)``, in float32 under bfloat16 autocast (see the module doc)."""
     kind = x.device.type
-    if not (torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+    if not (kind in _AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(kind)
             and torch.get_autocast_dtype(kind) == torch.bfloat16):
         return rnn(x, state)
     if state is not None:
