@@ -29,6 +29,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from cdsvae.errors import UserError
+
 
 class ResumableDistributedSampler(DistributedSampler):
     """DistributedSampler that can start part-way into an epoch.
@@ -143,3 +145,27 @@ class UniqueGroupSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+def check_global_batch(train_set: Dataset, batch_size: int, world_size: int, unique_groups: bool) -> None:
+    """Refuse, naming the largest batch and process count that fit, a training set that cannot fill
+    one step of ``batch_size`` per process on ``world_size`` processes (run before any starts by
+    ``cdsvae.bin.train --check_inputs --nproc N``, and by the trainer itself). ``unique_groups``:
+    ``train.unique_utts_per_batch``, for a training set with ``item_groups()``."""
+    groups = getattr(train_set, "item_groups", None) if unique_groups else None
+    if groups is not None:
+        # every global batch holds at most one item of each group
+        have, what = int(np.unique(groups()).size), "utterances (train.unique_utts_per_batch: one segment of each per batch)"
+        per_proc, fits = have // world_size, have // batch_size
+    else:
+        # the sampler gives each process ceil(N / world_size) items
+        have, what = len(train_set), "sequences"
+        per_proc, fits = -(-have // world_size), have // batch_size
+    if per_proc >= batch_size:
+        return
+    options = [f"train.batch_size {per_proc} or less" if per_proc >= 1 else None,
+               f"at most {fits} process(es)" if fits >= 1 else None,
+               "train.unique_utts_per_batch false" if groups is not None else None]
+    raise UserError(f"the training set has {have} {what}, fewer than one global batch of {batch_size * world_size} "
+                    f"(train.batch_size {batch_size} x {world_size} process(es)): use "
+                    + " or ".join(o for o in options if o))

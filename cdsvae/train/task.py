@@ -35,7 +35,9 @@ from cdsvae.train.config import (Field, Schema, Section, dump_config, field_from
                                  required, validate)
 from cdsvae.train.distributed import DistContext, shutdown
 from cdsvae.train.seeding import seed_everything
-from cdsvae.train.trainer import Trainer, check_global_batch, config_sections, setup_process
+from cdsvae.train.resume import RESUME_KEYS
+from cdsvae.train.sampler import check_global_batch
+from cdsvae.train.trainer import Trainer, config_sections, setup_process
 
 log = logging.getLogger("cdsvae.train")
 
@@ -247,8 +249,6 @@ def finished_run(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> str | Non
     """``step S, E/EPOCHS epochs`` when the newest step checkpoint of ``outdir`` has already trained
     ``cfg``'s ``train.epochs`` (or ``train.max_steps``), so training it would do nothing; else None.
     The same test as the trainer's on resuming, read from the checkpoint it would resume from."""
-    from cdsvae.train.resume import RESUME_KEYS
-
     found = ckpt.load_latest(Path(outdir) / "checkpoints", "cpu", required_keys=RESUME_KEYS)
     if found is None:
         return None

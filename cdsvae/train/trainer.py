@@ -64,7 +64,7 @@ from cdsvae.train.monitor import Monitor, setup_logging
 from cdsvae.train.optim import OPTIM, build_optimizer, match_state_layouts
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
                                  save_run)
-from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler
+from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, check_global_batch
 from cdsvae.train.seeding import derive_seed, seed_everything, set_deterministic
 from cdsvae.train.stepstats import StepStats
 from cdsvae.train.validation import ConsistencyFn, Validator
@@ -131,28 +131,6 @@ class _LossModule(nn.Module):
         return self.loss_fn(self.model, batch, generator)
 
 
-def check_global_batch(train_set: Dataset, batch_size: int, world_size: int, unique_groups: bool) -> None:
-    """Refuse, naming the largest batch and process count that fit, a training set that cannot fill
-    one step of ``batch_size`` per process on ``world_size`` processes (run before any starts by
-    ``cdsvae.bin.train --check_inputs --nproc N``, and by the trainer itself)."""
-    groups = getattr(train_set, "item_groups", None) if unique_groups else None
-    if groups is not None:
-        # every global batch holds at most one item of each group
-        have, what = int(np.unique(groups()).size), "utterances (train.unique_utts_per_batch: one segment of each per batch)"
-        per_proc, fits = have // world_size, have // batch_size
-    else:
-        # the sampler gives each process ceil(N / world_size) items
-        have, what = len(train_set), "sequences"
-        per_proc, fits = -(-have // world_size), have // batch_size
-    if per_proc >= batch_size:
-        return
-    options = [f"train.batch_size {per_proc} or less" if per_proc >= 1 else None,
-               f"at most {fits} process(es)" if fits >= 1 else None]
-    raise UserError(f"the training set has {have} {what}, fewer than one global batch of {batch_size * world_size} "
-                    f"(train.batch_size {batch_size} x {world_size} process(es)): use "
-                    + " or ".join(o for o in options if o))
-
-
 class Trainer:
     """Fit ``model`` with ``loss_fn`` on ``train_set``; validate on ``valid_set`` each epoch.
 
@@ -198,9 +176,6 @@ class Trainer:
 
         self.sampler = self._make_sampler(train_set, bool(t["unique_utts_per_batch"]))
         self.steps_per_epoch = self.sampler.num_samples // self.batch_size
-        if self.steps_per_epoch == 0:
-            raise UserError(f"the training set has {len(train_set)} sequences, fewer than one batch per process "
-                            f"(train.batch_size {self.batch_size} x {self.ctx.world_size} processes)")
         self.total_steps = int(t["epochs"]) * self.steps_per_epoch
         if t["max_steps"] is not None:
             self.total_steps = min(self.total_steps, int(t["max_steps"]))

@@ -213,11 +213,11 @@ def test_check_inputs_refuses_more_processes_than_the_utterances_can_fill_before
     line = _refused(args + ["--nproc", "4"], capsys)
     assert line == ("train: error: the training set has 8 utterances (train.unique_utts_per_batch: one segment of "
                     "each per batch), fewer than one global batch of 16 (train.batch_size 4 x 4 process(es)): use "
-                    "train.batch_size 2 or less or at most 2 process(es)")
+                    "train.batch_size 2 or less or at most 2 process(es) or train.unique_utts_per_batch false")
     assert not (speech_recipe / "exp" / "cdsvae").exists()  # nothing was written
     # the trainer refuses the same run with the same line
     from cdsvae.train.task import build_dataset, load_train_config
-    from cdsvae.train.trainer import check_global_batch
+    from cdsvae.train.sampler import check_global_batch
 
     cfg = load_train_config(None, SPEECH_TINY[:-2])
     train_set = build_dataset(cfg["data"], "train", False)

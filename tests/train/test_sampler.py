@@ -134,5 +134,6 @@ def test_trainer_batches_follow_the_option(tmp_path, unique):
 
 def test_trainer_names_the_option_when_utterances_are_too_few(tmp_path):
     data = _Grouped(16, seq_len=4, frame_shape=(FEAT,))  # 4 groups, batch 8
-    with pytest.raises(UserError, match=r"train.unique_utts_per_batch: .*4 groups.*set train.unique_utts_per_batch false"):
+    with pytest.raises(UserError, match=r"has 4 utterances \(train.unique_utts_per_batch: .*fewer than one global batch "
+                                        r"of 8 .*use train.batch_size 4 or less or train.unique_utts_per_batch false$"):
         new_trainer(tmp_path / "exp", toy_loss, data, None, toy_config(batch_size=8, unique_utts_per_batch=True))

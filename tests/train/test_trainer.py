@@ -102,7 +102,8 @@ def test_nonfinite_weighted_total_is_named_when_terms_are_finite(tmp_path):
 
 
 def test_too_small_dataset_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="fewer than one batch"):
+    with pytest.raises(UserError, match=r"has 3 sequences, fewer than one global batch of 4 .*: use "
+                                        r"train.batch_size 3 or less$"):
         toy_trainer(tmp_path, n=3, batch_size=4)
 
 
