@@ -259,8 +259,20 @@ add_summary() {  # add_summary <row name if unreadable> <kind> <file> [args]
     fi
 }
 
+# The row a part's script printed as "FIGURE<TAB>result<TAB>figure" (its last such line), or a
+# failed row naming why when the script failed or printed none.
+figure_row() {  # figure_row <row name> <exit status> <log>
+    local figure
+    figure=$(grep '^FIGURE' "$3" | tail -n 1)
+    if [ "$2" -eq 0 ] && [ -n "${figure}" ]; then
+        rows+=("$1${figure#FIGURE}")
+    else
+        add_row "$1" fail "$(why_failed "$2" "$3")"
+    fi
+}
+
 part_versions() {
-    local log=${out}/versions.log rc
+    local log=${out}/versions.log
     logs+=("${log}")
     : >"${log}"
     run_logged versions "$(time_for versions)" "${log}" "${py}" - "${dry_run}" <<'PY'
@@ -292,14 +304,7 @@ else:
           f"cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name(0)} "
           f"({dev.total_memory / 2**30:.0f} GiB, bf16 {bf16})")
 PY
-    rc=$?
-    local figure
-    figure=$(grep '^FIGURE' "${log}" | tail -n 1)
-    if [ "${rc}" -eq 0 ] && [ -n "${figure}" ]; then
-        rows+=("versions${figure#FIGURE}")
-    else
-        add_row versions fail "$(why_failed "${rc}" "${log}")"
-    fi
+    figure_row versions $? "${log}"
 }
 
 part_gpu_tests() {
@@ -352,7 +357,7 @@ part_throughput() {  # part_throughput <sprites|timit>
 # Two NCCL processes against one (the toy of tests/train/_toy.py): where there are 2 GPUs, or on
 # the CPU with gloo in a dry run.
 part_ddp() {
-    local log=${out}/ddp.log n rc device=cuda
+    local log=${out}/ddp.log n device=cuda
     logs+=("${log}")
     : >"${log}"
     if ${dry_run}; then
@@ -384,14 +389,7 @@ ok = two["world_size"] == 2 and one["progress"] == two["progress"] and diff <= 1
 result = "pass" if ok else "fail"
 print(f"FIGURE\t{result}\tmax |param diff| {diff:.2e} (limit 1e-4), {backend}, world size {two['world_size']}")
 PY
-    rc=$?
-    local figure
-    figure=$(grep '^FIGURE' "${log}" | tail -n 1)
-    if [ "${rc}" -eq 0 ] && [ -n "${figure}" ]; then
-        rows+=("ddp: 2 processes vs 1${figure#FIGURE}")
-    else
-        add_row "ddp: 2 processes vs 1" fail "$(why_failed "${rc}" "${log}")"
-    fi
+    figure_row "ddp: 2 processes vs 1" $? "${log}"
 }
 
 # What stages 1-3 of the mini recipe need beyond torch; prints the missing ones.

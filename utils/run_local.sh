@@ -152,13 +152,11 @@ run_one() {
         [ "$n" -ge "$gpus" ] || printf '%s: %s asks for %d GPU(s), but only %d are visible\n' \
             "$prog" "$log" "$gpus" "$n" >&2
     fi
+    # run_one runs in a subshell of its own job: the export reaches this job alone.
+    [ -z "$job_gpus" ] || export CUDA_VISIBLE_DEVICES=$job_gpus
     code=0
-    if [ -n "$job_gpus" ]; then
-        CUDA_VISIBLE_DEVICES=$job_gpus bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
-        release_gpus "$holder"
-    else
-        bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
-    fi
+    bash -o pipefail -c "$cmd" >>"$log" 2>&1 </dev/null || code=$?
+    [ -z "$job_gpus" ] || release_gpus "$holder"
     elapsed=$(($(date +%s) - start))
     {
         printf '# Accounting: time=%d threads=1\n' "$elapsed"

@@ -66,14 +66,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], opts: Mapping[str, Any
     return optimizer, scheduler
 
 
-def match_state_layouts(optimizer: torch.optim.Optimizer) -> int:
-    """Give every per-parameter state tensor its parameter's memory layout; returns how many moved.
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor its parameter's memory layout.
 
     A checkpoint keeps the strides its run had: Adam's moments saved with contiguous weights and
     loaded for channels-last ones (or the other way) would otherwise keep the old layout, which
     the fused CUDA kernel refuses ("same dtype, device, and layout" for params, grads and state).
     """
-    moved = 0
     for group in optimizer.param_groups:
         for p in group["params"]:
             state = optimizer.state.get(p, {})
@@ -81,5 +80,3 @@ def match_state_layouts(optimizer: torch.optim.Optimizer) -> int:
                 if (isinstance(value, torch.Tensor) and value.shape == p.shape
                         and value.stride() != p.stride()):
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
-                    moved += 1
-    return moved

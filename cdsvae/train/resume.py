@@ -97,3 +97,8 @@ def restore_streams(rng: list[Any], ctx: DistContext, streams: Mapping[str, torc
     else:
         log.warning("%s was written by %d processes, this run has %d: RNG streams start afresh",
                     path, len(rng), ctx.world_size)
+
+
+def training_finished(epoch: int, step: int, train: Mapping[str, Any]) -> bool:
+    """Whether a run at ``epoch`` / ``step`` has trained the ``train`` section's epochs (or max_steps)."""
+    return epoch >= int(train["epochs"]) or (train["max_steps"] is not None and step >= int(train["max_steps"]))

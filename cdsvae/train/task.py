@@ -34,9 +34,9 @@ from cdsvae.train import inputs
 from cdsvae.train.config import (Field, Schema, Section, dump_config, field_from_default, load_config, read_yaml,
                                  required, validate)
 from cdsvae.train.distributed import DistContext, shutdown
-from cdsvae.train.seeding import seed_everything
-from cdsvae.train.resume import RESUME_KEYS
+from cdsvae.train.resume import RESUME_KEYS, training_finished
 from cdsvae.train.sampler import check_global_batch
+from cdsvae.train.seeding import seed_everything
 from cdsvae.train.trainer import Trainer, config_sections, setup_process
 
 log = logging.getLogger("cdsvae.train")
@@ -254,7 +254,7 @@ def finished_run(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> str | Non
         return None
     progress, t = found[1]["progress"], cfg["train"]
     epoch, step = int(progress["epoch"]), int(progress["step"])
-    if epoch >= int(t["epochs"]) or (t["max_steps"] is not None and step >= int(t["max_steps"])):
+    if training_finished(epoch, step, t):
         return f"step {step}, {epoch}/{int(t['epochs'])} epochs"
     return None
 

@@ -63,7 +63,7 @@ from cdsvae.train.distributed import DistContext, init_distributed
 from cdsvae.train.monitor import Monitor, setup_logging
 from cdsvae.train.optim import OPTIM, build_optimizer, match_state_layouts
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
-                                 save_run)
+                                 save_run, training_finished)
 from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, check_global_batch
 from cdsvae.train.seeding import derive_seed, seed_everything, set_deterministic
 from cdsvae.train.stepstats import StepStats
@@ -261,8 +261,7 @@ class Trainer:
         return True
 
     def _finished(self) -> bool:
-        t = self.topt
-        return self.epoch >= int(t["epochs"]) or (t["max_steps"] is not None and self.step >= int(t["max_steps"]))
+        return training_finished(self.epoch, self.step, self.topt)
 
     def fit(self) -> dict[str, Any]:
         """Train until ``train.epochs`` (or ``train.max_steps``); returns a short summary."""

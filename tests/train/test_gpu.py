@@ -309,11 +309,8 @@ def test_a_run_checkpointed_contiguous_resumes_channels_last_with_the_fused_kern
 def test_swap_draws_with_a_cpu_generator_on_the_device(record_property):
     """Stage 6's swap protocols hand a seeded CPU generator to the model on the device: the draws
     are made on the CPU and moved, the same numbers as a model on the CPU draws."""
-    from cdsvae.models.sequential import SequentialVAE  # noqa: F401  (the class the protocols call)
-
     torch.manual_seed(0)
-    model = build_model(dict(KINDS["speech"]["model"], **(TINY_MODEL if DRY_RUN else {}),
-                             **({"feat_dim": 12} if DRY_RUN else {}))).to(DEVICE).eval()
+    model = build_model(config("speech")["model"]).to(DEVICE).eval()
     s = model.sample_s(3, generator=torch.Generator().manual_seed(4))
     z = model.sample_z_prior(3, 5, generator=torch.Generator().manual_seed(4))
     assert s.device.type == z.device.type == torch.device(DEVICE).type
