@@ -14,11 +14,14 @@ MODEL_DEFAULTS = {
     "conv_width": 64,       # channels of the first conv64 layer (doubled three times)
     "frame_hidden": 256,    # spectral frame coder width (mlp hidden units; conv1d uses hidden/8 channels)
     "z_rnn": "rnn",         # q(z_t) recurrence over the BiLSTM outputs: rnn (authors) | lstm
+    "z_input_norm": "none",  # none (authors) | instance: q(z_t) sees the BiLSTM outputs normalised over
+                             # time per channel, so what is constant over a sequence reaches z less easily
     "init": "normal",       # normal: conv/linear weights N(0, init_std), biases 0 (authors) | default
     "init_std": 0.01,
 }
 
-_CHOICES = {"frame": ("conv64", "mlp", "conv1d"), "z_rnn": ("rnn", "lstm"), "init": ("normal", "default")}
+_CHOICES = {"frame": ("conv64", "mlp", "conv1d"), "z_rnn": ("rnn", "lstm"), "z_input_norm": ("none", "instance"),
+            "init": ("normal", "default")}
 
 
 def resolve_model_config(cfg):

@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cdsvae.models.frames import build_frame_coders
 
@@ -89,7 +90,7 @@ class SequentialVAE(nn.Module):
 
     def __init__(self, frame="conv64", in_channels=3, feat_dim=80, s_dim=256, z_dim=32,
                  hidden_dim=256, g_dim=128, conv_width=64, frame_hidden=256, z_rnn="rnn",
-                 init="normal", init_std=0.01):
+                 init="normal", init_std=0.01, z_input_norm="none"):
         super().__init__()
         self.s_dim, self.z_dim, self.hidden_dim = s_dim, z_dim, hidden_dim
         self.frame_encoder, self.frame_decoder = build_frame_coders(
@@ -106,6 +107,9 @@ class SequentialVAE(nn.Module):
             self.z_rnn = nn.LSTM(2 * hidden_dim, hidden_dim, batch_first=True)
         else:
             raise ValueError(f"unknown z_rnn {z_rnn!r}; expected rnn or lstm")
+        if z_input_norm not in ("none", "instance"):
+            raise ValueError(f"unknown z_input_norm {z_input_norm!r}; expected none or instance")
+        self.z_input_norm = z_input_norm
         self.z_mean_head = nn.Linear(hidden_dim, z_dim)
         self.z_logvar_head = nn.Linear(hidden_dim, z_dim)
         # Two stacked LSTM layers are the authors' two stacked LSTMCells; one call runs the
@@ -153,7 +157,12 @@ class SequentialVAE(nn.Module):
         out, _ = _run_rnn(self.lstm, h)
         n = self.hidden_dim
         summary = torch.cat([out[:, -1, :n], out[:, 0, n:]], dim=-1)
-        zh, _ = _run_rnn(self.z_rnn, out)
+        z_in = out
+        if self.z_input_norm == "instance":
+            # each channel's mean and scale over the sequence removed (no affine): per-sequence
+            # statistics, such as the voice, stay out of q(z_t)'s input
+            z_in = F.instance_norm(out.transpose(1, 2)).transpose(1, 2)
+        zh, _ = _run_rnn(self.z_rnn, z_in)
         return (self.s_mean_head(summary), self.s_logvar_head(summary),
                 self.z_mean_head(zh), self.z_logvar_head(zh))
 

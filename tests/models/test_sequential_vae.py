@@ -272,3 +272,43 @@ def test_recurrent_layers_run_in_float32_under_bf16_autocast(z_rnn):
     with torch.autocast("cpu", dtype=torch.float16):  # float16 autocast is left as it is (GradScaler)
         model(x)
     assert seen["lstm"][1] == torch.float16
+
+
+class _Shifted(nn.Module):
+    """The wrapped LSTM's outputs scaled and shifted per channel, by amounts constant over time."""
+
+    def __init__(self, lstm, scale, shift):
+        super().__init__()
+        self.lstm, self.scale, self.shift = lstm, scale, shift
+
+    def forward(self, x, state=None):
+        out, state = self.lstm(x, state)
+        return out * self.scale + self.shift, state
+
+
+def test_instance_normalised_z_input_ignores_per_sequence_offsets():
+    model, shape = _model("conv1d", z_input_norm="instance")
+    model.eval()
+    x = torch.rand(2, 7, *shape)
+    z = model.encode(x).z_mean
+    width = 2 * model.hidden_dim
+    gen = torch.Generator().manual_seed(1)
+    model.lstm = _Shifted(model.lstm, 1.0, torch.randn(2, 1, width, generator=gen))
+    enc = model.encode(x)
+    torch.testing.assert_close(enc.z_mean, z, atol=1e-4, rtol=1e-4)
+    # brute force: q(z_t) reads each channel standardised over time (biased variance, eps 1e-5)
+    out, _ = model.lstm(model._embed(x))
+    mean, var = out.mean(dim=1, keepdim=True), out.var(dim=1, unbiased=False, keepdim=True)
+    zh, _ = model.z_rnn((out - mean) / torch.sqrt(var + 1e-5))
+    torch.testing.assert_close(enc.z_mean, model.z_mean_head(zh))
+    # s still reads the shifted outputs, and without the option z does too
+    plain, _ = _model("conv1d")
+    plain.eval()
+    z_plain = plain.encode(x).z_mean
+    plain.lstm = _Shifted(plain.lstm, 2.0, 1.0)
+    assert not torch.allclose(plain.encode(x).z_mean, z_plain, atol=1e-3)
+
+
+def test_z_input_norm_is_checked():
+    with pytest.raises(UserError, match="model.z_input_norm must be one of none, instance"):
+        build_model({"frame": "mlp", "feat_dim": 7, "z_input_norm": "layer", **SMALL})
