@@ -19,7 +19,8 @@ Two kinds of measurement on a frozen model (all factors are posterior means):
   ========== ============== ======================================= ===============================
 
   next to the references: the content judge on B's own input frames and on B's reconstruction
-  (s_B, z_B), and the speaker judge on A's own input. Each of ``n_draws`` draws takes other
+  (s_B, z_B), the speaker judge on A's own input, and on B's reconstruction (closer to B's
+  speaker than to A's: what the decoder keeps of the voice when nothing is swapped). Each of ``n_draws`` draws takes other
   pairs and other prior samples; figures are reported as mean ± std over the draws.
 
 Speakers are represented by the mean judge embedding of their other test utterances
@@ -120,7 +121,9 @@ def swap_protocols(model: torch.nn.Module, factors: Mapping[str, UtteranceFactor
         b_utts = sorted({b for _, b in pairs})
         draw["input_b"] = {"content": counts_dict(content_errors(
             content_judge, {b: inputs[b] for b in b_utts}, units, unit_map))}
-        draw["reconstruction_b"] = {"content": counts_dict(content_errors(content_judge, recon_b, units, unit_map))}
+        draw["reconstruction_b"] = {
+            **speaker_closer(speaker_judge, {(b, a): recon_b[b] for a, b in pairs}, ref_emb, utt2spk),
+            "content": counts_dict(content_errors(content_judge, recon_b, units, unit_map))}
         draw["input_a"] = speaker_closer(speaker_judge, {(a, b): inputs[a] for a, b in pairs}, ref_emb, utt2spk)
         draws.append(draw)
     return {"config": asdict(cfg), "draws": draws, "summary": summarise_draws(draws)}

@@ -24,7 +24,8 @@ HEADER = ("| system | experiment | EER s (%) | EER z (%) | unit error z (%) | un
 DETAIL_HEADER = ("| experiment | swap (s_A, z_B): closer to A | swap: content error vs B (%) "
                  "| random s (s ~ p(s), z_B): closer to B | random s: content error vs B (%) "
                  "| random z (s_A, z ~ p(z)): closer to A | random z: content error vs B (%) "
-                 "| reconstruction of B: content error (%) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+                 "| reconstruction of B: content error (%) | reconstruction of B: closer to B "
+                 "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 EXPLAIN = (
     "Unit error z / s: a CTC probe trained on the training set to read the unit transcript from z_1:T, or "
     "from s repeated at every frame, scored on the test set (low for z, high for s is disentangled). Swap: "
@@ -186,7 +187,8 @@ def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str
                 f"| {r.tag} | {_pm(s['swap']['speaker'], 1.0, 3)} | {_pm(s['swap']['content_error'])} "
                 f"| {_pm(s['random_s']['speaker'], 1.0, 3)} | {_pm(s['random_s']['content_error'])} "
                 f"| {_pm(s['random_z']['speaker'], 1.0, 3)} | {_pm(s['random_z']['content_error'])} "
-                f"| {_pm(s['reconstruction_b']['content_error'])} |\n")
+                f"| {_pm(s['reconstruction_b']['content_error'])} "
+                f"| {_pm(s['reconstruction_b'].get('speaker', []), 1.0, 3)} |\n")
             refs = (s["input_a"].get("speaker", []), s["input_b"].get("content_error", []))
     if not lines:
         return ""
@@ -194,5 +196,6 @@ def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str
             f"A's speaker in {_pm(refs[0], 1.0, 3)} of the pairs; the content judge's error on B's own input is "
             f"{_pm(refs[1])} %. Ideal: swap and random z close to 1 for the speaker; random s near 0.5 (z_B alone "
             "does not carry B's voice); content errors of swap and random s near the reconstruction's, random z "
-            "far above it.\n")
+            "far above it; the reconstruction closer to B shows how much of the voice the decoder keeps when "
+            "nothing is swapped (n/a: results written before it was measured).\n")
     return DETAIL_HEADER + "".join(lines) + "\n" + note

@@ -93,7 +93,7 @@ def test_perfect_model_scores_perfectly():
     assert s["random_s"]["content_error"] == [0.0] * 3
     assert abs(np.mean(s["random_s"]["speaker"]) - 0.5) < 0.2  # a random voice: B's as often as A's
     assert s["reconstruction_b"]["content_error"] == [0.0] * 3 and s["input_b"]["content_error"] == [0.0] * 3
-    assert s["input_a"]["speaker"] == [1.0] * 3
+    assert s["input_a"]["speaker"] == [1.0] * 3 and s["reconstruction_b"]["speaker"] == [1.0] * 3
     assert res["draws"][0]["pairs"] != res["draws"][1]["pairs"]  # each draw takes other pairs
     assert run(PerfectModel())["summary"] == s  # a function of the seed
 
@@ -102,6 +102,7 @@ def test_model_that_ignores_its_inputs_scores_at_chance():
     s = run(IgnorantModel(), SwapConfig(n_pairs=200, n_draws=2, seed=0))["summary"]
     assert abs(np.mean(s["swap"]["speaker"]) - 0.5) < 0.1
     assert min(s["swap"]["content_error"]) > 0.5 and min(s["reconstruction_b"]["content_error"]) > 0.5
+    assert abs(np.mean(s["reconstruction_b"]["speaker"]) - 0.5) < 0.1
     assert s["input_b"]["content_error"] == [0.0, 0.0]  # the judge itself still reads real audio
 
 

@@ -51,5 +51,11 @@ def test_tables_rows_references_and_paired_differences(tmp_path):
     assert "3/3" in content_row and "C-DSVAE better" in content_row
     z_row = next(line for line in diff.splitlines() if "unit error z" in line)
     assert "within noise" in z_row
-    assert "| cdsvae_seed2 | 0.710 ± 0.014 |" in swap_detail_table(rows, "test")
+    detail = swap_detail_table(rows, "test")
+    seed2 = next(line for line in detail.splitlines() if line.startswith("| cdsvae_seed2 |"))
+    assert seed2.startswith("| cdsvae_seed2 | 0.710 ± 0.014 |") and seed2.endswith("| 51.00 ± 1.41 | n/a |")
+    figures = metrics(0.3, 1.0, [0.70, 0.72], [0.50, 0.52])
+    figures["swap"]["summary"]["reconstruction_b"]["speaker"] = [0.9, 0.95]
+    newer = experiment(tmp_path / "newer", "cdsvae_seed1", CDSVAE_W, 1, figures)
+    assert swap_detail_table([newer], "test").splitlines()[2].endswith("| 51.00 ± 1.41 | 0.925 ± 0.035 |")
     assert disentanglement_table(rows[:0], "test", judge) == "" and disentanglement_difference_table(rows[:2], "test") == ""
