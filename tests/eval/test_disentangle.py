@@ -98,6 +98,22 @@ def test_perfect_model_scores_perfectly():
     assert run(PerfectModel())["summary"] == s  # a function of the seed
 
 
+def test_without_a_content_judge_the_speaker_scores_are_the_same_and_no_content_is_recorded():
+    """A corpus without transcripts: no content judge, no units; every speaker score is measured
+    exactly as with the content judge."""
+    mats, _, utt2spk = corpus()
+    model, cfg = PerfectModel(), SwapConfig(n_pairs=40, n_draws=3, seed=1)
+    factors = encode_factors(model, mats.items(), L)
+    ref = dict(zip(mats, SpeakerJudge().embed(list(mats.values()))))
+    res = swap_protocols(model, factors, mats, utt2spk, {}, SpeakerJudge(), None, ref, Denormaliser(None), cfg)
+    full = run(model)["summary"]
+    s = res["summary"]
+    for name in ("swap", "random_s", "random_z", "input_a"):
+        assert s[name] == {"speaker": full[name]["speaker"]}
+    assert s["input_b"] == {} and s["reconstruction_b"] == {}
+    assert all("content" not in d[v] for d in res["draws"] for v in ("swap", "random_s", "random_z"))
+
+
 def test_model_that_ignores_its_inputs_scores_at_chance():
     s = run(IgnorantModel(), SwapConfig(n_pairs=200, n_draws=2, seed=0))["summary"]
     assert abs(np.mean(s["swap"]["speaker"]) - 0.5) < 0.1
