@@ -278,12 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     utt2spk = {utt_ids[k]: spk_ids[recs[k].speaker] for k in utt_ids}
     where = split(utt2spk, args.test_speakers, args.test_fraction, args.dev_fraction, args.split_seed)
 
-    wav = wav_entries({utt_ids[k]: recs[k].path for k in utt_ids}, args.data_dir / "links")
-    for name in SETS:
-        ks = [k for k in utt_ids if where[utt_ids[k]] == name]
+    members = {name: [k for k in utt_ids if where[utt_ids[k]] == name] for name in SETS}
+    for name, ks in members.items():  # checked before anything is written
         if not ks:
             raise UserError(f"{source}: the {name} set is empty ({len(utt_ids)} usable utterance(s) of "
                             f"{len(spk_ids)} speaker(s); see --test_speakers, --dev_fraction)")
+    wav = wav_entries({utt_ids[k]: recs[k].path for k in utt_ids}, args.data_dir / "links")
+    for name, ks in members.items():
         tables = {
             "wav.scp": {utt_ids[k]: wav[utt_ids[k]] for k in ks},
             "utt2spk": {utt_ids[k]: utt2spk[utt_ids[k]] for k in ks},
