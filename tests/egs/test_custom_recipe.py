@@ -105,6 +105,8 @@ def test_a_manifest_without_text_is_judged_for_its_speakers_alone(recipe, manife
     assert "Judge of content" not in log and "Judge of speaker" in log
     assert not list((rdir / "data").glob("*/units")) and not list((rdir / "data").glob("*/text"))
     out = run.stdout
+    assert "| system | tag | EER s (%) | EER z (%) |" in out.split("Disentanglement (test set):")[0]
+    out = out.split("Disentanglement (test set):")[1]
     cdsvae = next(line for line in out.splitlines() if line.startswith("| C-DSVAE | cdsvae |"))
     cells = [c.strip() for c in cdsvae.strip("|").split("|")]
     assert cells[4:6] == ["not measured", "not measured"] and cells[7] == "not measured"
@@ -149,6 +151,7 @@ def test_two_stage_4_runs_on_one_experiment_the_second_is_refused_and_the_first_
             assert first.poll() is None and time.monotonic() < end, first.communicate()
             time.sleep(0.05)
         pid, host = lock.read_text().split()[:2]
+        parent = re.search(r"^PPid:\s*(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)[1]
         t0 = time.monotonic()
         second = subprocess.run(stage4, cwd=rdir, capture_output=True, text=True, env=env, timeout=60)
         took = time.monotonic() - t0
@@ -160,7 +163,8 @@ def test_two_stage_4_runs_on_one_experiment_the_second_is_refused_and_the_first_
     errors = [line for line in second.stderr.splitlines() if "Error" in line]
     assert len(errors) == 1, second.stderr
     assert f"exp/cdsvae_twice is being written by process {pid} on host {host} (stage 4 of {rdir})" in errors[0]
-    assert int(pid) == first.pid and host == socket.gethostname() and "Training cdsvae_twice" not in second.stderr
+    # the holder is the first run's stage script (run.sh's child)
+    assert int(parent) == first.pid and host == socket.gethostname() and "Training cdsvae_twice" not in second.stderr
     # the first run is unharmed: it trained to the end, and its checkpoints load and say so
     assert first.returncode == 0, err
     assert "Trained cdsvae_twice: finished: step 12/12" in err

@@ -20,7 +20,8 @@ while [ $# -gt 0 ]; do
             data_opts+=($2)
             shift 2 ;;
         --help | -h)
-            local/data.sh --help 2>&1 | sed 's/^Usage: [^ ]*/Stage 1 (data preparation), options given to run.sh:/'
+            # stage 1's options, given to run.sh directly (its data dir is always data/)
+            local/data.sh --help | sed -e 's/^Usage: [^ ]*/Stage 1 (data preparation) of run.sh:/' -e '/--data_dir/d'
             echo
             args+=(--help)
             shift ;;
