@@ -388,8 +388,7 @@ def save_if_changed(data: DataDir, out_dir: str | os.PathLike) -> bool:
     if out_dir.is_dir():
         try:
             old = DataDir.load(out_dir)
-            if (set(old.tables) == set(data.tables) and all(old.get(n) == t for n, t in data.tables.items())
-                    and old.spk2utt == data.spk2utt):
+            if all(old.get(n) == t for n, t in data.tables.items()) and old.spk2utt == data.spk2utt:
                 return False
         except UserError:
             pass

@@ -277,14 +277,3 @@ def test_split_data_sh_wrapper(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip() == f"split_data_dir: error: {src}: cannot split 2 speakers into 5 parts"
 
-
-def test_save_if_changed_rewrites_a_dir_that_loses_a_table(tmp_path):
-    """The same utterances without their text: the stale text goes, as it no longer belongs."""
-    from cdsvae.data.datadir import DataDir, save_if_changed
-
-    tables = {"wav.scp": {"s1-a": "/x/a.wav"}, "utt2spk": {"s1-a": "s1"}}
-    assert save_if_changed(DataDir({**tables, "text": {"s1-a": "hello"}}), tmp_path / "d")
-    assert not save_if_changed(DataDir({**tables, "text": {"s1-a": "hello"}}), tmp_path / "d")
-    assert save_if_changed(DataDir(tables), tmp_path / "d")
-    assert not (tmp_path / "d" / "text").exists() and (tmp_path / "d" / "wav.scp").is_file()
-    assert not save_if_changed(DataDir(tables), tmp_path / "d")

@@ -294,8 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             tables["text"] = {utt_ids[k]: recs[k].text or "" for k in ks}
         out = args.data_dir / name
         datadir.save_if_changed(datadir.DataDir(tables), out)
-        if "text" not in tables:
-            (out / "units").unlink(missing_ok=True)  # units of an earlier run with transcripts
+        if "text" not in tables:  # the text and units of an earlier run with transcripts
+            for stale in ("text", "units"):
+                (out / stale).unlink(missing_ok=True)
         n_text = sum(1 for k in ks if recs[k].text)
         hours = sum(durations[k] for k in ks) / 3600
         print(f"{name}: {len({utt2spk[utt_ids[k]] for k in ks})} speakers, {len(ks)} utterances "
