@@ -155,6 +155,8 @@ def test_manifest_columns_relative_paths_and_errors_naming_the_line(tmp_path):
     cases = {"path\tspk\n": r"corpus.tsv:1: the header lacks the column\(s\) speaker",
              "path\tspeaker\n../audio/spk0/utt0.wav\n": r"corpus.tsv:2: 1 tab-separated field\(s\), the header has 2",
              "path\tspeaker\n\tS0\n": r"corpus.tsv:2: empty path",
+             "path\tspeaker\n../audio/spk0/utt0.wav\tS0\n../audio/spk1/../spk0/utt0.wav\tS1\n":
+                 r"corpus.tsv:3: ../audio/spk1/../spk0/utt0.wav is listed again \(first at line 2\)",
              "": "empty manifest"}
     for text, why in cases.items():
         manifest.write_text(text)

@@ -116,7 +116,7 @@ def read_manifest(manifest: Path) -> list[Recording]:
         raise UserError(f"{manifest}:1: the header lacks the column(s) {', '.join(missing)} (it has "
                         f"{', '.join(header) or 'none'}; expected path<TAB>speaker[<TAB>text], tab-separated)")
     col = {name: header.index(name) for name in ("path", "speaker", "text") if name in header}
-    found = []
+    found, first_line = [], {}
     for lineno, row in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in row):
             continue
@@ -126,6 +126,9 @@ def read_manifest(manifest: Path) -> list[Recording]:
         if not path or not speaker:
             raise UserError(f"{manifest}:{lineno}: empty {'path' if not path else 'speaker'}")
         full = Path(os.path.abspath(manifest.parent / path))
+        if full in first_line:
+            raise UserError(f"{manifest}:{lineno}: {path} is listed again (first at line {first_line[full]})")
+        first_line[full] = lineno
         text = (" ".join(row[col["text"]].split()) or None) if "text" in col else None
         found.append(Recording(full, speaker, full.stem, text))
     found.sort(key=lambda r: str(r.path))
