@@ -162,6 +162,9 @@ def test_manifest_columns_relative_paths_and_errors_naming_the_line(tmp_path):
         manifest.write_text(text)
         with pytest.raises(UserError, match=why):
             prep.main(["--manifest", str(manifest), str(out)])
+    manifest.write_bytes(b"path\tspeaker\n\xff\xfe.wav\tS0\n")
+    with pytest.raises(UserError, match=r"corpus.tsv: not UTF-8 text \(byte 13\)"):
+        prep.main(["--manifest", str(manifest), str(out)])
     with pytest.raises(UserError, match="--manifest .*nope.tsv: no such file"):
         prep.main(["--manifest", str(tmp_path / "nope.tsv"), str(out)])
 

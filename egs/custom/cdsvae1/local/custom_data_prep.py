@@ -106,8 +106,11 @@ def read_manifest(manifest: Path) -> list[Recording]:
     """The rows of a TSV manifest with the columns path, speaker and (optionally) text."""
     if not manifest.is_file():
         raise UserError(f"--manifest {manifest}: no such file")
-    with open(manifest, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with open(manifest, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{manifest}: not UTF-8 text (byte {e.start}): save the manifest as UTF-8") from None
     if not rows:
         raise UserError(f"{manifest}: empty manifest (expected a header line: path<TAB>speaker[<TAB>text])")
     header = [c.strip() for c in rows[0]]
