@@ -14,7 +14,7 @@ import torchaudio.functional as AF
 
 # (speaker folder as people name them, espeak-ng voice, pitch): folder names with spaces and
 # characters Kaldi ids cannot hold, and two that become the same id.
-SPEAKERS = (("Anna K", "en-us+f2", 60), ("anna_k", "en-us+f4", 75), ("bob.smith", "en-us+m1", 35),
+SPEAKERS = (("Anna K", "en-us+f2", 60), ("Anna-K", "en-us+f4", 75), ("bob.smith", "en-us+m1", 35),
             ("carl", "en-us+m3", 50), ("dora", "en-us+f1", 85), ("ed", "en-us+m5", 25))
 SENTENCES = ("the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
              "a bright kite drifted over the green hills", "we will meet at noon near the old mill",

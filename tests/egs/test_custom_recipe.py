@@ -63,6 +63,7 @@ def test_audio_dir_runs_the_seven_stages_and_prints_the_eer_and_disentanglement_
     spk = {s: set(line.split()[1] for line in (rdir / "data" / s / "utt2spk").read_text().splitlines())
            for s in ("train", "test")}
     assert len(spk["test"]) == 2 and not spk["test"] & spk["train"]
+    assert spk["train"] | spk["test"] == {"Anna_K", "Anna_K_2", "bob_smith", "carl", "dora", "ed"}
     assert (rdir / "data" / "test" / "units").is_file() and (rdir / "exp" / "judge" / "content" / "judge.json").is_file()
     # the EER table and the disentanglement tables on the console
     out = run.stdout
