@@ -276,4 +276,3 @@ def test_split_data_sh_wrapper(tmp_path):
     r = subprocess.run([str(script), str(src), "5"], capture_output=True, text=True, env=env)
     assert r.returncode == 1
     assert r.stderr.strip() == f"split_data_dir: error: {src}: cannot split 2 speakers into 5 parts"
-
