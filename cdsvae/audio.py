@@ -5,7 +5,9 @@
 consecutive segments.  A file's format comes from its first bytes (``sniff_audio_format``),
 never from its name (a ``.WAV`` may hold RIFF/WAVE, a ``.wav`` NIST SPHERE), and a header
 is checked against the samples it promises (``audio_file_info``, ``read_sphere_header``).
-Every problem is a one-line UserError naming the file and, when known, the utterance.
+Several channels are mixed down to one (their mean), or one channel is taken (``channel``: an
+index from 0), as ``select_channel`` says.  Every problem is a one-line UserError naming the
+file and, when known, the utterance.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from cdsvae.errors import UserError
 
 # The containers read here, told apart by their first bytes.
 AUDIO_HEADERS = "NIST SPHERE (NIST_1A), RIFF/WAVE, FLAC or Ogg"
+
+# How several channels become one: "mix" (their mean) or a channel index from 0.
+MIX = "mix"
 
 # soundfile (libsndfile) and torchaudio are imported where they are used: importing this
 # module for a header or a format check does not load them.
@@ -195,8 +200,35 @@ def audio_file_info(path: str | os.PathLike, name: str | None = None) -> AudioIn
     return _file_info(Path(path), audio_label(str(path), name))
 
 
-def _read_recording(spec: str, what: str) -> tuple[np.ndarray, int]:
-    """The mono samples (float32 in [-1, 1]) and rate of a path or a ``"cmd args |"`` pipe."""
+def check_channel(channel: str | int, source: str = "channel") -> str | int:
+    """``channel`` as ``select_channel`` takes it: ``"mix"`` or an index from 0 (a UserError otherwise)."""
+    if channel == MIX:
+        return MIX
+    if isinstance(channel, bool) or not isinstance(channel, (int, str)) or not str(channel).isdigit():
+        raise UserError(f"{source}: channel must be '{MIX}' (the mean of the channels) or a channel index "
+                        f"from 0, got {channel!r}")
+    return int(channel)
+
+
+def select_channel(data: np.ndarray, channel: str | int, what: str) -> np.ndarray:
+    """One channel of ``(samples, channels)``: their mean for ``"mix"``, else the channel of that index.
+
+    Mono audio passes unchanged under ``"mix"`` and channel 0; an index beyond the channels the
+    audio has is a UserError naming ``what``.
+    """
+    channel = check_channel(channel)
+    n = data.shape[1]
+    if channel == MIX:
+        return data[:, 0] if n == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if channel >= n:
+        raise UserError(f"channel {channel} asked for, the audio has {n} channel{'s' if n > 1 else ''} "
+                        f"(channels count from 0; '{MIX}' takes their mean): {what}")
+    return data[:, channel]
+
+
+def _read_recording(spec: str, what: str, channel: str | int = MIX) -> tuple[np.ndarray, int]:
+    """The samples (float32 in [-1, 1]) of ``channel`` (``select_channel``) and the rate of a path or a
+    ``"cmd args |"`` pipe."""
     import soundfile as sf
 
     spec = spec.strip()
@@ -221,13 +253,11 @@ def _read_recording(spec: str, what: str) -> tuple[np.ndarray, int]:
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
             raise UserError(f"cannot decode audio file: {what}: {e}") from None
         declared = info.num_samples
-    if data.shape[1] != 1:
-        raise UserError(f"expected mono audio, got {data.shape[1]} channels: {what}")
     if declared is not None and data.shape[0] < declared:
         raise UserError(f"truncated audio file: header declares {declared} samples, found {data.shape[0]}: {what}")
     if data.shape[0] == 0:
         raise UserError(f"audio has no samples: {what}")
-    return np.ascontiguousarray(data[:, 0]), int(rate)
+    return np.ascontiguousarray(select_channel(data, channel, what)), int(rate)
 
 
 def cut_segment(wave: np.ndarray, rate: int, start: float | None, end: float | None, what: str) -> np.ndarray:
@@ -256,25 +286,28 @@ def resample_to(wave: np.ndarray, rate: int, target: int | None, allowed: bool, 
 
 
 def read_audio(spec: str, name: str | None = None, start: float | None = None, end: float | None = None,
-               sample_rate: int | None = None, resample: bool = False) -> tuple[np.ndarray, int]:
-    """Read a mono waveform from a path or a Kaldi pipe (``"cmd args |"``): (float32 samples in [-1, 1], rate).
+               sample_rate: int | None = None, resample: bool = False,
+               channel: str | int = MIX) -> tuple[np.ndarray, int]:
+    """Read a waveform from a path or a Kaldi pipe (``"cmd args |"``): (float32 samples in [-1, 1], rate).
 
     The one reader of wav.scp entries.  A file's format comes from its header
     (``audio_file_info``), whatever its extension; a pipe's output is decoded as what it
     starts with.  ``start``/``end`` (seconds) cut a ``segments`` entry out of the recording;
     with ``sample_rate`` the samples come at that rate, resampled if ``resample`` and an
-    error otherwise.  ``name`` (the utterance id) is added to error messages.  Missing,
-    empty, unknown, truncated (fewer samples than the header declares), undecodable and
-    multi-channel audio are UserErrors naming the file.
+    error otherwise.  Several channels become one as ``channel`` says (``select_channel``: their
+    mean by default).  ``name`` (the utterance id) is added to error messages.  Missing, empty,
+    unknown, truncated (fewer samples than the header declares) and undecodable audio, and a
+    channel the audio lacks, are UserErrors naming the file.
     """
     what = audio_label(spec, name)
-    wave, rate = _read_recording(spec, what)
+    wave, rate = _read_recording(spec, what, channel)
     wave = resample_to(cut_segment(wave, rate, start, end, what), rate, sample_rate, resample, what)
     return wave, rate if sample_rate is None else int(sample_rate)
 
 
 def read_utterances(items: Iterable[tuple[str, str, float | None, float | None]], sample_rate: int | None = None,
-                    resample: bool = False) -> Iterator[tuple[str, str, np.ndarray | UserError]]:
+                    resample: bool = False, channel: str | int = MIX
+                    ) -> Iterator[tuple[str, str, np.ndarray | UserError]]:
     """``(utt, label, samples or the UserError that stopped them)`` for (utt, wav.scp entry, start, end) items.
 
     As ``read_audio`` for each item, but consecutive items of one recording (the segments of
@@ -285,7 +318,7 @@ def read_utterances(items: Iterable[tuple[str, str, float | None, float | None]]
         what = audio_label(spec, utt)
         try:
             if cache_key != spec:
-                cache_key, cache = spec, _read_recording(spec, what)
+                cache_key, cache = spec, _read_recording(spec, what, channel)
             wave, rate = cache
             wave = resample_to(cut_segment(wave, rate, start, end, what), rate, sample_rate, resample, what)
         except UserError as e:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from cdsvae.audio import audio_label, read_audio, read_utterances
+from cdsvae.audio import MIX, audio_label, check_channel, read_audio, read_utterances
 from cdsvae.errors import UserError
 from cdsvae.io import read_yaml
 
@@ -40,6 +40,7 @@ FBANK_DEFAULTS: dict = {
     "preemphasis": 0.97,
     "window": "povey",
     "resample": False,         # resample audio at another rate instead of failing
+    "channel": "mix",          # several channels: "mix" (their mean) or the index of one, from 0
 }
 
 PCM_SCALE = 32768.0  # Kaldi reads 16-bit samples as integers
@@ -65,6 +66,7 @@ def load_fbank_config(cfg: Mapping | str | os.PathLike | None = None) -> dict:
             raise UserError(f"{source}: {key} must be a number, got {value!r}")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise UserError(f"{source}: {key} must be true or false, got {value!r}")
+    out["channel"] = check_channel(out["channel"], source)
     if int(out["sample_rate"]) <= 0 or int(out["n_mels"]) <= 0:
         raise UserError(f"{source}: sample_rate and n_mels must be positive")
     win, shift = window_samples(out), shift_samples(out)
@@ -148,14 +150,16 @@ def compute_fbank(wave: np.ndarray, cfg: Mapping, what: str = "waveform") -> np.
 def fbank_from_audio(spec: str, cfg: Mapping, name: str | None = None,
                      start: float | None = None, end: float | None = None) -> np.ndarray:
     """Read audio (path or pipe), optionally cut ``[start, end)`` seconds, and compute its features."""
-    wave, _ = read_audio(spec, name, start, end, int(cfg["sample_rate"]), bool(cfg.get("resample", False)))
+    wave, _ = read_audio(spec, name, start, end, int(cfg["sample_rate"]), bool(cfg.get("resample", False)),
+                         cfg.get("channel", MIX))
     return compute_fbank(wave, cfg, audio_label(spec, name))
 
 
 def iter_fbank(items: Iterable[tuple[str, str, float | None, float | None]],
                cfg: Mapping) -> Iterator[tuple[str, np.ndarray | UserError]]:
     """Yield (utt, features or UserError) for (utt, wav spec, start, end) items, reusing a recording."""
-    for utt, what, wave in read_utterances(items, int(cfg["sample_rate"]), bool(cfg.get("resample", False))):
+    for utt, what, wave in read_utterances(items, int(cfg["sample_rate"]), bool(cfg.get("resample", False)),
+                                           cfg.get("channel", MIX)):
         if not isinstance(wave, UserError):
             try:
                 wave = compute_fbank(wave, cfg, what)

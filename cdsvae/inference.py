@@ -1,7 +1,8 @@
 """``Disentangler``: a packed model (:mod:`cdsvae.packed`) as a Python object, for use outside the recipe.
 
 Speech goes through the recipe's own pipeline: audio read at the filterbank's rate (resampled
-when the fbank config or the caller allows it), log-mel filterbanks (:func:`cdsvae.fbank.compute_fbank`),
+when the fbank config or the caller allows it) with several channels made one as the fbank
+config says (``channel``: their mean by default, or one channel), log-mel filterbanks (:func:`cdsvae.fbank.compute_fbank`),
 the training CMVN, non-overlapping segments of ``data.segment_frames`` frames (the tail shorter
 than a segment is dropped), and s as the mean over segments of the posterior mean, which is what
 stage 5 (:mod:`cdsvae.eval.embeddings`) writes. z_1:T is the posterior mean of every frame the
@@ -94,23 +95,27 @@ class Disentangler:
 
     # ---- speech
     def features(self, audio, sample_rate: int | None = None, resample: bool | None = None,
-                 name: str | None = None) -> np.ndarray:
+                 name: str | None = None, channel: str | int | None = None) -> np.ndarray:
         """Log-mel ``(T, n_mels)`` of a path (or wav.scp pipe) or of samples at ``sample_rate``
-        (default: the model's), as stage 2 computes them."""
-        from cdsvae.audio import audio_label, read_audio
+        (default: the model's), as stage 2 computes them. Samples are ``(N,)``, or ``(N, channels)``
+        made one by ``channel`` (default: the model's fbank setting, ``"mix"``: their mean)."""
+        from cdsvae.audio import MIX, audio_label, check_channel, read_audio, select_channel
         from cdsvae.fbank import compute_fbank
 
         self.require("speech", "audio input")
         target = self.sample_rate
         allowed = bool(self.fbank.get("resample")) if resample is None else bool(resample)
+        channel = check_channel(self.fbank.get("channel", MIX) if channel is None else channel)
         if isinstance(audio, (str, os.PathLike)):
             what = audio_label(str(audio), name)
-            wave, rate = read_audio(str(audio), name)
+            wave, rate = read_audio(str(audio), name, channel=channel)
         else:
             what = name or "waveform"
             wave = np.asarray(audio, dtype=np.float32)
+            if wave.ndim == 2:
+                wave = select_channel(wave, channel, what)
             if wave.ndim != 1:
-                raise UserError(f"expected mono samples (N,), got shape {wave.shape}: {what}")
+                raise UserError(f"expected samples (N,) or (N, channels), got shape {wave.shape}: {what}")
             rate = int(sample_rate or target)
         if rate != target:
             if not allowed:
@@ -143,12 +148,12 @@ class Disentangler:
             z_parts.append(out.z_mean.float())
         return torch.cat(s_parts), torch.cat(z_parts)
 
-    def _speech_encode(self, audio, sample_rate, resample, name, role: str | None = None):
+    def _speech_encode(self, audio, sample_rate, resample, name, role: str | None = None, channel=None):
         from cdsvae.audio import audio_label
 
         what = audio_label(str(audio), name) if isinstance(audio, (str, os.PathLike)) else name or "waveform"
         what += f" ({role})" if role else ""
-        feats = self.features(audio, sample_rate, resample, name)
+        feats = self.features(audio, sample_rate, resample, name, channel)
         s_seg, z_seg = self._encode_segments(self._segments(feats, what))
         # as stage 5: a sum over segments by index_add_, divided by their count
         owner = torch.zeros(s_seg.shape[0], dtype=torch.long, device=s_seg.device)
@@ -157,10 +162,11 @@ class Disentangler:
 
     # ---- both
     def encode(self, x, sample_rate: int | None = None, resample: bool | None = None,
-               name: str | None = None) -> Embeddings:
-        """(s, z_1:T) of an utterance (path, pipe or samples) or a video sequence ``(T, C, H, W)``."""
+               name: str | None = None, channel: str | int | None = None) -> Embeddings:
+        """(s, z_1:T) of an utterance (path, pipe or samples; ``channel`` as in ``features``) or a
+        video sequence ``(T, C, H, W)``."""
         if self.modality == "speech":
-            s, z = self._speech_encode(x, sample_rate, resample, name)
+            s, z = self._speech_encode(x, sample_rate, resample, name, channel=channel)
             return Embeddings(s.cpu().numpy(), z.reshape(-1, z.shape[-1]).cpu().numpy())
         if isinstance(x, (str, os.PathLike)):
             self.require("speech", "audio input")
@@ -169,14 +175,14 @@ class Disentangler:
 
     @torch.no_grad()
     def swap(self, content, speaker=None, motion=None, sample_rate: int | None = None,
-             resample: bool | None = None) -> Swap:
-        """Speech: ``content``'s z decoded with ``speaker``'s s, as log-mel and audio.
-        Video: ``content``'s s (appearance) decoded with ``motion``'s z_1:T, as frames."""
+             resample: bool | None = None, channel: str | int | None = None) -> Swap:
+        """Speech: ``content``'s z decoded with ``speaker``'s s, as log-mel and audio (``channel``
+        as in ``features``). Video: ``content``'s s (appearance) decoded with ``motion``'s z_1:T, as frames."""
         if self.modality == "speech":
             if speaker is None or motion is not None:
                 raise UserError("a speech swap takes content= and speaker=")
-            s_b, _ = self._speech_encode(speaker, sample_rate, resample, None, "speaker")
-            _, z_a = self._speech_encode(content, sample_rate, resample, None, "content")
+            s_b, _ = self._speech_encode(speaker, sample_rate, resample, None, "speaker", channel)
+            _, z_a = self._speech_encode(content, sample_rate, resample, None, "content", channel)
             dec = self.model.decode(s_b[None].expand(z_a.shape[0], -1), z_a)
             logmel = dec.reshape(-1, dec.shape[-1]).float().cpu().numpy()
             if self.packed.cmvn is not None:

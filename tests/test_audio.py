@@ -42,16 +42,62 @@ def test_read_audio_errors_name_the_file(tmp_path, noise):
     sf.write(tmp_path / "stereo.wav", np.stack([noise, noise], 1), 16000)
     cases = {
         "missing.wav": "not found", "empty.wav": "empty", "trunc.wav": "truncated", "trunc.sph": "truncated",
-        "junk.wav": "unknown audio format", "badriff.wav": "cannot decode", "stereo.wav": "mono",
+        "junk.wav": "unknown audio format", "badriff.wav": "cannot decode", "stereo.wav": "has 2 channels",
     }
     for name, why in cases.items():
         with pytest.raises(UserError, match=why) as e:
-            read_audio(str(tmp_path / name), "spk1-utt1")
+            read_audio(str(tmp_path / name), "spk1-utt1", channel=2)
         assert name in str(e.value) and "spk1-utt1" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(UserError, match="exit status 3.*spk1-utt1"):
         read_audio("sh -c 'exit 3' |", "spk1-utt1")
     with pytest.raises(UserError, match="empty audio from command"):
         read_audio("true |", "spk1-utt1")
+
+
+def test_several_channels_are_mixed_down_or_one_is_taken(tmp_path, noise):
+    """Stereo audio (a file, a pipe, the segments of one recording) is the mean of its channels by
+    default, or the channel asked for; a channel it lacks, or a bad channel name, is one line."""
+    left, right = noise, np.roll(noise, 100) * 0.5
+    sf.write(tmp_path / "st.wav", np.stack([left, right], 1), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "st.flac", np.stack([left, right], 1), 16000)
+    mean = ((left.astype(np.float64) + right) / 2).astype(np.float32)
+    for spec in (str(tmp_path / "st.wav"), f"cat {tmp_path / 'st.wav'} |"):
+        np.testing.assert_allclose(read_audio(spec)[0], mean, atol=1e-7)
+        np.testing.assert_array_equal(read_audio(spec, channel=0)[0], left)
+        np.testing.assert_array_equal(read_audio(spec, channel="1")[0], right)
+    np.testing.assert_allclose(read_audio(str(tmp_path / "st.flac"))[0], mean, atol=2 / 32768)
+    got = list(read_utterances([("u1", str(tmp_path / "st.wav"), 0.0, 0.1), ("u2", str(tmp_path / "st.wav"), 0.1, 0.2)],
+                               channel=1))
+    np.testing.assert_array_equal(np.concatenate([w for _, _, w in got]), right[:3200])
+    for bad in (-1, "left", 1.5, True):
+        with pytest.raises(UserError, match="channel must be 'mix'"):
+            read_audio(str(tmp_path / "st.wav"), channel=bad)
+    sf.write(tmp_path / "mono.wav", noise, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(read_audio(str(tmp_path / "mono.wav"), channel=0)[0], noise)
+    with pytest.raises(UserError, match=r"channel 1 asked for, the audio has 1 channel .*mono.wav \(utterance u\)"):
+        read_audio(str(tmp_path / "mono.wav"), "u", channel=1)
+
+
+def test_fbank_config_channel_reads_stereo_44k_as_the_mono_mix_at_16k(tmp_path, noise):
+    """The feature stage's audio rules: fbank.yaml's channel (default mix) and resample."""
+    rate = 44100
+    t = np.arange(rate // 2) / rate
+    left = (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    right = (0.3 * np.sin(2 * np.pi * 700 * t)).astype(np.float32)
+    sf.write(tmp_path / "st44.wav", np.stack([left, right], 1), rate, subtype="FLOAT")
+    sf.write(tmp_path / "mix44.wav", (left + right) / 2, rate, subtype="FLOAT")
+    sf.write(tmp_path / "right44.wav", right, rate, subtype="FLOAT")
+    cfg = load_fbank_config({"resample": True})
+    assert cfg["channel"] == "mix" and load_fbank_config({"channel": "1"})["channel"] == 1
+    np.testing.assert_allclose(fbank_from_audio(str(tmp_path / "st44.wav"), cfg),
+                               fbank_from_audio(str(tmp_path / "mix44.wav"), cfg), atol=1e-3)
+    right_cfg = load_fbank_config({"resample": True, "channel": 1})
+    np.testing.assert_array_equal(fbank_from_audio(str(tmp_path / "st44.wav"), right_cfg),
+                                  fbank_from_audio(str(tmp_path / "right44.wav"), cfg))
+    with pytest.raises(UserError, match="sample rate 44100 Hz, expected 16000 Hz"):
+        fbank_from_audio(str(tmp_path / "st44.wav"), load_fbank_config({}))
+    with pytest.raises(UserError, match="fbank config: channel must be 'mix'"):
+        load_fbank_config({"channel": "both"})
 
 
 def test_format_comes_from_the_header_not_the_name(tmp_path, noise):

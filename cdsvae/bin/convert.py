@@ -6,7 +6,8 @@ z_1:T of --content decoded with s of --speaker (:meth:`cdsvae.inference.Disentan
 into audio with Griffin-Lim, or with a speechbrain HiFi-GAN directory given by --vocoder. Audio at
 another rate than the model's features is resampled when the model was trained so (its fbank.yaml
 has ``resample: true``, as a recipe over 48 kHz audio does), and is otherwise an error; --resample
-true or false decides instead. The output covers the whole segments of --content (the tail shorter
+true or false decides instead. Several channels are mixed down (their mean) unless the model's
+fbank.yaml names one (``channel``); --channel mix|N decides instead. The output covers the whole segments of --content (the tail shorter
 than a segment is dropped).
 """
 
@@ -29,22 +30,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
                         help="true: resample audio at another rate than the model's features; false: refuse it "
                              "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
+    parser.add_argument("--channel", default=None, metavar="mix|N",
+                        help="several channels: mix (their mean) or the channel of index N, from 0 "
+                             "(default: the model's own setting, channel in its fbank.yaml, else mix)")
     parser.add_argument("--vocoder", type=Path, default=None, help="speechbrain HiFi-GAN dir (default: Griffin-Lim)")
     parser.add_argument("--n_iter", type=int, default=32, help="Griffin-Lim iterations")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    from cdsvae.audio import write_wav
+    from cdsvae.audio import check_channel, write_wav
     from cdsvae.errors import UserError
     from cdsvae.packed import packed_modality
 
+    channel = None if args.channel is None else check_channel(args.channel, "--channel")
     modality = packed_modality(args.packed)
     if modality != "speech":
         raise UserError(f"{args.packed}: convert needs a speech model; this is a {modality} model")
     from cdsvae.inference import Disentangler
 
     model = Disentangler.from_packed(args.packed, device=args.device, vocoder=args.vocoder, n_iter=args.n_iter)
-    result = model.swap(content=args.content, speaker=args.speaker, resample=args.resample)
+    result = model.swap(content=args.content, speaker=args.speaker, resample=args.resample, channel=channel)
     write_wav(args.out, result.waveform, result.sample_rate)
     print(f"wrote {args.out}: {result.waveform.size / result.sample_rate:.2f} s at {result.sample_rate} Hz "
           f"(words of {args.content}, voice of {args.speaker})")

@@ -8,7 +8,9 @@ Encodes the training and test utterances with the experiment's model, trains a C
 z_1:T and one on s repeated at every frame (section ``probe`` of the config; ``max_train_utts``
 caps the training utterances, evenly spaced), scores both on the test units, and runs the swap
 protocol of :mod:`cdsvae.eval.disentangle` (section ``swap``) with the judges of ``--judge_dir``
-(stage 5). Writes ``OUTDIR/results.json``; a rerun with the same model, judges, data and
+(stage 5). With ``--content false`` (a corpus without transcripts: no content judge, no units)
+only the speaker side is measured: the swaps are judged by the speaker judge alone, there are
+no probes, and results.json records ``"content": false``. Writes ``OUTDIR/results.json``; a rerun with the same model, judges, data and
 options finds it up to date and does nothing. Test utterances shorter than one segment are
 left out and counted.
 """
@@ -21,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
 log = logging.getLogger("cdsvae.bin.disentangle")
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_data", type=Path, required=True, help="data dir of the test set (units)")
     p.add_argument("--outdir", type=Path, required=True, help="where results.json goes")
     p.add_argument("--unit_map", type=Path, default=None, help="folding map of the units for scoring")
+    p.add_argument("--content", type=str2bool, default=True,
+                   help="measure content: CTC probes and the content judge on the swaps (false: the corpus has no "
+                        "transcripts; the speaker-side figures only; default: %(default)s)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -108,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     swap_cfg = SwapConfig(**cfg["swap"])
     unit_map = read_unit_map(args.unit_map) if args.unit_map is not None else None
     test_set = args.test_data.name
-    records = {k: judge_record(args.judge_dir / k) for k in ("speaker", "content")}
+    kinds = ("speaker", "content") if args.content else ("speaker",)
+    records = {k: judge_record(args.judge_dir / k) for k in kinds}
     for kind, record in records.items():
         if record is None or not record.get("complete"):
             raise UserError(f"{args.judge_dir / kind}: no finished {kind} judge (run stage 5)")
@@ -121,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkpoint": checkpoint, "weights": _digest(args.expdir / str((checkpoint or {}).get("file", ""))),
         "probe": cfg["probe"], "swap": cfg["swap"], "judges": {k: r["stamp"] for k, r in records.items()},
         "speaker_emb": _digest(ref_scp), "train_feats": _digest(args.train_feats / "feats.scp"),
-        "test_feats": _digest(args.test_feats / "feats.scp"), "train_units": _digest(args.train_data / "units"),
-        "test_units": _digest(args.test_data / "units"), "unit_map": _digest(args.unit_map),
+        "test_feats": _digest(args.test_feats / "feats.scp"), "content": args.content,
     }
+    if args.content:
+        stamp.update(train_units=_digest(args.train_data / "units"), test_units=_digest(args.test_data / "units"),
+                     unit_map=_digest(args.unit_map))
     stamp = json.loads(json.dumps(stamp))
     out = args.outdir / RESULTS
     if out.is_file():
@@ -137,29 +145,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.outdir.mkdir(parents=True, exist_ok=True)
     fresh_probes(args.outdir, stamp)
 
-    train_units, test_units = read_transcripts(args.train_data), read_transcripts(args.test_data)
     log.info("encoding %s and %s with %s", args.train_feats, args.test_feats, args.expdir)
-    train_factors, _, _, _ = encode_set(model, args.train_feats, normalise, segment_frames, args.device, max_train_utts)
     test_factors, test_raw, utt2spk, n_short = encode_set(model, args.test_feats, normalise, segment_frames, args.device)
-    probes = run_probes(train_factors, test_factors, train_units, test_units, probe_cfg, args.outdir, unit_map,
-                        device=args.device, progress=True)
+    probes, content, test_units, n_train = None, None, {}, 0
+    if args.content:
+        train_units, test_units = read_transcripts(args.train_data), read_transcripts(args.test_data)
+        train_factors, _, _, _ = encode_set(model, args.train_feats, normalise, segment_frames, args.device,
+                                            max_train_utts)
+        n_train = len(train_factors)
+        probes = run_probes(train_factors, test_factors, train_units, test_units, probe_cfg, args.outdir, unit_map,
+                            device=args.device, progress=True)
+        content = load_content_judge_of(args.judge_dir / "content", args.device)
+    else:
+        log.info("content is not measured (--content false): the speaker judge alone judges the swaps")
 
     speaker = load_speaker_judge_of(args.judge_dir / "speaker", args.device)
-    content = load_content_judge_of(args.judge_dir / "content", args.device)
     swap = swap_protocols(model, test_factors, test_raw, utt2spk, test_units, speaker, content, ref_emb,
                           Denormaliser(mcfg.get("data", {}).get("cmvn")), swap_cfg, unit_map, device=args.device,
                           progress=True)
     result: dict[str, Any] = {
         "stamp": stamp, "set": test_set, "n_test_utts": len(test_factors), "n_too_short": n_short,
-        "n_train_utts": len(train_factors), "folded": unit_map is not None,
+        "n_train_utts": n_train, "folded": unit_map is not None and args.content, "content": args.content,
         "judges": {k: r.get("description", "") for k, r in records.items()},
         "probes": probes, "swap": swap,
     }
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     s = swap["summary"]
-    print(f"{args.expdir.name}: probe error z {100 * probes['z']['rate']:.1f}%, s {100 * probes['s']['rate']:.1f}%; "
-          f"swap speaker {np.mean(s['swap']['speaker']):.3f}, swap content error "
-          f"{100 * np.mean(s['swap']['content_error']):.1f}%")
+    speaker_side = (f"swap speaker {np.mean(s['swap']['speaker']):.3f}, random s {np.mean(s['random_s']['speaker']):.3f}, "
+                    f"random z {np.mean(s['random_z']['speaker']):.3f}")
+    if args.content:
+        print(f"{args.expdir.name}: probe error z {100 * probes['z']['rate']:.1f}%, s {100 * probes['s']['rate']:.1f}%; "
+              f"{speaker_side}; swap content error {100 * np.mean(s['swap']['content_error']):.1f}%")
+    else:
+        print(f"{args.expdir.name}: {speaker_side}; content not measured (no transcripts)")
     return 0
 
 

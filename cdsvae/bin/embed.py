@@ -14,7 +14,8 @@ Every wav.scp entry (a path or a ``cmd |`` pipe) goes through the recipe's featu
 
 Audio at another rate than the model's features is resampled when the model's fbank.yaml has
 ``resample: true``, and is otherwise an error (skipped with --skip_bad true); --resample true or
-false decides instead. --nj N embeds with N processes (one model each, one torch thread each).
+false decides instead. Several channels are mixed down (their mean) unless the model's fbank.yaml
+names one (``channel``); --channel mix|N decides instead. --nj N embeds with N processes (one model each, one torch thread each).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from cdsvae.bin import run_main, str2bool
 _WORKER: dict = {}
 
 
-def _init_worker(packed: str, device: str, resample: bool | None, threads: int | None) -> None:
+def _init_worker(packed: str, device: str, resample: bool | None, channel, threads: int | None) -> None:
     import torch
 
     from cdsvae.inference import Disentangler
@@ -38,6 +39,7 @@ def _init_worker(packed: str, device: str, resample: bool | None, threads: int |
         torch.set_num_threads(threads)
     _WORKER["model"] = Disentangler.from_packed(packed, device=device)
     _WORKER["resample"] = resample
+    _WORKER["channel"] = channel
 
 
 def _embed_one(item: tuple[str, str]):
@@ -46,7 +48,7 @@ def _embed_one(item: tuple[str, str]):
 
     utt, spec = item
     try:
-        s, z = _WORKER["model"].encode(spec, resample=_WORKER["resample"], name=utt)
+        s, z = _WORKER["model"].encode(spec, resample=_WORKER["resample"], name=utt, channel=_WORKER["channel"])
     except UserError as e:
         return utt, None, None, str(e)
     return utt, s, z, None
@@ -64,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
                         help="true: resample audio at another rate than the model's features; false: refuse it "
                              "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
+    parser.add_argument("--channel", default=None, metavar="mix|N",
+                        help="several channels: mix (their mean) or the channel of index N, from 0 "
+                             "(default: the model's own setting, channel in its fbank.yaml, else mix)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -77,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cdsvae.errors import UserError
     from cdsvae.eval.embeddings import write_vectors
     from cdsvae.io import atomic_write_text
+    from cdsvae.audio import check_channel
     from cdsvae.packed import packed_modality
 
+    channel = None if args.channel is None else check_channel(args.channel, "--channel")
     if args.nj < 1:
         raise UserError(f"--nj must be >= 1, got {args.nj}")
     modality = packed_modality(args.packed)
@@ -90,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not items:
         raise UserError(f"{args.wav_scp}: no utterances")
     nj = min(args.nj, len(items))
-    init = (str(args.packed), args.device, args.resample, 1 if nj > 1 else None)
+    init = (str(args.packed), args.device, args.resample, channel, 1 if nj > 1 else None)
     if nj == 1:
         _init_worker(*init)
         results = map(_embed_one, items)

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
 
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     speech.add_argument("--judge_dir", type=Path, default=None,
                         help="the recipe's speaker and content judges (exp/judge): each swap gets their verdict; "
                              "needs --data (the set's data dir, for utt2spk and units)")
+    speech.add_argument("--content", type=str2bool, default=True,
+                        help="with --judge_dir: the content judge's verdict too (false: the corpus has no "
+                             "transcripts and no content judge; default: %(default)s)")
     speech.add_argument("--unit_map", type=Path, default=None, help="folding map of the units for the content verdict")
     video = p.add_argument_group("video")
     video.add_argument("--data", type=Path, default=None,
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.judge_dir is not None:
             if args.data is None:
                 raise UserError("--judge_dir needs --data, the data dir of the set (utt2spk, units)")
-            judges = DemoJudges(args.judge_dir, args.data, args.test_set, args.unit_map, args.device)
+            judges = DemoJudges(args.judge_dir, args.data, args.test_set, args.unit_map, args.device, args.content)
         demo = make_speech_demo(args.expdir, args.test_set, args.feats, args.outdir, args.max_segments, args.n_iter,
                                 judges, args.device)
     elif kind == "video":

@@ -6,7 +6,9 @@ Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/``, ``<exp>/score_<set>/`` and th
 index ``<exp>/demo/demo.json``; writes each experiment's report, named after --out (``<exp>/RESULTS.md``,
 ``<exp>/RESULTS_<set>.md``, ...), with DET curves and t-SNE plots under ``<exp>/report/<set>/`` and
 links to the demo's wav files (made beforehand by ``python -m cdsvae.bin.make_demo``), and the
-comparison table at --out. No model is loaded.
+comparison table at --out, and prints the speaker-verification table and, when stage 6 measured
+them, the disentanglement tables (a corpus without transcripts keeps every speaker-side figure
+there and marks content as not measured). No model is loaded.
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not d.is_dir():
             raise UserError(f"{d}: experiment directory not found")
 
+    from cdsvae.eval.disentangle_tables import disentanglement_table, swap_detail_table
     from cdsvae.eval.report import write_recipe_report
     from cdsvae.eval.tables import results_table
 
     results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo,
                                   command=args.command)
     print(results_table(results), end="")
+    table = disentanglement_table(results, args.test_set, results[0].expdir.parent / "judge")
+    if table:
+        print(f"\nDisentanglement ({args.test_set} set):\n{table}\n{swap_detail_table(results, args.test_set)}",
+              end="")
     print(f"wrote {args.out}")
     return 0
 

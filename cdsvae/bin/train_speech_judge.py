@@ -13,7 +13,8 @@ minDCF). ``--judge content`` trains a CTC recogniser of ``<train_data>/units`` (
 ``content``) and scores its unit error rate on ``<test_data>/units`` (folded by ``--unit_map``).
 ``OUTDIR/judge.json`` records the judge, a stamp of its options and inputs, and its figures; a
 rerun with the same stamp neither trains nor scores again. ``--check`` prints both judges'
-figures and exits 1 with one line when one is above its gate (section ``gate``).
+figures and exits 1 with one line when one is above its gate (section ``gate``); with
+``--content false`` (a corpus without transcripts) it checks the speaker judge alone.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
 log = logging.getLogger("cdsvae.bin.train_speech_judge")
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge_dir", type=Path, help="with --check: the directory of both judges, e.g. exp/judge")
     p.add_argument("--unit_map", type=Path, default=None, help="folding map of the units for scoring")
     p.add_argument("--external", default=None, help="speaker: a pretrained speechbrain model dir to use instead")
+    p.add_argument("--content", type=str2bool, default=True,
+                   help="with --check: check the content judge too (false: the corpus has no transcripts and no "
+                        "content judge; default: %(default)s)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -157,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = read_judge_config(args.config)
     if args.check:
         _need(args, "judge_dir", "test_data")
-        check_gates(args.judge_dir, cfg["gate"], args.test_data.name, args.config, emit=lambda line: print(line, flush=True))
+        kinds = ("speaker", "content") if args.content else ("speaker",)
+        check_gates(args.judge_dir, cfg["gate"], args.test_data.name, args.config,
+                    emit=lambda line: print(line, flush=True), kinds=kinds)
         return 0
     if args.judge is None:
         raise UserError("give --judge speaker|content, or --check")

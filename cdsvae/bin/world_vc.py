@@ -57,7 +57,8 @@ def convert_job(src: Path, outdir: Path, job: int, cfg: dict, vc: VCConfig, skip
 
     def convert(items, cfg):
         """(utt, [features of copies 1..K] or UserError); the parameters drawn go to ``params``."""
-        for utt, what, wave in read_utterances(items, int(cfg["sample_rate"]), bool(cfg.get("resample", False))):
+        for utt, what, wave in read_utterances(items, int(cfg["sample_rate"]), bool(cfg.get("resample", False)),
+                                               cfg.get("channel", "mix")):
             if isinstance(wave, UserError):
                 yield utt, wave
                 continue

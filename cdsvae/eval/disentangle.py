@@ -24,7 +24,9 @@ Two kinds of measurement on a frozen model (all factors are posterior means):
   pairs and other prior samples; figures are reported as mean ± std over the draws.
 
 Speakers are represented by the mean judge embedding of their other test utterances
-(:func:`cdsvae.eval.swap.swap_speaker_score`).
+(:func:`cdsvae.eval.swap.swap_speaker_score`). Without a content judge (a corpus without
+transcripts) the swaps are judged for the speaker only: every speaker score is kept and no
+content error is recorded.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def swap_protocols(model: torch.nn.Module, factors: Mapping[str, UtteranceFactor
     """Every variant and reference of the swap protocol, one entry per draw (see the module doc).
 
     ``factors`` and ``raw`` (raw log-mel input) are keyed by test utterance, ``ref_emb`` holds the
-    speaker judge's embeddings of the test utterances, ``units`` their transcripts.
+    speaker judge's embeddings of the test utterances, ``units`` their transcripts. With
+    ``content_judge`` None only the speaker scores are measured (``units`` is not read).
     """
     from tqdm import tqdm
 
@@ -115,15 +118,17 @@ def swap_protocols(model: torch.nn.Module, factors: Mapping[str, UtteranceFactor
             z_source = (lambda k: k[0]) if v == "random_s" else (lambda k: k[1])
             mats = decoded[v]
             entry = speaker_closer(speaker_judge, mats, ref_emb, utt2spk)
-            entry["content"] = counts_dict(content_errors(
-                content_judge, mats, {k: units[z_source(k)] for k in mats if z_source(k) in units}, unit_map))
+            if content_judge is not None:
+                entry["content"] = counts_dict(content_errors(
+                    content_judge, mats, {k: units[z_source(k)] for k in mats if z_source(k) in units}, unit_map))
             draw[v] = entry
-        b_utts = sorted({b for _, b in pairs})
-        draw["input_b"] = {"content": counts_dict(content_errors(
-            content_judge, {b: inputs[b] for b in b_utts}, units, unit_map))}
-        draw["reconstruction_b"] = {
-            **speaker_closer(speaker_judge, {(b, a): recon_b[b] for a, b in pairs}, ref_emb, utt2spk),
-            "content": counts_dict(content_errors(content_judge, recon_b, units, unit_map))}
+        draw["reconstruction_b"] = speaker_closer(speaker_judge, {(b, a): recon_b[b] for a, b in pairs}, ref_emb,
+                                                  utt2spk)
+        if content_judge is not None:
+            b_utts = sorted({b for _, b in pairs})
+            draw["input_b"] = {"content": counts_dict(content_errors(
+                content_judge, {b: inputs[b] for b in b_utts}, units, unit_map))}
+            draw["reconstruction_b"]["content"] = counts_dict(content_errors(content_judge, recon_b, units, unit_map))
         draw["input_a"] = speaker_closer(speaker_judge, {(a, b): inputs[a] for a, b in pairs}, ref_emb, utt2spk)
         draws.append(draw)
     return {"config": asdict(cfg), "draws": draws, "summary": summarise_draws(draws)}

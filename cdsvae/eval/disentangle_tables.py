@@ -3,7 +3,9 @@ next to the EERs, with the judges of the recipe as reference rows.
 
 Read from ``<exp>/disentangle_<set>/results.json`` and ``<judge dir>/{speaker,content}/judge.json``;
 swap figures are mean ± std over the protocol's draws, and with several seeds the summary
-table gives mean ± std over seeds of each experiment's figures.
+table gives mean ± std over seeds of each experiment's figures. An experiment measured without
+transcripts (``"content": false``: no content judge, no probes) keeps every speaker-side figure;
+its content columns read "not measured".
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ EXPLAIN = (
     "score = fraction the speaker judge places closer to A's speaker than to B's (1 is best), content "
     "error = the content judge's unit error rate against B's transcript (low is best). Swap figures are "
     "mean ± std over draws of pairs. Judge rows are the supervised references: what a model trained with "
-    "the labels reaches on the real test audio.")
+    "the labels reaches on the real test audio. \"not measured\": the corpus has no transcripts, so there is no "
+    "content judge and no probe; the speaker-side figures are measured all the same.")
+NOT_MEASURED = "not measured"
 
 
 def load_disentanglement(expdir: str | os.PathLike, test_set: str) -> dict[str, Any] | None:
@@ -47,19 +51,38 @@ def load_disentanglement(expdir: str | os.PathLike, test_set: str) -> dict[str, 
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
 
 
-def _pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
+def _pm(values: Sequence[float] | None, scale: float = 100.0, digits: int = 2) -> str:
+    if values is None or any(v is None for v in values):
+        return NOT_MEASURED
     if not values:
         return "n/a"
     m, sd = mean_std([scale * v for v in values])
     return f"{m:.{digits}f} ± {sd:.{digits}f}"
 
 
-def row_figures(d: Mapping[str, Any]) -> dict[str, float]:
-    """The summary figures of one experiment: probe errors and the swap means over draws."""
+def _pct(value: float | None) -> str:
+    return NOT_MEASURED if value is None else f"{100 * value:.2f}"
+
+
+def content_measured(d: Mapping[str, Any]) -> bool:
+    """False for metrics made without transcripts (``cdsvae.bin.disentangle --content false``)."""
+    return d.get("content", True) is not False and d.get("probes") is not None
+
+
+def row_figures(d: Mapping[str, Any]) -> dict[str, float | None]:
+    """The summary figures of one experiment: probe errors and the swap means over draws (None
+    for the content figures of an experiment measured without transcripts)."""
     s = d["swap"]["summary"]
-    return {"probe_z": float(d["probes"]["z"]["rate"]), "probe_s": float(d["probes"]["s"]["rate"]),
+    content = content_measured(d)
+    return {"probe_z": float(d["probes"]["z"]["rate"]) if content else None,
+            "probe_s": float(d["probes"]["s"]["rate"]) if content else None,
             "swap_speaker": float(np.mean(s["swap"]["speaker"])),
-            "swap_content": float(np.mean(s["swap"]["content_error"]))}
+            "swap_content": float(np.mean(s["swap"]["content_error"])) if content else None}
+
+
+def _content_draws(summary: Mapping[str, Any], variant: str, d: Mapping[str, Any]) -> list[float] | None:
+    """The content errors of a variant over the draws, or None when content was not measured."""
+    return summary.get(variant, {}).get("content_error", []) if content_measured(d) else None
 
 
 def _judges(judge_dir: Path | None, test_set: str) -> dict[str, dict[str, Any]]:
@@ -85,13 +108,17 @@ def speaker_judge_sv_row(judge_dir: str | os.PathLike | None, test_set: str) -> 
             f"| | | {j['min_dcf']:.4f} | | {n_t + n_n} ({n_t}/{n_n}) |\n")
 
 
-def judge_rows(judge_dir: Path | None, test_set: str) -> str:
+def judge_rows(judge_dir: Path | None, test_set: str, content: bool = True) -> str:
+    """The judges as reference rows; without ``content`` (no transcripts) the content judge's row
+    says it was not trained."""
     j = _judges(judge_dir, test_set)
     lines = ""
     if "speaker" in j:
         lines += (f"| speaker judge (supervised reference) | judge/speaker "
                   f"| {100 * j['speaker']['eer']:.2f} | | | | | |\n")
-    if "content" in j:
+    if not content:
+        lines += f"| content judge (no transcripts: not trained) | | | | {NOT_MEASURED} | | | |\n"
+    elif "content" in j:
         lines += (f"| content judge (supervised reference) | judge/content "
                   f"| | | {100 * j['content']['error_rate']:.2f} (on the audio) | | | |\n")
     return lines
@@ -100,26 +127,29 @@ def judge_rows(judge_dir: Path | None, test_set: str) -> str:
 def disentanglement_table(results: Sequence[ExperimentResult], test_set: str,
                           judge_dir: str | os.PathLike | None = None) -> str:
     """One row per experiment that has disentanglement metrics, then the judges; "" when none has."""
-    rows = []
+    rows, content = [], True
     for r in group_results(results).values():
         for res in r:
             d = load_disentanglement(res.expdir, test_set)
             if d is None:
                 continue
             f = row_figures(d)
-            sw = d["swap"]["summary"]["swap"]
+            content = content and content_measured(d)
+            summary = d["swap"]["summary"]
             rows.append(f"| {res.system} | {res.tag} | {100 * res.eer_s:.2f} | {100 * res.eer_z:.2f} "
-                        f"| {100 * f['probe_z']:.2f} | {100 * f['probe_s']:.2f} | {_pm(sw['speaker'], 1.0, 3)} "
-                        f"| {_pm(sw['content_error'])} |\n")
+                        f"| {_pct(f['probe_z'])} | {_pct(f['probe_s'])} | {_pm(summary['swap']['speaker'], 1.0, 3)} "
+                        f"| {_pm(_content_draws(summary, 'swap', d))} |\n")
     if not rows:
         return ""
     judge_dir = Path(judge_dir) if judge_dir else None
-    return HEADER + "".join(rows) + judge_rows(judge_dir, test_set) + judge_note(judge_dir, test_set)
+    return HEADER + "".join(rows) + judge_rows(judge_dir, test_set, content) + judge_note(judge_dir, test_set, content)
 
 
-def judge_note(judge_dir: Path | None, test_set: str) -> str:
+def judge_note(judge_dir: Path | None, test_set: str, content: bool = True) -> str:
     """What the judges are, under the table ("" without judges)."""
     j = _judges(judge_dir, test_set)
+    if not content:
+        j.pop("content", None)
     if not j:
         return ""
     parts = [f"{kind}: {info['description']}" for kind, info in j.items()]
@@ -160,6 +190,8 @@ def disentanglement_difference_table(results: Sequence[ExperimentResult], test_s
             fa = {k: row_figures(figs[a][k]) for k in seeds}
             fb = {k: row_figures(figs[b][k]) for k in seeds}
             for label, key, scale, digits, lower in _DIFF:
+                if any(f[k][key] is None for f in (fa, fb) for k in seeds):
+                    continue  # a content figure measured without transcripts
                 diffs = [scale * (fa[k][key] - fb[k][key]) for k in seeds]
                 m, sd = mean_std(diffs)
                 better = sum((d < 0) if lower else (d > 0) for d in diffs)
@@ -184,17 +216,19 @@ def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str
                 continue
             s = d["swap"]["summary"]
             lines.append(
-                f"| {r.tag} | {_pm(s['swap']['speaker'], 1.0, 3)} | {_pm(s['swap']['content_error'])} "
-                f"| {_pm(s['random_s']['speaker'], 1.0, 3)} | {_pm(s['random_s']['content_error'])} "
-                f"| {_pm(s['random_z']['speaker'], 1.0, 3)} | {_pm(s['random_z']['content_error'])} "
-                f"| {_pm(s['reconstruction_b']['content_error'])} "
-                f"| {_pm(s['reconstruction_b'].get('speaker', []), 1.0, 3)} |\n")
-            refs = (s["input_a"].get("speaker", []), s["input_b"].get("content_error", []))
+                f"| {r.tag} | {_pm(s['swap']['speaker'], 1.0, 3)} | {_pm(_content_draws(s, 'swap', d))} "
+                f"| {_pm(s['random_s']['speaker'], 1.0, 3)} | {_pm(_content_draws(s, 'random_s', d))} "
+                f"| {_pm(s['random_z']['speaker'], 1.0, 3)} | {_pm(_content_draws(s, 'random_z', d))} "
+                f"| {_pm(_content_draws(s, 'reconstruction_b', d))} "
+                f"| {_pm(s.get('reconstruction_b', {}).get('speaker', []), 1.0, 3)} |\n")
+            refs = (s["input_a"].get("speaker", []), _content_draws(s, "input_b", d))
     if not lines:
         return ""
+    content_ref = (f"the content judge's error on B's own input is {_pm(refs[1])} %" if refs[1] is not None
+                   else "content is not measured (no transcripts)")
     note = (f"References on the real inputs of the same pairs: the speaker judge places A's own input closer to "
-            f"A's speaker in {_pm(refs[0], 1.0, 3)} of the pairs; the content judge's error on B's own input is "
-            f"{_pm(refs[1])} %. Ideal: swap and random z close to 1 for the speaker; random s near 0.5 (z_B alone "
+            f"A's speaker in {_pm(refs[0], 1.0, 3)} of the pairs; {content_ref}. Ideal: swap and random z close to 1 "
+            "for the speaker; random s near 0.5 (z_B alone "
             "does not carry B's voice); content errors of swap and random s near the reconstruction's, random z "
             "far above it; the reconstruction closer to B shows how much of the voice the decoder keeps when "
             "nothing is swapped (n/a: results written before it was measured).\n")

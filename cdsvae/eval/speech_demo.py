@@ -127,10 +127,11 @@ def listening_demo(
 
 
 class DemoJudges:
-    """The recipe's speaker and content judges, giving a one-line verdict on a decoded swap."""
+    """The recipe's speaker and content judges, giving a one-line verdict on a decoded swap; with
+    ``content`` false (a corpus without transcripts) the speaker judge's alone."""
 
     def __init__(self, judge_dir: str | os.PathLike, data_dir: str | os.PathLike, test_set: str,
-                 unit_map: str | os.PathLike | None = None, device: str = "cpu"):
+                 unit_map: str | os.PathLike | None = None, device: str = "cpu", content: bool = True):
         from cdsvae.data.datadir import read_utt2spk
         from cdsvae.eval.per import read_unit_map
         from cdsvae.eval.speech_judges import (judge_embeddings, load_content_judge_of, load_speaker_judge_of,
@@ -138,10 +139,10 @@ class DemoJudges:
 
         judge_dir, data_dir = Path(judge_dir), Path(data_dir)
         self.speaker = load_speaker_judge_of(judge_dir / "speaker", device)
-        self.content = load_content_judge_of(judge_dir / "content", device)
+        self.content = load_content_judge_of(judge_dir / "content", device) if content else None
         self.emb = judge_embeddings(judge_dir / "speaker", test_set)
         self.utt2spk = read_utt2spk(data_dir / "utt2spk")
-        self.units = read_transcripts(data_dir)
+        self.units = read_transcripts(data_dir) if content else {}
         self.unit_map = read_unit_map(unit_map) if unit_map else None
 
     def verdict(self, log_mel: np.ndarray, voice_utt: str, words_utt: str) -> str:

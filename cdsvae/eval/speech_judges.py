@@ -245,14 +245,15 @@ def judge_label(kind: str, description: str) -> str:
 
 
 def check_gates(judge_root: str | os.PathLike, gate: Mapping[str, Any], test_set: str,
-                config_path: str | os.PathLike, emit: Callable[[str], None] | None = None) -> list[str]:
-    """One line per judge with its test figure and gate; a judge above its gate is a UserError.
-    ``emit`` gets each line as it is made, so the figures of every judge checked are shown
-    before the error of one that missed its gate."""
+                config_path: str | os.PathLike, emit: Callable[[str], None] | None = None,
+                kinds: Sequence[str] = ("speaker", "content")) -> list[str]:
+    """One line per judge of ``kinds`` with its test figure and gate; a judge above its gate is a
+    UserError. ``emit`` gets each line as it is made, so the figures of every judge checked are
+    shown before the error of one that missed its gate."""
     lines = []
     checks = (("speaker", "eer", "max_speaker_eer", "EER"), ("content", "error_rate", "max_content_error",
                                                             "unit error rate"))
-    for kind, key, gate_key, label in checks:
+    for kind, key, gate_key, label in (c for c in checks if c[0] in kinds):
         record = judge_record(Path(judge_root) / kind)
         if record is None or test_set not in record.get("eval", {}):
             raise UserError(f"{Path(judge_root) / kind / JUDGE_FILE}: no {kind} judge figures on {test_set} (run stage 5)")

@@ -159,3 +159,45 @@ def test_resampling_follows_the_models_fbank_yaml_unless_resample_says_otherwise
         text = " ".join(capsys.readouterr().out.split())
         assert "default: the model's own setting, resample in its fbank.yaml; --resample alone: true" in text
         assert "fbank.yaml has ``resample: true``" in text
+
+
+def test_stereo_44k_audio_is_mixed_down_and_resampled_by_convert_embed_and_the_api(speech, tmp_path, capsys):
+    """A stereo 44.1 kHz recording, as people have it: with --resample, convert and embed take it
+    (its channels mixed down, as the feature stage does); --channel picks one instead."""
+    from cdsvae import Disentangler
+    from cdsvae.bin import convert, embed
+
+    _, packed, wavs = speech
+    rate = 44100
+    voice, other = harmonic_wave(110.0, 0.6, sr=rate), harmonic_wave(220.0, 0.6, sr=rate, seed=1)
+    stereo = tmp_path / "stereo44k.wav"
+    sf.write(stereo, np.stack([voice, other], 1), rate, subtype="FLOAT")
+    sf.write(tmp_path / "mix44k.wav", (voice + other) / 2, rate, subtype="FLOAT")
+    sf.write(tmp_path / "right44k.wav", other, rate, subtype="FLOAT")
+    out = tmp_path / "c.wav"
+    code, stdout, err = run(convert.main, [str(packed), "--content", str(stereo), "--speaker", str(wavs["spkB_u0"]),
+                                           "--out", str(out), "--resample", "--n_iter", "2"], capsys)
+    assert code == 0 and "wrote" in stdout and sf.info(str(out)).samplerate == 16000 and sf.info(str(out)).channels == 1
+    code, _, err = run(convert.main, [str(packed), "--content", str(stereo), "--speaker", str(wavs["spkB_u0"]),
+                                      "--out", str(tmp_path / "x.wav")], capsys)
+    assert code == 1 and "sample rate 44100 Hz" in err[0] and not (tmp_path / "x.wav").exists()
+    code, _, err = run(convert.main, [str(packed), "--content", str(stereo), "--speaker", str(wavs["spkB_u0"]),
+                                      "--out", str(tmp_path / "x.wav"), "--resample", "--channel", "2"], capsys)
+    assert code == 1 and len(err) == 1 and "channel 2 asked for, the audio has 1 channel " in err[0]
+    assert str(wavs["spkB_u0"]) in err[0]
+
+    model = Disentangler.from_packed(packed)
+    mixed = model.encode(str(stereo), resample=True)
+    np.testing.assert_allclose(mixed.s, model.encode(str(tmp_path / "mix44k.wav"), resample=True).s, atol=1e-4)
+    right = model.encode(str(tmp_path / "right44k.wav"), resample=True).s
+    np.testing.assert_allclose(model.encode(str(stereo), resample=True, channel=1).s, right, atol=1e-6)
+    assert np.abs(mixed.s - right).max() > 1e-3
+    samples = np.stack([voice, other], 1)
+    np.testing.assert_allclose(model.encode(samples, sample_rate=rate, resample=True).s, mixed.s, atol=1e-4)
+
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"st {stereo}\n")
+    for flags, want in (([], mixed.s), (["--channel", "1"], right)):
+        code, _, err = run(embed.main, [str(packed), str(scp), str(tmp_path / "emb"), "--resample", *flags], capsys)
+        assert code == 0, err
+        np.testing.assert_allclose(kaldiio.load_scp(str(tmp_path / "emb" / "s.scp"))["st"], want, atol=1e-4)

@@ -93,6 +93,54 @@ def test_judges_metrics_report_and_demo(recipe, capsys):
     assert len(swaps) == 2 and all("speaker judge: closer to" in c and "content judge:" in c for c in swaps)
 
 
+def test_without_transcripts_the_speaker_judge_alone_judges_and_content_is_not_measured(recipe, tmp_path, capsys):
+    """A corpus without units: the speaker judge trains and passes its gate alone, the metrics
+    and the demo are speaker-side, and the report marks content as not measured."""
+    from cdsvae.bin.disentangle import main as disentangle
+    from cdsvae.bin.make_demo import main as make_demo
+    from cdsvae.bin.train_speech_judge import main as train_judge
+    from cdsvae.eval.report import write_experiment_report
+
+    root, exp, feats, data, conf = recipe
+    exp = Path(shutil.copytree(exp, tmp_path / "exp" / exp.name))
+    shutil.rmtree(exp / "disentangle_test", ignore_errors=True)
+    bare = tmp_path / "data" / "test"
+    bare.mkdir(parents=True)
+    shutil.copy(data / "utt2spk", bare / "utt2spk")  # no units: no transcripts
+    judge_dir = tmp_path / "exp" / "judge"
+    assert train_judge(judge_args(tmp_path, feats, bare, conf, "speaker")) == 0
+    with pytest.raises(UserError, match="judge/content/judge.json: no content judge figures"):
+        train_judge(["--check", "--config", str(conf), "--judge_dir", str(judge_dir), "--test_data", str(bare)])
+    capsys.readouterr()
+    assert train_judge(["--check", "--config", str(conf), "--judge_dir", str(judge_dir), "--test_data", str(bare),
+                        "--content", "false"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1  # the speaker judge's line alone
+
+    args = ["--expdir", str(exp), "--judge_dir", str(judge_dir), "--config", str(conf), "--train_feats", str(feats),
+            "--train_data", str(bare), "--test_feats", str(feats), "--test_data", str(bare),
+            "--outdir", str(exp / "disentangle_test")]
+    with pytest.raises(UserError, match="no finished content judge"):
+        disentangle(args)
+    assert disentangle([*args, "--content", "false"]) == 0
+    assert "content not measured (no transcripts)" in capsys.readouterr().out
+    res = json.loads((exp / "disentangle_test" / "results.json").read_text())
+    assert res["content"] is False and res["probes"] is None and len(res["swap"]["draws"]) == 2
+    for variant in ("swap", "random_s", "random_z"):
+        assert len(res["swap"]["summary"][variant]["speaker"]) == 2
+        assert "content_error" not in res["swap"]["summary"][variant]
+
+    _, path = write_experiment_report(exp, "test", plots=False, demo=False)
+    text = path.read_text()
+    assert "| not measured | not measured |" in text and "| content judge (no transcripts: not trained) |" in text
+
+    assert make_demo(["--expdir", str(exp), "--set", "test", "--judge_dir", str(judge_dir), "--data", str(bare),
+                      "--content", "false", "--n_iter", "2"]) == 0
+    demo = json.loads((exp / "demo" / "demo.json").read_text())
+    captions = [f[0] if isinstance(f, list) else f["caption"] for f in demo["files"]]
+    swaps = [c for c in captions if "decoded with s of" in c]
+    assert len(swaps) == 2 and all("speaker judge: closer to" in c and "content judge" not in c for c in swaps)
+
+
 def test_gate_and_bad_config(recipe, tmp_path, capsys):
     from cdsvae.bin.train_speech_judge import main as train_judge
 

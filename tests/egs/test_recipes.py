@@ -200,7 +200,7 @@ def test_sprites_video_recipe_end_to_end(tmp_path):
         assert "](demo/swap_grid.png)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
 
 
-@pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "sprites", "smmnist"])
+@pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "custom", "sprites", "smmnist"])
 def test_every_recipe_has_help_and_rejects_unknown_options(recipe):
     rdir = REPO / "egs" / recipe / "cdsvae1"
     r = subprocess.run(["./run.sh", "--help"], cwd=rdir, capture_output=True, text=True, timeout=60)
@@ -209,7 +209,7 @@ def test_every_recipe_has_help_and_rejects_unknown_options(recipe):
     assert r.returncode == 2 and "unknown option --no_such_option" in r.stderr
 
 
-@pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "sprites", "smmnist"])
+@pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "custom", "sprites", "smmnist"])
 def test_recipe_training_configs_validate(recipe):
     """Every shipped training config passes the trainer's schema (typos fail here, not on a cluster)."""
     from cdsvae.train.task import load_train_config

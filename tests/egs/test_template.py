@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -333,7 +336,7 @@ def test_seeds_train_every_config_once_per_seed(recipe, fake_tools):
             tag = f"{name}_seed{seed}"
             launched = (recipe / "exp" / tag / "launched.none").read_text().splitlines()
             assert launched[0] == f"--config {conf} --outdir exp/{tag} {DATA} --train.seed {seed} --optim.lr 0.5"
-    assert sorted(p.name for p in (recipe / "exp").iterdir()) == [
+    assert sorted(p.name for p in (recipe / "exp").iterdir() if p.is_dir()) == [
         "cdsvae_seed1", "cdsvae_seed3", "dsvae_seed1", "dsvae_seed3"]
     assert "exp/{cdsvae_seed3,cdsvae_seed1,dsvae_seed3,dsvae_seed1}" in r.stderr
 
@@ -354,6 +357,70 @@ def test_train_jobs_runs_cpu_trainings_at_once_and_names_failures(recipe, fake_t
     assert (recipe / "exp2" / "dsvae" / "launched.none").is_file()  # the other one still finished
     r = run(recipe, *SETS, "--train_jobs", "0")
     assert r.returncode == 2 and "--train_jobs must be at least 1" in r.stderr
+
+
+def start(cwd: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "cmd_backend")}
+    env.update(extra_env or {})
+    return subprocess.Popen(["./cdsvae.sh", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def wait_for_holder(lock: Path, proc: subprocess.Popen, timeout: float = 60.0) -> list[str]:
+    """The "pid host what" line of a lock file once its holder has written it."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()
+        if lock.is_file() and lock.read_text().strip():
+            return lock.read_text().split()
+        time.sleep(0.05)
+    raise AssertionError(f"{lock}: no holder within {timeout} s")
+
+
+def test_a_second_run_on_a_live_experiment_is_refused_and_a_killed_runs_lock_is_taken_over(recipe, fake_tools):
+    env = {"PYTHONPATH": str(fake_tools), "FAKE_TRAIN_SLEEP": "3"}
+    stage4 = (*SETS, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml")
+    first = start(recipe, *stage4, extra_env=env)
+    pid, host, *what = wait_for_holder(recipe / "exp" / ".cdsvae.lock", first)
+    assert int(pid) == first.pid and host == socket.gethostname() and what[:2] == ["stage", "4"]
+    t0 = time.monotonic()
+    second = run(recipe, *stage4, extra_env=env)
+    assert second.returncode == 1 and time.monotonic() - t0 < 3 and first.poll() is None
+    errors = [ln for ln in second.stderr.splitlines() if "Error" in ln]
+    assert len(errors) == 1 and f"exp/cdsvae is being written by process {pid} on host {host} (stage 4 of" in errors[0]
+    assert "exp/.cdsvae.lock" in errors[0] and "Training cdsvae" not in second.stderr
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert (recipe / "exp" / "cdsvae" / "log" / "launch.rc").read_text().strip() == "0"
+
+    # killed with its training: the kernel drops the lock, and the next run takes it over
+    env["FAKE_TRAIN_SLEEP"] = "60"
+    killed = start(recipe, *stage4, "--expdir", "exp2", extra_env=env)
+    wait_for_holder(recipe / "exp2" / ".cdsvae.lock", killed)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=30)
+    env["FAKE_TRAIN_SLEEP"] = "0"
+    r = run(recipe, *stage4, "--expdir", "exp2", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    assert (recipe / "exp2" / ".cdsvae.lock").read_text().split()[1] == socket.gethostname()
+
+
+def test_features_being_written_by_a_live_process_are_refused(recipe):
+    """Stages 2-3 hold dump/.lock; another holder (here this test, through fcntl.flock) stops them
+    before anything is written."""
+    import fcntl
+
+    run(recipe, *SETS, "--stage", "1", "--stop_stage", "1")
+    (recipe / "dump").mkdir()
+    with open(recipe / "dump" / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (recipe / "dump" / ".lock").write_text("4242 gpu-node-7 stages 2-3 of /elsewhere\n")
+        for stage in ("2", "3"):
+            r = run(recipe, *SETS, "--stage", stage, "--stop_stage", stage)
+            assert r.returncode == 1
+            assert ("dump is being written by process 4242 on host gpu-node-7 (stages 2-3 of /elsewhere); this run "
+                    "will not write it at the same time") in r.stderr
+    assert sorted(p.name for p in (recipe / "dump").iterdir()) == [".lock"]
 
 
 def test_training_data_paths_follow_the_sets_and_dumpdir(recipe, fake_tools):

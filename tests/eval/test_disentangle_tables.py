@@ -59,3 +59,42 @@ def test_tables_rows_references_and_paired_differences(tmp_path):
     newer = experiment(tmp_path / "newer", "cdsvae_seed1", CDSVAE_W, 1, figures)
     assert swap_detail_table([newer], "test").splitlines()[2].endswith("| 51.00 ± 1.41 | 0.925 ± 0.035 |")
     assert disentanglement_table(rows[:0], "test", judge) == "" and disentanglement_difference_table(rows[:2], "test") == ""
+
+
+def speaker_side_metrics(speaker, random_s, random_z):
+    """results.json of cdsvae.bin.disentangle --content false: no probes, speaker scores only."""
+    summary = {"swap": {"speaker": speaker}, "random_s": {"speaker": random_s}, "random_z": {"speaker": random_z},
+               "input_a": {"speaker": [1.0] * len(speaker)}}
+    return {"content": False, "probes": None, "swap": {"summary": summary}}
+
+
+def test_without_transcripts_every_speaker_figure_is_kept_and_content_reads_not_measured(tmp_path):
+    rows = []
+    for k in (1, 2):
+        rows.append(experiment(tmp_path, f"cdsvae_seed{k}", CDSVAE_W, k,
+                               speaker_side_metrics([0.80, 0.90], [0.40, 0.50 + k / 10], [0.95, 1.0])))
+        rows.append(experiment(tmp_path, f"dsvae_seed{k}", DSVAE_W, k,
+                               speaker_side_metrics([0.60, 0.70], [0.70, 0.80], [0.90, 0.90])))
+    judge = tmp_path / "judge"
+    (judge / "speaker").mkdir(parents=True)
+    (judge / "speaker" / "judge.json").write_text(json.dumps(
+        {"description": "the speaker judge", "eval": {"test": {"eer": 0.02, "min_dcf": 0.1}}}))
+    # a content judge left by an earlier run with transcripts is not shown next to these figures
+    (judge / "content").mkdir()
+    (judge / "content" / "judge.json").write_text(json.dumps(
+        {"description": "a stale content judge", "eval": {"test": {"error_rate": 0.2}}}))
+    table = disentanglement_table(rows, "test", judge)
+    assert ("| C-DSVAE | cdsvae_seed1 | 5.00 | 30.00 | not measured | not measured | 0.850 ± 0.071 "
+            "| not measured |") in table
+    assert "| speaker judge (supervised reference) | judge/speaker | 2.00 |" in table
+    assert "| content judge (no transcripts: not trained) | | | | not measured |" in table
+    assert "stale" not in table and "speaker: the speaker judge." in table
+    detail = swap_detail_table(rows, "test")
+    assert ("| cdsvae_seed2 | 0.850 ± 0.071 | not measured | 0.550 ± 0.212 | not measured | 0.975 ± 0.035 "
+            "| not measured | not measured |") in detail
+    assert "content is not measured (no transcripts)" in detail
+    by_seed = seed_disentanglement_table(rows, "test")
+    assert "| DSVAE | dsvae (2 seeds) | 5.00 ± 0.00 | 30.00 ± 0.00 | not measured | not measured | 0.650 ± 0.000 " \
+           "| not measured |" in by_seed
+    diff = disentanglement_difference_table(rows, "test")
+    assert "swap speaker score" in diff and "unit error" not in diff and "content error" not in diff

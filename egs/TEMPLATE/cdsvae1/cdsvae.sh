@@ -343,6 +343,44 @@ prepare_data() {
     done
 }
 
+# One run at a time per output.  A stage takes an exclusive flock on a lock file for each
+# directory it writes, before writing: every experiment of the run, ${expdir}/.<tag>.lock
+# (stages 4-7, lock_experiments below); the judges of stage 5, ${expdir}/.judge.lock, and the
+# features of stages 2-3, ${dumpdir}/.lock (in the stage files).  A lock is held until this script ends (its file
+# descriptor stays open, and the stage's tools inherit it, so it lasts while any of them still
+# writes); the kernel drops it when its holders die, so the lock of a killed run is taken over,
+# never obeyed.  The holder writes its pid and host into the file, for the one-line refusal of
+# a second run.  With --num_nodes > 1 every node runs this script on the same directories:
+# there no locks are taken.
+declare -A held_locks=()
+hold_lock() {  # hold_lock <dir written> <lock file>
+    local dir=$1 file=$2 fd pid="" host="" what="" i
+    [ -z "${held_locks[${file}]:-}" ] || return 0
+    [ "${num_nodes}" -eq 1 ] || return 0
+    mkdir -p "$(dirname "${file}")"
+    exec {fd}>>"${file}"
+    if ! flock --nonblock "${fd}"; then
+        exec {fd}>&-
+        # the holder writes its line just after taking the lock: give it a moment
+        for ((i = 0; i < 10; i++)); do
+            read -r pid host what 2>/dev/null <"${file}" || true
+            [ -z "${pid}" ] || break
+            sleep 0.1
+        done
+        die "${dir} is being written by process ${pid:-?} on host ${host:-?}${what:+ (${what})};" \
+            "this run will not write it at the same time: wait for that run to end, or stop it (lock: ${file})"
+    fi
+    printf '%s %s %s\n' "$$" "$(hostname)" "stage ${current_stage} of ${PWD}" >"${file}"
+    held_locks[${file}]=${fd}
+}
+
+lock_experiments() {
+    local tag
+    for tag in $(experiment_tags); do
+        hold_lock "${expdir}/${tag}" "${expdir}/.${tag}.lock"
+    done
+}
+
 # Moves a directory aside, never deleting it: <dir>.old1, <dir>.old2, ...
 move_aside() {
     local n=1
@@ -538,6 +576,7 @@ pack_experiments() {
 
 for ((n = stage; n <= stop_stage; n++)); do
     current_stage=${n}
+    [ "${n}" -lt 4 ] || lock_experiments
     "stage_${n}"
 done
 

@@ -17,3 +17,8 @@ MNIST=${MNIST:-}
 # The embedded mini corpus: where local/make_corpus.py writes it (made on first use; a
 # relative path is taken from the recipe directory).
 MINI_CORPUS=${MINI_CORPUS:-corpus}
+# Your own corpus (egs/custom): a folder of audio by speaker, DIR/<speaker>/**/<name>.<wav|flac|ogg|sph>,
+# or a tab-separated manifest with the columns path, speaker and optionally text.  The recipe's
+# --audio_dir and --manifest options win over these.
+CUSTOM_AUDIO_DIR=${CUSTOM_AUDIO_DIR:-}
+CUSTOM_MANIFEST=${CUSTOM_MANIFEST:-}

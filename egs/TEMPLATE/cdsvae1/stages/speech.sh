@@ -14,6 +14,7 @@ stage_1() {
 }
 
 stage_2() {
+    hold_lock "${dumpdir}" "${dumpdir}/.lock"
     log "Stage 2: features: data/{$(data_sets | tr ' ' ',')} -> ${dumpdir}/<set>/ (${feats_conf}; CMVN stats of ${train_set})"
     require_tool cdsvae.bin.make_fbank cdsvae.bin.compute_cmvn_stats
     [ -f "${feats_conf}" ] || die "feature config ${feats_conf} not found"
@@ -44,6 +45,7 @@ stage_2() {
 
 stage_3() {
     local src=${dumpdir}/${train_set} out=${dumpdir}/${train_set}_vc n
+    hold_lock "${dumpdir}" "${dumpdir}/.lock"
     log "Stage 3: motion augmentation: ${src} -> ${out}/copy*/ (WORLD voice conversion; ${vc_conf})"
     require_tool cdsvae.bin.world_vc
     [ -f "${src}/feats.scp" ] || die "${src}/feats.scp not found: run stage 2 first"
@@ -74,8 +76,33 @@ stage_4() {
         --data.motion_feats "${train}_vc" --data.skip_bad "${skip_bad}" "${valid}"
 }
 
+# The content judge and every content figure need unit transcripts (data/<set>/units, written by
+# local/data.sh from the transcripts) of --train_set and of the first test set; a corpus without
+# them is judged for its speakers alone.  Prints why content is not judged, or nothing.
+content_not_judged() {
+    local dset
+    for dset in "${train_set}" "${first_test_set}"; do
+        if [ ! -s "data/${dset}/units" ]; then
+            echo "data/${dset}/units is missing or empty (no transcripts)"
+            return
+        fi
+    done
+}
+
+# The judges of this run: speaker and content, or the speaker alone (with one line saying why).
+judged_kinds=()
+choose_judges() {
+    local why
+    judged_kinds=(speaker content)
+    why=$(content_not_judged)
+    if [ -n "${why}" ]; then
+        judged_kinds=(speaker)
+        log "Content is not judged: ${why}; the speaker judge and every speaker-side figure are kept"
+    fi
+}
+
 # The speaker and content judges of the recipe, trained on --train_set (or the pretrained speaker
-# judge of --speaker_judge) and evaluated on the first test set: start_judges starts both in the
+# judge of --speaker_judge) and evaluated on the first test set: start_judges starts them in the
 # background (they need no experiment, so stage 5 extracts the embeddings meanwhile),
 # finish_judges waits for them and stops the stage when a judge misses its gate in --judge_conf.
 judge_pids=()
@@ -87,8 +114,10 @@ start_judges() {
     require_tool cdsvae.bin.train_speech_judge
     [ -f "${judge_conf}" ] || die "judge config ${judge_conf} not found (or run with --judges false)"
     [ -z "${unit_map}" ] || [ -f "${unit_map}" ] || die "unit map ${unit_map} not found (--unit_map)"
+    hold_lock "${expdir}/judge" "${expdir}/.judge.lock"
+    choose_judges
     local train=${dumpdir}/${train_set} test=${dumpdir}/${first_test_set} which out
-    for which in speaker content; do
+    for which in "${judged_kinds[@]}"; do
         out=${expdir}/judge/${which}
         log "Judge of ${which}: ${train} -> ${out}/ (log: ${out}/train.log)"
         # shellcheck disable=SC2086
@@ -103,13 +132,19 @@ start_judges() {
 
 finish_judges() {
     [ "${judges}" = true ] || return 0
-    local k failed=() names=(speaker content)
-    for k in 0 1; do
-        wait "${judge_pids[${k}]}" || failed+=("${expdir}/judge/${names[${k}]}/train.log")
+    local k failed=()
+    for k in "${!judge_pids[@]}"; do
+        wait "${judge_pids[${k}]}" || failed+=("${expdir}/judge/${judged_kinds[${k}]}/train.log")
     done
     [ ${#failed[@]} -eq 0 ] || die "judge training failed; see ${failed[*]}"
     python -m cdsvae.bin.train_speech_judge --check --config "${judge_conf}" --judge_dir "${expdir}/judge" \
-        --test_data "data/${first_test_set}" || die "a judge missed its gate (above); the judges are kept in ${expdir}/judge"
+        --test_data "data/${first_test_set}" --content "$(content_option)" \
+        || die "a judge missed its gate (above); the judges are kept in ${expdir}/judge"
+}
+
+# true when this run judges content (choose_judges), for the --content option of the tools.
+content_option() {
+    [ "${#judged_kinds[@]}" -eq 2 ] && echo true || echo false
 }
 
 stage_5() {
@@ -137,7 +172,7 @@ stage_5() {
     finish_judges
     if [ "${judges}" = true ]; then
         demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}" --judge_dir "${expdir}/judge" \
-            --data "data/${first_test_set}" ${unit_map:+--unit_map "${unit_map}"}
+            --data "data/${first_test_set}" --content "$(content_option)" ${unit_map:+--unit_map "${unit_map}"}
     else
         demo_step --set "${first_test_set}" --feats "${dumpdir}/${first_test_set}"
     fi
@@ -176,19 +211,21 @@ disentangle_experiments() {
         return
     fi
     require_tool cdsvae.bin.disentangle
-    local tag out pids=() tags=() k failed=() jobs=$((ngpu > 0 ? ngpu : train_jobs))
-    for which in speaker content; do
+    choose_judges
+    local tag out pids=() tags=() k failed=() jobs=$((ngpu > 0 ? ngpu : train_jobs)) what="CTC probes of z and s, judged swaps"
+    for which in "${judged_kinds[@]}"; do
         [ -f "${expdir}/judge/${which}/judge.json" ] || die "${expdir}/judge/${which}/judge.json not found: run stage 5 first"
     done
+    [ "$(content_option)" = true ] || what="swaps judged for the speaker"
     for tag in $(experiment_tags); do
         out=${expdir}/${tag}/disentangle_${first_test_set}
-        log "Disentanglement of ${tag} on ${first_test_set}: CTC probes of z and s, judged swaps (log: ${out}/disentangle.log)"
+        log "Disentanglement of ${tag} on ${first_test_set}: ${what} (log: ${out}/disentangle.log)"
         # shellcheck disable=SC2086
         ${gpu_cmd} --gpu "${job_gpus}" "${out}/disentangle.log" \
             python -m cdsvae.bin.disentangle --expdir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
             --config "${judge_conf}" --train_feats "${dumpdir}/${train_set}" --train_data "data/${train_set}" \
             --test_feats "${dumpdir}/${first_test_set}" --test_data "data/${first_test_set}" --outdir "${out}" \
-            --device "${device}" ${unit_map:+--unit_map "${unit_map}"} &
+            --device "${device}" --content "$(content_option)" ${unit_map:+--unit_map "${unit_map}"} &
         pids+=("$!")
         tags+=("${tag}")
         while [ "$(jobs -rp | wc -l)" -ge "${jobs}" ]; do sleep 1; done

@@ -24,6 +24,7 @@ stage_5() {
     log "Stage 5: judge classifier: data/${train_set}, data/${first_test_set} -> ${expdir}/judge/ (log: ${expdir}/judge/train_judge.log)"
     require_tool cdsvae.bin.train_judge
     check_experiments
+    hold_lock "${expdir}/judge" "${expdir}/.judge.lock"
     # shellcheck disable=SC2086
     ${gpu_cmd} --gpu "${job_gpus}" "${expdir}/judge/train_judge.log" \
         python -m cdsvae.bin.train_judge --train "data/${train_set}" --test "data/${first_test_set}" \

@@ -1,0 +1,1 @@
+../../TEMPLATE/cdsvae1/cdsvae.sh
