@@ -37,19 +37,19 @@ def test_tables_rows_references_and_paired_differences(tmp_path):
     for kind, ev in (("speaker", {"eer": 0.0123, "min_dcf": 0.1}), ("content", {"error_rate": 0.1263})):
         (judge / kind).mkdir(parents=True)
         (judge / kind / "judge.json").write_text(json.dumps({"description": f"the {kind} judge", "eval": {"test": ev}}))
-    table = disentanglement_table(rows, "test", judge)
+    table = disentanglement_table(rows, "test", judge).markdown()
     assert "| C-DSVAE | cdsvae_seed1 | 5.00 | 30.00 | 31.00 | 100.00 | 0.710 ± 0.014 | 51.00 ± 1.41 |" in table
     assert "| speaker judge (supervised reference) | judge/speaker | 1.23 |" in table
     assert "| content judge (supervised reference) | judge/content | | | 12.63 (on the audio) |" in table
     assert "speaker: the speaker judge; content: the content judge." in table
-    by_seed = seed_disentanglement_table(rows, "test")
+    by_seed = seed_disentanglement_table(rows, "test").markdown()
     assert "| C-DSVAE | cdsvae (3 seeds) | 5.00 ± 0.00 | 30.00 ± 0.00 | 30.17 ± 1.89 |" in by_seed
-    diff = disentanglement_difference_table(rows, "test")
+    diff = disentanglement_difference_table(rows, "test").markdown()
     # content error: C-DSVAE lower by 10 +- noise in every seed; z probe: opposite noise, no difference overall
     assert "| cdsvae - dsvae | swap content error (%) | 3 | " in diff
     content_row = next(line for line in diff.splitlines() if "swap content error" in line)
     assert "3/3" in content_row and "C-DSVAE better" in content_row
     z_row = next(line for line in diff.splitlines() if "unit error z" in line)
     assert "within noise" in z_row
-    assert "| cdsvae_seed2 | 0.710 ± 0.014 |" in swap_detail_table(rows, "test")
-    assert disentanglement_table(rows[:0], "test", judge) == "" and disentanglement_difference_table(rows[:2], "test") == ""
+    assert "| cdsvae_seed2 | 0.710 ± 0.014 |" in swap_detail_table(rows, "test").markdown()
+    assert disentanglement_table(rows[:0], "test", judge) is None and disentanglement_difference_table(rows[:2], "test") is None
