@@ -6,7 +6,9 @@ Reads ``<exp>/config.yaml``, ``<exp>/emb_<set>/``, ``<exp>/score_<set>/`` and th
 index ``<exp>/demo/demo.json``; writes each experiment's report, named after --out (``<exp>/RESULTS.md``,
 ``<exp>/RESULTS_<set>.md``, ...), with DET curves and t-SNE plots under ``<exp>/report/<set>/`` and
 links to the demo's wav files (made beforehand by ``python -m cdsvae.bin.make_demo``), and the
-comparison table at --out. No model is loaded.
+comparison table at --out. Each Markdown report has its HTML page next to it (``index.html`` for
+RESULTS.md, ``index_<set>.html`` for RESULTS_<set>.md): the same tables, the figures, and the demo
+with audio players. No model is loaded.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not d.is_dir():
             raise UserError(f"{d}: experiment directory not found")
 
-    from cdsvae.eval.report import write_recipe_report
+    from cdsvae.eval.report import html_name, write_recipe_report
     from cdsvae.eval.tables import results_table
 
     results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo,
                                   command=args.command)
-    print(results_table(results), end="")
-    print(f"wrote {args.out}")
+    print(results_table(results).markdown(), end="")
+    print(f"wrote {args.out} and {args.out.with_name(html_name(args.out.name))}")
     return 0
 
 

@@ -26,11 +26,13 @@ def relative_link(path: Path, start: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class Measure:
-    """A table cell showing a mean ± std (``text``), with the two numbers in the units shown."""
+    """A table cell showing a mean ± std (``text``), with the two numbers in the units shown and
+    the number of decimals shown."""
 
     text: str
     mean: float
     sd: float
+    digits: int = 2
 
     def __str__(self) -> str:
         return self.text
@@ -71,7 +73,8 @@ class Table:
 
     def best(self) -> set[tuple[int, int]]:
         """(row, column) of each column's best mean where it is beyond noise: its mean ± std
-        interval overlaps no other row's. Only columns of Measures with a direction count."""
+        interval overlaps no other row's, and the means differ as shown. Only columns of Measures
+        with a direction count."""
         out = set()
         for j, col in enumerate(self.columns):
             cells = [(i, r[j]) for i, r in enumerate(self.rows) if j < len(r) and isinstance(r[j], Measure)]
@@ -79,7 +82,8 @@ class Table:
                 continue
             sign = 1.0 if col.better == LOWER else -1.0
             i_best, top = min(cells, key=lambda c: sign * c[1].mean)
-            if all(abs(top.mean - m.mean) > top.sd + m.sd for i, m in cells if i != i_best):
+            if all(abs(top.mean - m.mean) > top.sd + m.sd and round(top.mean, top.digits) != round(m.mean, m.digits)
+                   for i, m in cells if i != i_best):
                 out.add((i_best, j))
         return out
 

@@ -28,7 +28,12 @@ from cdsvae.io import atomic_write_text
 
 REPORT_SUBDIR = "report"
 DET_CAPTION = "DET curves of s and z"
+DET_EXPLAIN = ("Miss against false-alarm rate of cosine scoring over all test pairs, on normal-deviate axes: the "
+               "s curve should hug the bottom-left corner (s tells speakers apart: low EER), the z curve should lie "
+               "near the top-right diagonal (z carries no speaker: EER near 50%)")
 TSNE_CAPTION = "t-SNE of s and z coloured by speaker"
+TSNE_EXPLAIN = ("2-D t-SNE maps of the test utterances: better is one tight cluster per speaker in the s panel "
+                "and the speakers mixed together in the z panel")
 
 
 def experiment_figures(result: ExperimentResult, test_set: str, outdir: Path) -> list[Figure]:
@@ -50,14 +55,15 @@ def experiment_figures(result: ExperimentResult, test_set: str, outdir: Path) ->
     for factor, eer in (("s", result.eer_s), ("z", result.eer_z)):
         scores = read_scores(score_dir / f"scores_{factor}", trials)
         curves[f"{factor} (EER {100 * eer:.2f}%)"] = det_curve(scores[trials.target], scores[~trials.target])
-    figures.append(Figure(DET_CAPTION, plot_det(curves, outdir / "det.png", title=expdir.name)))
+    figures.append(Figure(DET_CAPTION, plot_det(curves, outdir / "det.png", title=expdir.name), DET_EXPLAIN))
 
     emb_dir = expdir / f"emb_{test_set}"
     utt2spk = read_utt2spk(emb_dir / "utt2spk")
     utts = sorted(utt2spk)
     matrices = {f: load_embedding_matrix(emb_dir / f"{f}.scp", utts) for f in ("s", "z")}
     speakers = [utt2spk[u] for u in utts]
-    figures.append(Figure(TSNE_CAPTION, plot_tsne(matrices, speakers, outdir / "tsne.png", expdir.name)))
+    figures.append(Figure(TSNE_CAPTION, plot_tsne(matrices, speakers, outdir / "tsne.png", expdir.name),
+                          TSNE_EXPLAIN))
     return figures
 
 

@@ -49,7 +49,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> Measure:
     """Mean ± std of ``scale * values`` as a table cell."""
     m, sd = mean_std([scale * x for x in values])
-    return Measure(f"{m:.{digits}f} ± {sd:.{digits}f}", m, sd)
+    return Measure(f"{m:.{digits}f} ± {sd:.{digits}f}", m, sd, digits)
 
 
 def group_results(results: Iterable[ExperimentResult]) -> dict[str, list[ExperimentResult]]:

@@ -28,7 +28,8 @@ from cdsvae.io import atomic_write_text
 def _fmt(r: Mapping | None, scale: float = 1.0, digits: int = 2) -> Measure | str:
     if not r:
         return "-"
-    return Measure(f"{scale * r['mean']:.{digits}f} ± {scale * r['std']:.{digits}f}", scale * r["mean"], scale * r["std"])
+    m, sd = scale * r["mean"], scale * r["std"]
+    return Measure(f"{m:.{digits}f} ± {sd:.{digits}f}", m, sd, digits)
 
 
 def _col(title: str, better: str | None = None) -> Column:

@@ -11,9 +11,6 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from _browser import PageCheck, browser_paths, open_page
 
 
@@ -63,17 +60,3 @@ def test_sprites_results_pages_in_chromium(sprites_recipe):
         assert {f"{tag}/demo/swap_grid.png", f"{tag}/demo/samples.png"} <= srcs(page), tag
     assert page.audio == []
     check_page(exp / "cdsvae_cpu" / "index.html", "sprites_cdsvae_cpu")
-
-
-@pytest.mark.parametrize("present", [True, False])
-def test_best_value_is_bold_only_beyond_noise(tmp_path, present):
-    """The page marks a column's best mean ± std only when its interval overlaps no other row's."""
-    from cdsvae.eval.document import Column, Document, Measure, Table
-    from cdsvae.eval.html import render_page
-
-    apart = Measure("2.00 ± 0.50", 2.0, 0.5) if present else Measure("2.00 ± 1.50", 2.0, 1.5)
-    table = Table([Column("system"), Column("EER s (%)", True, "lower")],
-                  [["C-DSVAE", apart], ["DSVAE", Measure("4.00 ± 1.00", 4.0, 1.0)]])
-    html = render_page(Document("t", [table], tmp_path))
-    assert ('<td class="num best">' + apart.text + "</td>" in html) == present
-    assert np.sum([line.count('class="num best"') for line in html.splitlines()]) == (1 if present else 0)
