@@ -87,6 +87,7 @@ class RecipeRun:
 
 
 def first_run(root: Path, recipe: str, args: tuple[str, ...], judges: str | None = None) -> RecipeRun:
+    (root / "tree").mkdir()
     rdir = make_tree(root / "tree", recipe)
     if judges is not None:
         (rdir / "conf" / "judges_tiny.yaml").write_text(judges)
