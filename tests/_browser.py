@@ -93,9 +93,12 @@ def open_page(page: Path, width: int = 1280) -> PageCheck:
             height = driver.execute_script("return document.documentElement.scrollHeight")
             driver.set_window_size(width, min(int(height) + 100, 16000))
             screenshot = driver.get_screenshot_as_png()
-            driver.set_window_size(PHONE_WIDTH, 800)
-            overflow = driver.execute_script(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            # a phone: its width, and the page's viewport meta honoured as a mobile browser does
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": PHONE_WIDTH, "height": 800, "deviceScaleFactor": 1, "mobile": True})
+            inner, overflow = driver.execute_script(
+                "return [window.innerWidth, document.documentElement.scrollWidth - window.innerWidth]")
+            assert inner == PHONE_WIDTH, f"phone emulation gave a {inner} px wide window"
             errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         finally:
             driver.quit()

@@ -148,6 +148,10 @@ def test_reports_of_two_sets_do_not_overwrite_each_other(tmp_path):
     dev = (exp / "RESULTS_dev.md").read_text()
     assert "| 25.00 | 50.00 |" in dev and "(dev set)" in dev
     assert "(cdsvae/RESULTS_dev.md)" in (tmp_path / "RESULTS_dev.md").read_text()
+    # and so do their pages: index.html and index_dev.html, each linking its own set's pages
+    assert ">25.00</td>" in (exp / "index_dev.html").read_text() and ">5.00</td>" in (exp / "index.html").read_text()
+    assert 'href="cdsvae/index_dev.html"' in (tmp_path / "index_dev.html").read_text()
+    assert 'href="cdsvae/index.html"' in (tmp_path / "index.html").read_text()
 
 
 def _seeded(root, tag, weights, seed, eer_s, eer_z, mean_norm=None):
