@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from cdsvae.errors import UserError
-from cdsvae.eval.document import DemoBlock, Figure, Sound, markdown_lines, relative_link
+from cdsvae.eval.document import DemoBlock, Figure, Sound, markdown_lines
 from cdsvae.io import atomic_write_text
 
 DEMO_SUBDIR = "demo"
@@ -131,6 +131,3 @@ def demo_lines(expdir: str | os.PathLike, relative_to: str | os.PathLike, how: s
     """Markdown of an experiment's demo (:func:`demo_block`); ``relative_to`` is the directory of the
     markdown file."""
     return markdown_lines(demo_block(expdir, how), Path(relative_to))
-
-
-__all__ = ["Demo", "demo_block", "demo_dir", "demo_lines", "read_demo", "relative_link", "write_demo"]

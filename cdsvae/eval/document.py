@@ -176,7 +176,8 @@ Block = Union[Heading, Paragraph, Bullets, Code, Environment, Table, Figures, De
 
 @dataclass
 class Document:
-    """A report: its title, blocks, and the directory it is written to (links are relative to it)."""
+    """A report: its title, blocks, and the directory it is written to (links are relative to it).
+    ``trailing_newline`` ends the Markdown with one more newline, as the video reports always have."""
 
     title: str
     blocks: list[Block] = field(default_factory=list)

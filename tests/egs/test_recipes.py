@@ -56,6 +56,8 @@ def test_mini_speech_recipe_end_to_end(mini_recipe):
     assert list((rdir / "exp").glob("*/demo/*.wav")), "no listening demo"
     for tag in tags:
         assert "](demo/A_content_B_speaker.wav)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
+        assert 'src="demo/A_content_B_speaker.wav"' in (rdir / "exp" / tag / "index.html").read_text(), tag
+    assert "page with figures and demos: exp/index.html" in log and (rdir / "exp" / "index.html").is_file()
     # Training already finished: running stage 4 again resumes at the end and trains no more.
     before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
     run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
@@ -137,6 +139,7 @@ def test_sprites_video_recipe_end_to_end(sprites_recipe):
     assert list((rdir / "exp").glob("*/demo/swap_grid.png")), "no swap grids"
     for tag in ("cdsvae_cpu", "dsvae_cpu"):
         assert "](demo/swap_grid.png)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
+        assert f'src="{tag}/demo/swap_grid.png"' in (rdir / "exp" / "index.html").read_text(), tag
 
 
 @pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "sprites", "smmnist"])
