@@ -9,6 +9,7 @@ players; a table marks the best mean of a column in bold only where it is beyond
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,7 @@ _KINDS = ((Heading, "heading"), (Paragraph, "paragraph"), (Bullets, "bullets"), 
           (Experiments, "experiments"))
 
 
+@functools.lru_cache(maxsize=1)
 def _environment():
     import jinja2
     from markupsafe import Markup, escape

@@ -140,8 +140,9 @@ def listening_demo(
         f"{segs[a].shape[0]} segments of {segment_frames} frames. s is averaged over each utterance's segments, "
         "z is kept per frame. Decoded log-mel frames are turned into audio with Griffin-Lim "
         f"({n_iter} iterations), so all files share its artefacts; compare them with the *_input.wav references. "
-        "Each picture shows the decoded log-mel frames the audio is made from (time across, mel bins up, one "
-        "colour scale for the whole demo)."
+        "Each picture shows the log-mel frames the audio is made from (time across, mel bins up, one colour "
+        "scale for the whole demo): better when a reconstruction looks like its *_input picture and a swap "
+        "keeps the timing and formant tracks of the utterance whose words it carries."
     )
     return Demo("speech", files, note, test_set, images)
 
