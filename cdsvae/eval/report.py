@@ -127,23 +127,35 @@ def experiment_document(
     return doc
 
 
+def experiment_report(expdir: str | os.PathLike, test_set: str = "test", plots: bool = True,
+                      demo: bool = True) -> tuple[ExperimentResult, Document]:
+    """The report of ``expdir`` (drawing its figures under ``<expdir>/report/<set>``), with the demo
+    of ``<expdir>/demo``."""
+    expdir = Path(expdir)
+    result = load_experiment(expdir, test_set)
+    figures = experiment_figures(result, test_set, expdir / REPORT_SUBDIR / test_set) if plots else []
+    block = demo_block(expdir, how=f" --set {test_set}") if demo else None
+    return result, experiment_document(result, figures, block, test_set)
+
+
+def write_report(doc: Document, path: Path) -> Path:
+    """``doc`` as Markdown at ``path`` and as a page next to it (:func:`html_name`)."""
+    atomic_write_text(path, doc.markdown())
+    write_page(path.with_name(html_name(path.name)), doc)
+    return path
+
+
 def write_experiment_report(
     expdir: str | os.PathLike,
     test_set: str = "test",
     plots: bool = True,
     demo: bool = True,
     name: str = "RESULTS.md",
-) -> tuple[ExperimentResult, Document]:
-    """Write ``<expdir>/<name>`` and its page ``<expdir>/<html name>`` (plus figures under
-    ``<expdir>/report/<set>``), with the demo of ``<expdir>/demo``."""
-    expdir = Path(expdir)
-    result = load_experiment(expdir, test_set)
-    figures = experiment_figures(result, test_set, expdir / REPORT_SUBDIR / test_set) if plots else []
-    block = demo_block(expdir, how=f" --set {test_set}") if demo else None
-    doc = experiment_document(result, figures, block, test_set)
-    atomic_write_text(expdir / name, doc.markdown())
-    write_page(expdir / html_name(name), doc)
-    return result, doc
+) -> tuple[ExperimentResult, Path]:
+    """Write ``<expdir>/<name>`` and its page (``index.html`` for RESULTS.md), plus figures under
+    ``<expdir>/report/<set>``, with the demo of ``<expdir>/demo``."""
+    result, doc = experiment_report(expdir, test_set, plots, demo)
+    return result, write_report(doc, Path(expdir) / name)
 
 
 def html_name(markdown_name: str) -> str:
@@ -217,9 +229,9 @@ def write_recipe_report(
     if not expdirs:
         raise UserError("no experiment directories given")
     out = Path(out)
-    written = [write_experiment_report(d, test_set, plots, demo, out.name) for d in expdirs]
-    results = [r for r, _ in written]
-    doc = recipe_document(results, out, test_set, command, [d for _, d in written])
-    atomic_write_text(out, doc.markdown())
-    write_page(out.with_name(html_name(out.name)), doc)
+    reports = [experiment_report(d, test_set, plots, demo) for d in expdirs]
+    for result, doc in reports:
+        write_report(doc, result.expdir / out.name)
+    results = [r for r, _ in reports]
+    write_report(recipe_document(results, out, test_set, command, [d for _, d in reports]), out)
     return results
