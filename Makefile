@@ -1,5 +1,6 @@
 # The two commands of README.md, plus the benchmarks.
-#   make demo    build the environment if missing, run the embedded mini recipe, print its table
+#   make demo    build the environment if missing, run the embedded mini recipe, print its table and
+#                the path of its results page (exp/index.html: tables, plots, listening demo)
 #   make test    build the environment if missing, run the whole test suite
 #   make bench   run every benchmark under bench/ (prints ratios against named baselines)
 SHELL := /bin/bash
@@ -11,6 +12,7 @@ env:
 
 demo: env
 	cd egs/mini/cdsvae1 && ./run.sh && cat exp/RESULTS.md
+	@echo "Results page: $(CURDIR)/egs/mini/cdsvae1/exp/index.html"
 
 test: env
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -p no:cacheprovider tests

@@ -71,7 +71,7 @@ def test_swap_equals_the_stage_7_listening_demo(speech, tmp_path):
     from cdsvae.eval.speech_demo import listening_demo
 
     exp, packed, wavs = speech
-    files, _ = listening_demo(exp, "test", tmp_path / "demo", n_iter=4)
+    files = listening_demo(exp, "test", tmp_path / "demo", n_iter=4).files
     demo = {p.name: p for _, p in files}
     model = Disentangler.from_packed(packed, n_iter=4)
     swap = model.swap(content=wavs["spkA_u0"], speaker=wavs["spkB_u0"])  # the demo's A and B

@@ -6,6 +6,9 @@
 #   tools/install.sh --with-slurm         also install Slurm and munge (apt, as root), so that the
 #                                         tests marked `slurm` run utils/run_slurm.sh and srun on a
 #                                         one-node cluster of this machine instead of skipping
+#   tools/install.sh --with-browser       also install Debian's chromium and chromium-driver (apt, as root),
+#                                         so that the results-page test opens exp/index.html in headless
+#                                         Chromium instead of skipping
 #
 # Two layers:
 #   * a dependency environment (torch, torchaudio, pyworld, ...; several GB) under
@@ -24,10 +27,12 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 log() { echo "[tools/install.sh] $*" >&2; }
 
 with_slurm=false
+with_browser=false
 for arg in "$@"; do
     case "$arg" in
         --with-slurm) with_slurm=true ;;
-        *) log "unknown option $arg (usage: tools/install.sh [--with-slurm])"; exit 2 ;;
+        --with-browser) with_browser=true ;;
+        *) log "unknown option $arg (usage: tools/install.sh [--with-slurm] [--with-browser])"; exit 2 ;;
     esac
 done
 
@@ -79,6 +84,18 @@ check_slurm() {
         apt_install slurm-wlm munge || log "--with-slurm: apt-get could not install slurm-wlm and munge: the slurm tests will skip"
     else
         log "--with-slurm: not installing Slurm (${missing[*]} missing; needs root and apt-get): the slurm tests will skip"
+    fi
+}
+
+# Headless Chromium and its WebDriver for the results-page test (selenium is in requirements.txt);
+# asked for explicitly, so failing to install them is an error.
+check_browser() {
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
+    if can_apt_install; then
+        apt_install chromium chromium-driver
+    else
+        log "--with-browser: chromium and chromedriver are missing; install them as root: apt-get install chromium chromium-driver"
+        return 1
     fi
 }
 
@@ -140,6 +157,7 @@ venv_stamp() {
 
 check_system_tools
 [ "$with_slurm" = false ] || check_slurm
+[ "$with_browser" = false ] || check_browser
 [ -x "$deps/bin/python" ] || build_deps
 if [ ! -f "$venv/.cdsvae-deps" ] || [ "$(cat "$venv/.cdsvae-deps")" != "$(venv_stamp)" ] \
         || ! "$venv/bin/python" -c 'import cdsvae, torch' >/dev/null 2>&1; then

@@ -8,7 +8,9 @@ index ``<exp>/demo/demo.json``; writes each experiment's report, named after --o
 links to the demo's wav files (made beforehand by ``python -m cdsvae.bin.make_demo``), and the
 comparison table at --out, and prints the speaker-verification table and, when stage 6 measured
 them, the disentanglement tables (a corpus without transcripts keeps every speaker-side figure
-there and marks content as not measured). No model is loaded.
+there and marks content as not measured). Each Markdown report has its HTML page next to it
+(``index.html`` for RESULTS.md, ``index_<set>.html`` for RESULTS_<set>.md): the same tables, the
+figures, and the demo with audio players. No model is loaded.
 """
 
 from __future__ import annotations
@@ -40,17 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"{d}: experiment directory not found")
 
     from cdsvae.eval.disentangle_tables import disentanglement_table, swap_detail_table
-    from cdsvae.eval.report import write_recipe_report
+    from cdsvae.eval.report import html_name, write_recipe_report
     from cdsvae.eval.tables import results_table
 
     results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo,
                                   command=args.command)
-    print(results_table(results), end="")
+    print(results_table(results).markdown(), end="")
     table = disentanglement_table(results, args.test_set, results[0].expdir.parent / "judge")
-    if table:
-        print(f"\nDisentanglement ({args.test_set} set):\n{table}\n{swap_detail_table(results, args.test_set)}",
+    if table is not None:
+        detail = swap_detail_table(results, args.test_set)
+        print(f"\nDisentanglement ({args.test_set} set):\n{table.markdown()}\n{detail.markdown() if detail else ''}",
               end="")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and {args.out.with_name(html_name(args.out.name))}")
     return 0
 
 

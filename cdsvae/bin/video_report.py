@@ -2,10 +2,11 @@
 
     python -m cdsvae.bin.video_report --out RESULTS.md exp/cdsvae exp/dsvae
 
-For every experiment dir with a judge_results.json: ``RESULTS.md`` with its judge tables and the
-pictures of its demo dir (``demo/swap_grid.png``, ``demo/swap_grid_frame0.png``,
+For every experiment dir with a judge_results.json: ``RESULTS.md`` and its page ``index.html`` with
+its judge tables and the pictures of its demo dir (``demo/swap_grid.png``, ``demo/swap_grid_frame0.png``,
 ``demo/samples.png``, made by ``python -m cdsvae.bin.make_demo --expdir <exp> --data <test split>``);
-``--out`` gets the side-by-side tables of all of them. Nothing is recomputed: no model is loaded.
+``--out`` gets the side-by-side tables of all of them, and ``index.html`` next to it the same with
+every experiment's pictures. Nothing is recomputed: no model is loaded.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def main(argv=None) -> int:
     write_video_reports(args.exp_dirs, args.out, args.title, args.command)
     for d in args.exp_dirs:
         if (Path(d) / "judge_results.json").is_file():
-            print(f"video_report: wrote {Path(d) / 'RESULTS.md'}")
+            print(f"video_report: wrote {Path(d) / 'RESULTS.md'} and {Path(d) / 'index.html'}")
     if args.out:
-        print(f"video_report: wrote {args.out}")
+        print(f"video_report: wrote {args.out} and {Path(args.out).with_name('index.html')}")
     return 0
 
 

@@ -4,7 +4,9 @@ The demo step (``python -m cdsvae.bin.make_demo``, with :mod:`cdsvae.eval.speech
 :mod:`cdsvae.eval.video_demo`) writes its files there together with ``demo.json``::
 
     {"kind": "speech" | "video", "source": "<set or data dir>", "note": "<text>",
-     "files": [{"file": "<name>", "caption": "<text>"}, ...]}
+     "files": [{"file": "<name>", "caption": "<text>", "image": "<name>"}, ...]}
+
+(``image``, optional: a picture of a speech file's log-mel frames, shown next to its player.)
 
 A demo that cannot be made (a single speaker, no feature options) has no files and a note
 saying why. Reports read the index and link the files; they never make a demo themselves.
@@ -18,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from cdsvae.errors import UserError
+from cdsvae.eval.document import DemoBlock, Figure, Sound, markdown_lines
 from cdsvae.io import atomic_write_text
 
 DEMO_SUBDIR = "demo"
@@ -27,12 +30,14 @@ KINDS = ("speech", "video")
 
 @dataclass(frozen=True)
 class Demo:
-    """What the demo step left in a demo directory: (caption, path) pairs and a note."""
+    """What the demo step left in a demo directory: (caption, path) pairs, a note, and the
+    pictures of some files (file name -> image path)."""
 
     kind: str
     files: list[tuple[str, Path]] = field(default_factory=list)
     note: str = ""
     source: str = ""
+    images: dict[str, Path] = field(default_factory=dict)
 
 
 def demo_dir(expdir: str | os.PathLike) -> Path:
@@ -53,12 +58,19 @@ def write_demo(outdir: str | os.PathLike, demo: Demo) -> Path:
         path = Path(path)
         if path.parent.resolve() != outdir.resolve():
             raise ValueError(f"{path}: demo files must be written in {outdir}")
-        entries.append({"file": path.name, "caption": caption})
+        entry = {"file": path.name, "caption": caption}
+        image = demo.images.get(path.name)
+        if image is not None:
+            if Path(image).parent.resolve() != outdir.resolve():
+                raise ValueError(f"{image}: demo files must be written in {outdir}")
+            entry["image"] = Path(image).name
+        entries.append(entry)
     index = outdir / DEMO_INDEX
     if index.is_file():
-        keep = {e["file"] for e in entries}
+        keep = {e[k] for e in entries for k in ("file", "image") if k in e}
         with contextlib.suppress(UserError):
-            for _, old in read_demo_index(index).files:
+            old_demo = read_demo_index(index)
+            for old in [p for _, p in old_demo.files] + list(old_demo.images.values()):
                 if old.name not in keep:
                     old.unlink(missing_ok=True)
     text = json.dumps({"kind": demo.kind, "source": demo.source, "note": demo.note, "files": entries}, indent=2)
@@ -72,8 +84,9 @@ def read_demo_index(index: str | os.PathLike) -> Demo:
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
         files = [(str(e["caption"]), index.parent / str(e["file"])) for e in data["files"]]
+        images = {str(e["file"]): index.parent / str(e["image"]) for e in data["files"] if e.get("image")}
         return Demo(kind=str(data["kind"]), files=files, note=str(data.get("note", "")),
-                    source=str(data.get("source", "")))
+                    source=str(data.get("source", "")), images=images)
     except json.JSONDecodeError as e:
         raise UserError(f"{index}: not valid JSON ({e.msg}, line {e.lineno}); rerun the demo step") from None
     except (KeyError, TypeError, AttributeError) as e:
@@ -89,7 +102,7 @@ def read_demo(expdir: str | os.PathLike) -> Demo | None:
     if not index.is_file():
         return None
     demo = read_demo_index(index)
-    for _, path in demo.files:
+    for path in [p for _, p in demo.files] + list(demo.images.values()):
         if not path.is_file():
             raise UserError(f"{index} lists {path.name}, which is missing; rerun the demo step")
     return demo
@@ -100,26 +113,21 @@ def no_demo_note(expdir: str | os.PathLike, how: str = "") -> str:
     return f"No demo (run the demo step: `python -m cdsvae.bin.make_demo --expdir {expdir}{how}`)."
 
 
-def demo_lines(expdir: str | os.PathLike, relative_to: str | os.PathLike, how: str = "") -> list[str]:
-    """Markdown of an experiment's demo: the note, then links to wav files or PNG images inline.
+def demo_block(expdir: str | os.PathLike, how: str = "") -> DemoBlock:
+    """An experiment's demo as a report block: the note, then wav files (speech) or images (video).
 
-    ``relative_to`` is the directory of the markdown file; ``how`` is appended to the command
-    shown when there is no demo (e.g. ``" --set test"``).
+    ``how`` is appended to the command shown when there is no demo (e.g. ``" --set test"``).
     """
     demo = read_demo(expdir)
     if demo is None:
-        return [no_demo_note(expdir, how), ""]
-    out = [demo.note, ""] if demo.note else []
+        return DemoBlock(missing=no_demo_note(expdir, how))
     if demo.kind == "video":
-        out += [f"![{caption}]({relative_link(path, relative_to)})" for caption, path in demo.files]
-    else:
-        out += [f"- [{path.name}]({relative_link(path, relative_to)}): {caption}" for caption, path in demo.files]
-    if demo.files:
-        out.append("")
-    return out
+        return DemoBlock(demo.note, figures=[Figure(caption, path) for caption, path in demo.files])
+    return DemoBlock(demo.note, sounds=[Sound(caption, path, demo.images.get(path.name))
+                                        for caption, path in demo.files])
 
 
-def relative_link(path: Path, start: str | os.PathLike) -> str:
-    """``path`` relative to ``start``, with forward slashes: a markdown link from a report."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
-
+def demo_lines(expdir: str | os.PathLike, relative_to: str | os.PathLike, how: str = "") -> list[str]:
+    """Markdown of an experiment's demo (:func:`demo_block`); ``relative_to`` is the directory of the
+    markdown file."""
+    return markdown_lines(demo_block(expdir, how), Path(relative_to))

@@ -1,4 +1,4 @@
-"""Markdown tables of the speech disentanglement metrics (stage 6, :mod:`cdsvae.bin.disentangle`)
+"""The tables of the speech disentanglement metrics (stage 6, :mod:`cdsvae.bin.disentangle`)
 next to the EERs, with the judges of the recipe as reference rows.
 
 Read from ``<exp>/disentangle_<set>/results.json`` and ``<judge dir>/{speaker,content}/judge.json``;
@@ -18,16 +18,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cdsvae.errors import UserError
+from cdsvae.eval.document import HIGHER, LOWER, Column, Measure, Table
 from cdsvae.eval.results import ExperimentResult
-from cdsvae.eval.tables import group_results, mean_std, paired_p_value
+from cdsvae.eval.tables import group_results, mean_std, paired_p_value, pm
 
-HEADER = ("| system | experiment | EER s (%) | EER z (%) | unit error z (%) | unit error s (%) "
-          "| swap speaker score | swap content error (%) |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
-DETAIL_HEADER = ("| experiment | swap (s_A, z_B): closer to A | swap: content error vs B (%) "
-                 "| random s (s ~ p(s), z_B): closer to B | random s: content error vs B (%) "
-                 "| random z (s_A, z ~ p(z)): closer to A | random z: content error vs B (%) "
-                 "| reconstruction of B: content error (%) | reconstruction of B: closer to B "
-                 "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+COLUMNS = (Column("system"), Column("experiment"), Column("EER s (%)", True, LOWER), Column("EER z (%)", True, HIGHER),
+           Column("unit error z (%)", True, LOWER), Column("unit error s (%)", True, HIGHER),
+           Column("swap speaker score", True, HIGHER), Column("swap content error (%)", True, LOWER))
+DETAIL_COLUMNS = (Column("experiment"), Column("swap (s_A, z_B): closer to A", True, HIGHER),
+                  Column("swap: content error vs B (%)", True, LOWER),
+                  Column("random s (s ~ p(s), z_B): closer to B", True),
+                  Column("random s: content error vs B (%)", True),
+                  Column("random z (s_A, z ~ p(z)): closer to A", True, HIGHER),
+                  Column("random z: content error vs B (%)", True, HIGHER),
+                  Column("reconstruction of B: content error (%)", True, LOWER),
+                  Column("reconstruction of B: closer to B", True, HIGHER))
 EXPLAIN = (
     "Unit error z / s: a CTC probe trained on the training set to read the unit transcript from z_1:T, or "
     "from s repeated at every frame, scored on the test set (low for z, high for s is disentangled). Swap: "
@@ -51,13 +56,10 @@ def load_disentanglement(expdir: str | os.PathLike, test_set: str) -> dict[str, 
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
 
 
-def _pm(values: Sequence[float] | None, scale: float = 100.0, digits: int = 2) -> str:
+def _pm(values: Sequence[float | None] | None, scale: float = 100.0, digits: int = 2) -> Measure | str:
     if values is None or any(v is None for v in values):
         return NOT_MEASURED
-    if not values:
-        return "n/a"
-    m, sd = mean_std([scale * v for v in values])
-    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+    return pm(values, scale, digits) if values else "n/a"
 
 
 def _pct(value: float | None) -> str:
@@ -98,35 +100,35 @@ def _judges(judge_dir: Path | None, test_set: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def speaker_judge_sv_row(judge_dir: str | os.PathLike | None, test_set: str) -> str:
-    """The speaker judge as a row of the speaker-verification table (its columns), or ""."""
+def speaker_judge_sv_row(judge_dir: str | os.PathLike | None, test_set: str) -> list[str] | None:
+    """The speaker judge as a row of the speaker-verification table (its columns), or None."""
     j = _judges(Path(judge_dir) if judge_dir else None, test_set).get("speaker")
     if j is None:
-        return ""
+        return None
     n_t, n_n = j.get("n_target", 0), j.get("n_nontarget", 0)
-    return (f"| speaker judge (supervised reference) | judge/speaker | {100 * j['eer']:.2f} "
-            f"| | | {j['min_dcf']:.4f} | | {n_t + n_n} ({n_t}/{n_n}) |\n")
+    return ["speaker judge (supervised reference)", "judge/speaker", f"{100 * j['eer']:.2f}", "", "",
+            f"{j['min_dcf']:.4f}", "", f"{n_t + n_n} ({n_t}/{n_n})"]
 
 
-def judge_rows(judge_dir: Path | None, test_set: str, content: bool = True) -> str:
+def judge_rows(judge_dir: Path | None, test_set: str, content: bool = True) -> list[list[str]]:
     """The judges as reference rows; without ``content`` (no transcripts) the content judge's row
     says it was not trained."""
     j = _judges(judge_dir, test_set)
-    lines = ""
+    rows = []
     if "speaker" in j:
-        lines += (f"| speaker judge (supervised reference) | judge/speaker "
-                  f"| {100 * j['speaker']['eer']:.2f} | | | | | |\n")
+        rows.append(["speaker judge (supervised reference)", "judge/speaker", f"{100 * j['speaker']['eer']:.2f}",
+                     "", "", "", "", ""])
     if not content:
-        lines += f"| content judge (no transcripts: not trained) | | | | {NOT_MEASURED} | | | |\n"
+        rows.append(["content judge (no transcripts: not trained)", "", "", "", NOT_MEASURED, "", "", ""])
     elif "content" in j:
-        lines += (f"| content judge (supervised reference) | judge/content "
-                  f"| | | {100 * j['content']['error_rate']:.2f} (on the audio) | | | |\n")
-    return lines
+        rows.append(["content judge (supervised reference)", "judge/content", "", "",
+                     f"{100 * j['content']['error_rate']:.2f} (on the audio)", "", "", ""])
+    return rows
 
 
 def disentanglement_table(results: Sequence[ExperimentResult], test_set: str,
-                          judge_dir: str | os.PathLike | None = None) -> str:
-    """One row per experiment that has disentanglement metrics, then the judges; "" when none has."""
+                          judge_dir: str | os.PathLike | None = None) -> Table | None:
+    """One row per experiment that has disentanglement metrics, then the judges; None when none has."""
     rows, content = [], True
     for r in group_results(results).values():
         for res in r:
@@ -136,13 +138,13 @@ def disentanglement_table(results: Sequence[ExperimentResult], test_set: str,
             f = row_figures(d)
             content = content and content_measured(d)
             summary = d["swap"]["summary"]
-            rows.append(f"| {res.system} | {res.tag} | {100 * res.eer_s:.2f} | {100 * res.eer_z:.2f} "
-                        f"| {_pct(f['probe_z'])} | {_pct(f['probe_s'])} | {_pm(summary['swap']['speaker'], 1.0, 3)} "
-                        f"| {_pm(_content_draws(summary, 'swap', d))} |\n")
+            rows.append([res.system, res.tag, f"{100 * res.eer_s:.2f}", f"{100 * res.eer_z:.2f}",
+                         _pct(f["probe_z"]), _pct(f["probe_s"]), _pm(summary["swap"]["speaker"], 1.0, 3),
+                         _pm(_content_draws(summary, "swap", d))])
     if not rows:
-        return ""
+        return None
     judge_dir = Path(judge_dir) if judge_dir else None
-    return HEADER + "".join(rows) + judge_rows(judge_dir, test_set, content) + judge_note(judge_dir, test_set, content)
+    return Table(COLUMNS, rows, judge_rows(judge_dir, test_set, content), judge_note(judge_dir, test_set, content))
 
 
 def judge_note(judge_dir: Path | None, test_set: str, content: bool = True) -> str:
@@ -153,10 +155,10 @@ def judge_note(judge_dir: Path | None, test_set: str, content: bool = True) -> s
     if not j:
         return ""
     parts = [f"{kind}: {info['description']}" for kind, info in j.items()]
-    return "\nJudges (trained on the training set, shared by every experiment): " + "; ".join(parts) + ".\n"
+    return "Judges (trained on the training set, shared by every experiment): " + "; ".join(parts) + "."
 
 
-def seed_disentanglement_table(results: Sequence[ExperimentResult], test_set: str) -> str:
+def seed_disentanglement_table(results: Sequence[ExperimentResult], test_set: str) -> Table | None:
     """Mean ± std over the seeds of each experiment group (groups with every seed measured)."""
     lines = []
     for group, rows in group_results(results).items():
@@ -164,11 +166,10 @@ def seed_disentanglement_table(results: Sequence[ExperimentResult], test_set: st
         if len(rows) < 2 or any(d is None for d in ds):
             continue
         figs = [row_figures(d) for d in ds]
-        lines.append(f"| {rows[0].system} | {group} ({len(rows)} seeds) | {_pm([r.eer_s for r in rows])} "
-                     f"| {_pm([r.eer_z for r in rows])} | {_pm([f['probe_z'] for f in figs])} "
-                     f"| {_pm([f['probe_s'] for f in figs])} | {_pm([f['swap_speaker'] for f in figs], 1.0, 3)} "
-                     f"| {_pm([f['swap_content'] for f in figs])} |\n")
-    return HEADER + "".join(lines) if lines else ""
+        lines.append([rows[0].system, f"{group} ({len(rows)} seeds)", _pm([r.eer_s for r in rows]),
+                      _pm([r.eer_z for r in rows]), _pm([f["probe_z"] for f in figs]), _pm([f["probe_s"] for f in figs]),
+                      _pm([f["swap_speaker"] for f in figs], 1.0, 3), _pm([f["swap_content"] for f in figs])])
+    return Table(COLUMNS, lines) if lines else None
 
 
 # (label, figure of row_figures, scale, digits, True when lower is better)
@@ -176,9 +177,9 @@ _DIFF = (("unit error z (%)", "probe_z", 100.0, 2, True), ("unit error s (%)", "
          ("swap speaker score", "swap_speaker", 1.0, 3, False), ("swap content error (%)", "swap_content", 100.0, 2, True))
 
 
-def disentanglement_difference_table(results: Sequence[ExperimentResult], test_set: str) -> str:
+def disentanglement_difference_table(results: Sequence[ExperimentResult], test_set: str) -> Table | None:
     """C-DSVAE minus DSVAE on the disentanglement figures, paired by seed, with a two-sided paired
-    t-test (as the speaker-verification differences); "" without two shared seeds."""
+    t-test (as the speaker-verification differences); None without two shared seeds."""
     groups = group_results(results)
     figs = {g: {r.seed: load_disentanglement(r.expdir, test_set) for r in rows} for g, rows in groups.items()}
     lines = []
@@ -198,15 +199,15 @@ def disentanglement_difference_table(results: Sequence[ExperimentResult], test_s
                 p = paired_p_value(diffs)
                 verdict = (f"within noise (p = {p:.2f})" if p >= 0.05 else
                            f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})")
-                lines.append(f"| {a} - {b} | {label} | {len(seeds)} | {m:+.{digits}f} ± {sd:.{digits}f} "
-                             f"| {better}/{len(seeds)} | {verdict} |\n")
+                lines.append([f"{a} - {b}", label, str(len(seeds)), f"{m:+.{digits}f} ± {sd:.{digits}f}",
+                              f"{better}/{len(seeds)}", verdict])
     if not lines:
-        return ""
-    return ("| compared | metric | seeds | difference (mean ± std) | C-DSVAE better in | verdict |\n"
-            "|---|---|---|---:|---:|---|\n" + "".join(lines))
+        return None
+    return Table((Column("compared"), Column("metric"), Column("seeds"), Column("difference (mean ± std)", True),
+                  Column("C-DSVAE better in", True), Column("verdict")), lines)
 
 
-def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str:
+def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> Table | None:
     """Every variant and reference of the swap protocol, mean ± std over draws."""
     lines = []
     for rows in group_results(results).values():
@@ -215,21 +216,20 @@ def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> str
             if d is None:
                 continue
             s = d["swap"]["summary"]
-            lines.append(
-                f"| {r.tag} | {_pm(s['swap']['speaker'], 1.0, 3)} | {_pm(_content_draws(s, 'swap', d))} "
-                f"| {_pm(s['random_s']['speaker'], 1.0, 3)} | {_pm(_content_draws(s, 'random_s', d))} "
-                f"| {_pm(s['random_z']['speaker'], 1.0, 3)} | {_pm(_content_draws(s, 'random_z', d))} "
-                f"| {_pm(_content_draws(s, 'reconstruction_b', d))} "
-                f"| {_pm(s.get('reconstruction_b', {}).get('speaker', []), 1.0, 3)} |\n")
+            lines.append([r.tag, _pm(s["swap"]["speaker"], 1.0, 3), _pm(_content_draws(s, "swap", d)),
+                          _pm(s["random_s"]["speaker"], 1.0, 3), _pm(_content_draws(s, "random_s", d)),
+                          _pm(s["random_z"]["speaker"], 1.0, 3), _pm(_content_draws(s, "random_z", d)),
+                          _pm(_content_draws(s, "reconstruction_b", d)),
+                          _pm(s.get("reconstruction_b", {}).get("speaker", []), 1.0, 3)])
             refs = (s["input_a"].get("speaker", []), _content_draws(s, "input_b", d))
     if not lines:
-        return ""
+        return None
     content_ref = (f"the content judge's error on B's own input is {_pm(refs[1])} %" if refs[1] is not None
                    else "content is not measured (no transcripts)")
     note = (f"References on the real inputs of the same pairs: the speaker judge places A's own input closer to "
             f"A's speaker in {_pm(refs[0], 1.0, 3)} of the pairs; {content_ref}. Ideal: swap and random z close to 1 "
-            "for the speaker; random s near 0.5 (z_B alone "
-            "does not carry B's voice); content errors of swap and random s near the reconstruction's, random z "
-            "far above it; the reconstruction closer to B shows how much of the voice the decoder keeps when "
-            "nothing is swapped (n/a: results written before it was measured).\n")
-    return DETAIL_HEADER + "".join(lines) + "\n" + note
+            "for the speaker; random s near 0.5 (z_B alone does not carry B's voice); content errors of swap and "
+            "random s near the reconstruction's, random z far above it; the reconstruction closer to B shows how "
+            "much of the voice the decoder keeps when nothing is swapped (n/a: results written before it was "
+            "measured).")
+    return Table(DETAIL_COLUMNS, lines, note=note)

@@ -10,6 +10,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from cdsvae.eval.document import Environment, markdown_lines
+
 
 def git_commit(repo: Path | None = None) -> str:
     """Commit of the code that made the report (``+dirty`` when the tree has changes)."""
@@ -31,19 +33,20 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
 
 
-def environment_header() -> str:
+def environment_items() -> list[tuple[str, str]]:
     """Date, software versions and code version; deliberately no host name."""
     import torch
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    lines = [
-        "## Environment",
-        "",
-        f"- date: {now}",
-        f"- python: {platform.python_version()}",
-        f"- torch: {torch.__version__}",
-        f"- system: {platform.system()} {platform.machine()}",
-        f"- git commit: {git_commit()}",
-        "",
-    ]
-    return "\n".join(lines)
+    return [("date", now), ("python", platform.python_version()), ("torch", torch.__version__),
+            ("system", f"{platform.system()} {platform.machine()}"), ("git commit", git_commit())]
+
+
+def environment() -> Environment:
+    """The environment block of a report."""
+    return Environment(environment_items())
+
+
+def environment_header() -> str:
+    """The environment block in Markdown."""
+    return "\n".join(markdown_lines(environment(), Path(".")))

@@ -1,5 +1,5 @@
-"""Every figure of the reports and demos: DET curves and t-SNE maps (speech), swap grids and
-sequence strips (video), and the PNG writers they share.
+"""Every figure of the reports and demos: DET curves, t-SNE maps and log-mel pictures (speech),
+swap grids and sequence strips (video), and the PNG writers they share.
 
 Drawing only: the inputs are arrays (scores, embeddings, frames, decoded sequences) computed
 elsewhere; nothing here loads a model.
@@ -51,6 +51,22 @@ def plot_det(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out_png: str |
     if title:
         ax.set_title(title)
     return _write_figure(fig, out_png, dpi=120, bbox_inches="tight")
+
+
+def plot_logmel(frames: np.ndarray, out_png: str | os.PathLike, scale: tuple[float, float] | None = None,
+                frame_shift_s: float = 0.01) -> Path:
+    """Log-mel frames (T, n_mels) as an image: time across, mel bins up; ``scale`` fixes the colour
+    range (vmin, vmax) so that the pictures of one demo compare."""
+    plt = _pyplot()
+    x = np.asarray(frames, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 1.9))
+    vmin, vmax = scale if scale is not None else (float(x.min()), float(x.max()))
+    ax.imshow(x.T, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest",
+              extent=(0.0, x.shape[0] * frame_shift_s, 0, x.shape[1]))
+    ax.set_xlabel("time (s)", fontsize=7)
+    ax.set_ylabel("mel bin", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return _write_figure(fig, out_png, dpi=100, bbox_inches="tight")
 
 
 def _write_figure(fig, path: str | os.PathLike, **savefig) -> Path:

@@ -1,6 +1,6 @@
-"""Markdown tables of speech results: one row per experiment, mean ± std over seeds, the
+"""The tables of speech results: one row per experiment, mean ± std over seeds, the
 C-DSVAE - DSVAE difference paired by seed (with its t-test), the checkpoints used, and the
-note on skipped utterances.
+note on skipped utterances, as :class:`~cdsvae.eval.document.Table` blocks of a report.
 
 Every cell is computed from :class:`~cdsvae.eval.results.ExperimentResult` rows.
 """
@@ -12,32 +12,32 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from cdsvae.errors import UserError
+from cdsvae.eval.document import HIGHER, LOWER, Bullets, Column, Measure, Paragraph, Table
 from cdsvae.eval.results import ExperimentResult
 
-TABLE_HEADER = (
-    "| system | tag | EER s (%) | EER z (%) | gap z - s (%) | minDCF s | minDCF z | trials (target/nontarget) |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|\n"
-)
+# The figures of a speaker-verification row, with the way each is better.
+SV_COLUMNS = (Column("EER s (%)", True, LOWER), Column("EER z (%)", True, HIGHER), Column("gap z - s (%)", True, HIGHER),
+              Column("minDCF s", True, LOWER), Column("minDCF z", True, HIGHER))
 _SYSTEM_ORDER = {"C-DSVAE": 0, "DSVAE": 1}
 
 
-def table_row(r: ExperimentResult, scoring: str = "cosine") -> str:
+def table_row(r: ExperimentResult, scoring: str = "cosine") -> list[str]:
     sc = r.scores(scoring)
+    trials = f"{r.n_trials} ({r.n_target}/{r.n_nontarget})"
     if sc is None:
-        return f"| {r.system} | {r.tag} | n/a | n/a | n/a | n/a | n/a | {r.n_trials} ({r.n_target}/{r.n_nontarget}) |\n"
-    return (
-        f"| {r.system} | {r.tag} | {100 * sc.eer_s:.2f} | {100 * sc.eer_z:.2f} | {100 * sc.gap:.2f} "
-        f"| {sc.min_dcf_s:.4f} | {sc.min_dcf_z:.4f} | {r.n_trials} ({r.n_target}/{r.n_nontarget}) |\n"
-    )
+        return [r.system, r.tag, "n/a", "n/a", "n/a", "n/a", "n/a", trials]
+    return [r.system, r.tag, f"{100 * sc.eer_s:.2f}", f"{100 * sc.eer_z:.2f}", f"{100 * sc.gap:.2f}",
+            f"{sc.min_dcf_s:.4f}", f"{sc.min_dcf_z:.4f}", trials]
 
 
 def _ordered(results: Iterable[ExperimentResult]) -> list[ExperimentResult]:
     return sorted(results, key=lambda r: (_SYSTEM_ORDER.get(r.system, 2), r.tag))
 
 
-def results_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> str:
-    """Markdown table; C-DSVAE rows first, then DSVAE, each by tag, so tables line up across recipes."""
-    return TABLE_HEADER + "".join(table_row(r, scoring) for r in _ordered(results))
+def results_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> Table:
+    """One row per experiment; C-DSVAE rows first, then DSVAE, each by tag, so tables line up across recipes."""
+    return Table([Column("system"), Column("tag"), *SV_COLUMNS, Column("trials (target/nontarget)", True)],
+                 [table_row(r, scoring) for r in _ordered(results)])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -46,9 +46,10 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-def _pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
+def pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> Measure:
+    """Mean ± std of ``scale * values`` as a table cell."""
     m, sd = mean_std([scale * x for x in values])
-    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+    return Measure(f"{m:.{digits}f} ± {sd:.{digits}f}", m, sd, digits)
 
 
 def group_results(results: Iterable[ExperimentResult]) -> dict[str, list[ExperimentResult]]:
@@ -65,25 +66,18 @@ def group_results(results: Iterable[ExperimentResult]) -> dict[str, list[Experim
     return groups
 
 
-SEED_TABLE_HEADER = (
-    "| system | experiment | seeds | EER s (%) | EER z (%) | gap z - s (%) | minDCF s | minDCF z |\n"
-    "|---|---|---|---:|---:|---:|---:|---:|\n"
-)
-
-
-def seed_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> str:
+def seed_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> Table:
     """Mean ± std over the seeds of each experiment group (sample std)."""
-    lines = [SEED_TABLE_HEADER]
+    table = Table([Column("system"), Column("experiment"), Column("seeds"), *SV_COLUMNS])
     for group, rows in group_results(results).items():
         scores = [r.scores(scoring) for r in rows]
         if any(sc is None for sc in scores):
             continue
         seeds = ",".join(str(r.seed) for r in rows)
-        lines.append(
-            f"| {rows[0].system} | {group} | {len(rows)} ({seeds}) | {_pm([sc.eer_s for sc in scores])} "
-            f"| {_pm([sc.eer_z for sc in scores])} | {_pm([sc.gap for sc in scores])} "
-            f"| {_pm([sc.min_dcf_s for sc in scores], 1.0, 4)} | {_pm([sc.min_dcf_z for sc in scores], 1.0, 4)} |\n")
-    return "".join(lines)
+        table.rows.append([rows[0].system, group, f"{len(rows)} ({seeds})", pm([sc.eer_s for sc in scores]),
+                           pm([sc.eer_z for sc in scores]), pm([sc.gap for sc in scores]),
+                           pm([sc.min_dcf_s for sc in scores], 1.0, 4), pm([sc.min_dcf_z for sc in scores], 1.0, 4)])
+    return table
 
 
 # (label, attribute of Scores, scale, digits, True when lower is better)
@@ -91,7 +85,11 @@ _DIFF_METRICS = (("EER s (%)", "eer_s", 100.0, 2, True), ("EER z (%)", "eer_z", 
                  ("gap z - s (%)", "gap", 100.0, 2, False), ("minDCF s", "min_dcf_s", 1.0, 4, True))
 
 
-def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> str:
+DIFFERENCE_COLUMNS = (Column("compared"), Column("metric"), Column("seeds"), Column("difference (mean ± std)", True),
+                      Column("pooled std", True), Column("beyond"), Column("C-DSVAE better in", True), Column("verdict"))
+
+
+def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine") -> Table | None:
     """C-DSVAE minus DSVAE per metric, paired by seed: mean ± std of the per-seed differences.
 
     Each C-DSVAE group is compared with each DSVAE group on the seeds both have. "better in"
@@ -104,7 +102,7 @@ def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine
     groups = group_results(results)
     ours = [g for g, rows in groups.items() if rows[0].system == "C-DSVAE"]
     base = [g for g, rows in groups.items() if rows[0].system == "DSVAE"]
-    lines = []
+    table = Table(DIFFERENCE_COLUMNS)
     for a in ours:
         for b in base:
             by_seed_a = {r.seed: r.scores(scoring) for r in groups[a]}
@@ -113,10 +111,6 @@ def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine
                            and by_seed_a[s] is not None and by_seed_b[s] is not None)
             if len(seeds) < 2:
                 continue
-            if not lines:
-                lines.append("| compared | metric | seeds | difference (mean ± std) | pooled std | beyond | "
-                             "C-DSVAE better in | verdict |\n"
-                             "|---|---|---|---:|---:|---|---:|---|\n")
             for label, attr, scale, digits, lower in _DIFF_METRICS:
                 diffs = [scale * (getattr(by_seed_a[s], attr) - getattr(by_seed_b[s], attr)) for s in seeds]
                 m, sd = mean_std(diffs)
@@ -129,10 +123,10 @@ def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine
                     verdict = f"within noise (p = {p:.2f})"
                 else:
                     verdict = f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})"
-                lines.append(f"| {a} - {b} | {label} | {len(seeds)} | {m:+.{digits}f} ± {sd:.{digits}f} "
-                             f"| {pooled:.{digits}f} | {'yes' if abs(m) > pooled else 'no'} "
-                             f"| {better}/{len(seeds)} | {verdict} |\n")
-    return "".join(lines)
+                table.rows.append([f"{a} - {b}", label, str(len(seeds)), f"{m:+.{digits}f} ± {sd:.{digits}f}",
+                                   f"{pooled:.{digits}f}", "yes" if abs(m) > pooled else "no",
+                                   f"{better}/{len(seeds)}", verdict])
+    return table if table.rows else None
 
 
 def paired_p_value(diffs: Sequence[float]) -> float:
@@ -149,31 +143,30 @@ def paired_p_value(diffs: Sequence[float]) -> float:
     return float(2.0 * student_t.sf(abs(t), d.size - 1))
 
 
-def checkpoint_table(results: Iterable[ExperimentResult]) -> str:
+def checkpoint_table(results: Iterable[ExperimentResult]) -> Table:
     """Which weights each experiment was evaluated with, and why."""
-    lines = ["| tag | checkpoint | step (epoch) | chosen because | criterion on dev "
-             "| eval/train recon ratio, dev batch | eval/train recon ratio, training batch |\n",
-             "|---|---|---:|---|---:|---:|---:|\n"]
+    table = Table([Column("tag"), Column("checkpoint"), Column("step (epoch)", True), Column("chosen because"),
+                   Column("criterion on dev", True), Column("eval/train recon ratio, dev batch", True),
+                   Column("eval/train recon ratio, training batch", True)])
     for r in _ordered(results):
         c = r.checkpoint or {}
         if not c:
-            lines.append(f"| {r.tag} | not recorded | | | | | |\n")
+            table.rows.append([r.tag, "not recorded", "", "", "", "", ""])
             continue
         value = c.get("criterion_value")
         ratios = [c.get("eval_train_ratio"), c.get("eval_train_ratio_train")]
-        lines.append(
-            f"| {r.tag} | {c.get('file')} | {c.get('step')} ({c.get('epoch')}) | {c.get('why')} "
-            f"| {c.get('criterion')} {'n/a' if value is None else f'{value:.1f}'} "
-            + "".join(f"| {'n/a' if x is None else f'{x:.3f}'} " for x in ratios) + "|\n")
-    return "".join(lines)
+        table.rows.append([r.tag, str(c.get("file")), f"{c.get('step')} ({c.get('epoch')})", str(c.get("why")),
+                           f"{c.get('criterion')} {'n/a' if value is None else f'{value:.1f}'}",
+                           *("n/a" if x is None else f"{x:.3f}" for x in ratios)])
+    return table
 
 
-def skipped_note(results: Sequence[ExperimentResult], test_set: str) -> list[str]:
-    """Markdown lines counting the test utterances left out of the trials, or none when none was."""
-    lines = []
+def skipped_note(results: Sequence[ExperimentResult], test_set: str) -> list[Paragraph | Bullets]:
+    """Blocks counting the test utterances left out of the trials, or none when none was."""
+    items = []
     for r in sorted(results, key=lambda r: r.tag):
         if r.without_embedding:
             shown = ", ".join(r.without_embedding[:10]) + (", ..." if len(r.without_embedding) > 10 else "")
-            lines.append(f"- {r.tag}: {len(r.without_embedding)} of {r.n_utts} {test_set} utterances skipped "
+            items.append(f"{r.tag}: {len(r.without_embedding)} of {r.n_utts} {test_set} utterances skipped "
                          f"(unreadable or too short; --skip_bad) and left out of the trials: {shown}")
-    return (["Skipped utterances:", "", *lines, ""]) if lines else []
+    return [Paragraph("Skipped utterances:"), Bullets(items)] if items else []

@@ -73,9 +73,11 @@ def make_video_demo(
                          f"{exp.name}: samples from the priors")
     files = [
         ("swap grid: row i keeps s (appearance) of sequence i, column j keeps z (motion) of sequence j; "
-         "the first row and column are the real sequences", grid),
-        ("swap grid, first frame only", grid0),
-        (f"{num_samples} sequences with s and z_1:T drawn from the priors (seed {seed})", drawn),
+         "the first row and column are the real sequences. Better: the look stays the same along each row "
+         "and the motion the same down each column", grid),
+        ("swap grid, first frame only: better when each row shows one character and each column one pose", grid0),
+        (f"{num_samples} sequences with s and z_1:T drawn from the priors (seed {seed}): better when they look "
+         "like real characters, varied, each keeping its look over its frames", drawn),
     ]
     note = f"{x.shape[0]} sequences of {data_dir}, spread evenly over it."
     demo = Demo(kind="video", files=files, note=note, source=str(data_dir))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-from _experiments import DEMO_WAVS, ChannelModel, trained_speech_exp, video_exps  # noqa: E402
+from _experiments import DEMO_PNGS, DEMO_WAVS, ChannelModel, trained_speech_exp, video_exps  # noqa: E402
 
 
 def run(tool, *args, cwd=None):
@@ -29,9 +29,9 @@ def test_speech_demo_then_report(tmp_path):
     out = run("make_demo", "--expdir", "exp/cdsvae_tiny", "--set", "test", "--feats", "dump/test", "--n_iter", "4",
               cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "make_demo: wrote 6 files and exp/cdsvae_tiny/demo/demo.json" in out.stdout
+    assert f"make_demo: wrote {len(DEMO_WAVS)} files and exp/cdsvae_tiny/demo/demo.json" in out.stdout
     demo = tmp_path / "exp" / "cdsvae_tiny" / "demo"
-    assert sorted(p.name for p in demo.iterdir()) == sorted(DEMO_WAVS + ["demo.json"])
+    assert sorted(p.name for p in demo.iterdir()) == sorted(DEMO_WAVS + DEMO_PNGS + ["demo.json"])
     assert "iterations" in json.loads((demo / "demo.json").read_text())["note"]
     out = run("make_report", "--expdirs", "exp/cdsvae_tiny", "--out", "RESULTS.md", "--plots", "false", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -42,7 +42,7 @@ def test_speech_demo_then_report(tmp_path):
     out = run("make_demo", "--expdir", "exp/cdsvae_tiny", "--outdir", "other", "--max_segments", "2", "--n_iter", "2",
               cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == sorted(DEMO_WAVS + ["demo.json"])
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == sorted(DEMO_WAVS + DEMO_PNGS + ["demo.json"])
     assert "the first 2 segments" in json.loads((tmp_path / "other" / "demo.json").read_text())["note"]
 
 

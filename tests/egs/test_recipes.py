@@ -1,7 +1,8 @@
 """Whole recipes, all seven stages, with tiny settings: the mini speech recipe and Sprites.
 
-Each recipe directory is copied into a temporary tree that mirrors the repository (tools/venv,
-utils and the other recipes are symlinked), so the run writes nothing into the checkout.
+Each recipe directory is copied into a temporary tree that mirrors the repository (_recipes.py);
+the first full run of each is made once per session (conftest.py) and shared with the results
+page test (test_results_page.py).
 """
 
 from __future__ import annotations
@@ -10,69 +11,16 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-GENERATED = {"data", "dump", "exp", "corpus", "RESULTS.md"}
+from _recipes import MINI_TAGS, REPO, TINY_JUDGES, make_tree, run_recipe, table_rows
 
 
-def make_tree(tmp_path: Path, recipe: str) -> Path:
-    (tmp_path / "tools").mkdir()
-    (tmp_path / "tools" / "venv").symlink_to(REPO / "tools" / "venv")
-    (tmp_path / "utils").symlink_to(REPO / "utils")
-    (tmp_path / "egs").mkdir()
-    for other in (REPO / "egs").iterdir():
-        if other.name != recipe:
-            (tmp_path / "egs" / other.name).symlink_to(other)
-    rdir = tmp_path / "egs" / recipe / "cdsvae1"
-    shutil.copytree(REPO / "egs" / recipe / "cdsvae1", rdir, symlinks=True,
-                    ignore=lambda d, names: [n for n in names if n in GENERATED and Path(d).name == "cdsvae1"])
-    return rdir
-
-
-def run_recipe(rdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "cmd_backend")}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    r = subprocess.run(["./run.sh", *args], cwd=rdir, capture_output=True, text=True, env=env, timeout=timeout)
-    if check:
-        assert r.returncode == 0, r.stderr[-4000:]
-    return r
-
-
-def table_rows(results_md: str) -> dict[str, list[str]]:
-    """Rows of the markdown results table, keyed by their first cell."""
-    rows = {}
-    for line in results_md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) > 2 and not set(cells[0]) <= set("-: "):
-            rows[cells[0]] = cells
-    return rows
-
-
-TINY_JUDGES = """\
-speaker: {channels: [16, 16, 16, 16, 48], lin_neurons: 8, attention_channels: 8, se_channels: 8, epochs: 1,
-          batch_size: 8, crop_frames: 50}
-content: {hidden: 8, layers: 1, proj: 8, subsample: 2, epochs: 1, batch_size: 4}
-probe: {hidden: 8, layers: 1, proj: 8, subsample: 2, epochs: 1, batch_size: 4}
-swap: {n_pairs: 4, n_draws: 2}
-"""
-
-
-def test_mini_speech_recipe_end_to_end(tmp_path):
-    rdir = make_tree(tmp_path, "mini")
-    (rdir / "conf" / "judges_tiny.yaml").write_text(TINY_JUDGES)
-    tags = ("cdsvae_seed1", "cdsvae_seed2", "dsvae_seed1", "dsvae_seed2")
-    r = run_recipe(
-        rdir, "--nj", "2", "--seeds", "1 2", "--judge_conf", "conf/judges_tiny.yaml",
-        "--local_data_opts", "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 "
-                             "--num_si 1 --test_num_sx 2 --test_num_si 1",
-        "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2",
-    )
-    log = r.stderr
+def test_mini_speech_recipe_end_to_end(mini_recipe):
+    rdir, log, tags = mini_recipe.rdir, mini_recipe.log, MINI_TAGS
     for tag in tags:
         assert f"Demo of {tag} -> exp/{tag}/demo/" in log
     for n in range(1, 8):
@@ -108,6 +56,8 @@ def test_mini_speech_recipe_end_to_end(tmp_path):
     assert list((rdir / "exp").glob("*/demo/*.wav")), "no listening demo"
     for tag in tags:
         assert "](demo/A_content_B_speaker.wav)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
+        assert 'src="demo/A_content_B_speaker.wav"' in (rdir / "exp" / tag / "index.html").read_text(), tag
+    assert "page with figures and demos: exp/index.html" in log and (rdir / "exp" / "index.html").is_file()
     # Training already finished: running stage 4 again resumes at the end and trains no more.
     before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
     run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
@@ -175,17 +125,8 @@ def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(tmp_path):
     assert metrics["n_test_utts"] == n_test - 1 and bad_utt not in str(metrics["swap"]["draws"])
 
 
-def test_sprites_video_recipe_end_to_end(tmp_path):
-    rdir = make_tree(tmp_path, "sprites")
-    configs = ("--train_configs", "conf/tuning/train_cdsvae_cpu.yaml conf/tuning/train_dsvae_cpu.yaml")
-    r = run_recipe(
-        rdir, *configs,
-        "--local_data_opts", "--train_size 36 --test_size 27",
-        "--train_args", "--train.epochs 1 --train.max_steps 2 --train.batch_size 9",
-        "--judge_args", "--epochs 1 --threshold 0",
-        "--judge_eval_args", "--n_draws 2",
-    )
-    log = r.stderr
+def test_sprites_video_recipe_end_to_end(sprites_recipe):
+    rdir, log = sprites_recipe.rdir, sprites_recipe.log
     assert "Demo of cdsvae_cpu -> exp/cdsvae_cpu/demo/" in log
     assert "Skip stage 2: " in log and "Skip stage 3: " in log
     for n in (1, 4, 5, 6, 7):
@@ -198,6 +139,7 @@ def test_sprites_video_recipe_end_to_end(tmp_path):
     assert list((rdir / "exp").glob("*/demo/swap_grid.png")), "no swap grids"
     for tag in ("cdsvae_cpu", "dsvae_cpu"):
         assert "](demo/swap_grid.png)" in (rdir / "exp" / tag / "RESULTS.md").read_text(), tag
+        assert f'src="{tag}/demo/swap_grid.png"' in (rdir / "exp" / "index.html").read_text(), tag
 
 
 @pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "custom", "sprites", "smmnist"])

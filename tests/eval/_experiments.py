@@ -20,7 +20,9 @@ from cdsvae.eval.embeddings import write_vectors
 DSVAE_W = {"con_s": 0.0, "con_z": 0, "mi_sz": 0.0, "kl_s": 1.0}
 CDSVAE_W = {"con_s": 10.0, "con_z": 10.0, "mi_sz": 1.0}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-DEMO_WAVS = ["A_input.wav", "B_input.wav", "A.wav", "B.wav", "A_content_B_speaker.wav", "B_content_A_speaker.wav"]
+DEMO_WAVS = ["A_input.wav", "B_input.wav", "A.wav", "B.wav", "A_content_B_speaker.wav", "B_content_A_speaker.wav",
+             "A_content_random_speaker.wav", "A_speaker_random_content.wav"]
+DEMO_PNGS = [name.replace(".wav", ".png") for name in DEMO_WAVS]
 
 
 def assert_png(path):

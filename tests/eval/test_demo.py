@@ -52,6 +52,16 @@ def test_bad_indexes_and_files_are_refused(tmp_path):
     # a broken index is replaced by the next demo step
     write_demo(d, Demo("speech", files(d, "A.wav")))
     assert [p.name for _, p in read_demo(tmp_path / "exp").files] == ["A.wav"]
+    # a picture the index names must be there too, and is removed with its file by the next index
+    (d / "A.png").write_bytes(b"png")
+    write_demo(d, Demo("speech", files(d, "A.wav"), images={"A.wav": d / "A.png"}))
+    assert read_demo(tmp_path / "exp").images == {"A.wav": d / "A.png"}
+    (d / "A.png").unlink()
+    with pytest.raises(UserError, match="demo.json lists A.png, which is missing; rerun the demo step"):
+        read_demo(tmp_path / "exp")
+    (d / "A.png").write_bytes(b"png")
+    write_demo(d, Demo("speech", files(d, "B.wav")))
+    assert sorted(p.name for p in d.iterdir()) == ["B.wav", "demo.json"]
 
 
 def test_markdown_links_wavs_shows_pngs_and_says_how_to_make_a_missing_demo(tmp_path):

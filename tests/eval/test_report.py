@@ -148,6 +148,10 @@ def test_reports_of_two_sets_do_not_overwrite_each_other(tmp_path):
     dev = (exp / "RESULTS_dev.md").read_text()
     assert "| 25.00 | 50.00 |" in dev and "(dev set)" in dev
     assert "(cdsvae/RESULTS_dev.md)" in (tmp_path / "RESULTS_dev.md").read_text()
+    # and so do their pages: index.html and index_dev.html, each linking its own set's pages
+    assert ">25.00</td>" in (exp / "index_dev.html").read_text() and ">5.00</td>" in (exp / "index.html").read_text()
+    assert 'href="cdsvae/index_dev.html"' in (tmp_path / "index_dev.html").read_text()
+    assert 'href="cdsvae/index.html"' in (tmp_path / "index.html").read_text()
 
 
 def _seeded(root, tag, weights, seed, eer_s, eer_z, mean_norm=None):
@@ -206,6 +210,7 @@ def test_one_seed_has_no_spread_tables(tmp_path):
 
 
 def test_skipped_utterances_are_noted_only_when_there_are_some(tmp_path):
+    from cdsvae.eval.document import markdown_lines
     from cdsvae.eval.tables import skipped_note
 
     res = results(0.05, 0.30, 0.5, 0.99, 10, 90)
@@ -226,7 +231,8 @@ def test_skipped_utterances_are_noted_only_when_there_are_some(tmp_path):
     # the note as a function: the count, at most ten ids, nothing without skips
     many = [f"u{k:02d}" for k in range(12)]
     c = make_exp(tmp_path, "many", CDSVAE_W, {**res, "n_utts": 40, "without_embedding": many})
-    lines = skipped_note([load_experiment(c), load_experiment(b)], "dev")
+    lines = [line for block in skipped_note([load_experiment(c), load_experiment(b)], "dev")
+             for line in markdown_lines(block, tmp_path)]
     assert lines[0] == "Skipped utterances:" and lines[-1] == ""
     assert [line for line in lines if line.startswith("- ")] == [
         "- many: 12 of 40 dev utterances skipped (unreadable or too short; --skip_bad) and left out of the "

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from _experiments import DEMO_WAVS, trained_speech_exp
+from _experiments import DEMO_PNGS, DEMO_WAVS, assert_png, trained_speech_exp
 from cdsvae.eval.speech_demo import make_speech_demo, pick_demo_pair
 
 
@@ -19,8 +19,12 @@ def test_listening_demo_writes_wavs_indexed_in_demo_json(tmp_path):
 
     out = exp / "demo"
     names = DEMO_WAVS
-    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["demo.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + DEMO_PNGS + ["demo.json"])
     assert [p.name for _, p in demo.files] == names
+    # each file has its log-mel picture, indexed next to it
+    assert {k: v.name for k, v in demo.images.items()} == dict(zip(DEMO_WAVS, DEMO_PNGS))
+    for png in DEMO_PNGS:
+        assert_png(out / png)
     lengths = {}
     for name in names:
         wave, sr = sf.read(out / name)
@@ -30,7 +34,7 @@ def test_listening_demo_writes_wavs_indexed_in_demo_json(tmp_path):
     assert lengths["A.wav"] == lengths["A_content_B_speaker.wav"] == lengths["A_input.wav"] == 49 * 160
     index = json.loads((out / "demo.json").read_text())
     assert index["kind"] == "speech" and index["source"] == "test"
-    assert [e["file"] for e in index["files"]] == names
+    assert [e["file"] for e in index["files"]] == names and [e["image"] for e in index["files"]] == DEMO_PNGS
     assert "A = spkA_u0 (speaker spkA)" in index["note"] and "B = spkB_u0 (speaker spkB)" in index["note"]
     assert index["files"][4]["caption"] == "z of A decoded with s of B: A's words in B's voice"
 

@@ -12,7 +12,7 @@ from cdsvae.eval.tables import group_results, paired_p_value, results_table
 
 def test_results_table_known_answer():
     r = ExperimentResult(Path("exp/x"), "x", "DSVAE", 0.1, 0.4, 0.2, 0.3, 3, 7)
-    assert results_table([r]).splitlines()[-1] == "| DSVAE | x | 10.00 | 40.00 | 30.00 | 0.2000 | 0.3000 | 10 (3/7) |"
+    assert results_table([r]).markdown().splitlines()[-1] == "| DSVAE | x | 10.00 | 40.00 | 30.00 | 0.2000 | 0.3000 | 10 (3/7) |"
 
 
 def test_paired_p_value_matches_scipy_ttest_rel():

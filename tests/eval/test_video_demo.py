@@ -48,7 +48,7 @@ def test_make_video_demo_writes_pngs_and_index(tmp_path, monkeypatch):
         assert (exp / "demo" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     index = json.loads((exp / "demo" / "demo.json").read_text())
     assert index["source"] == str(data) and [e["file"] for e in index["files"]] == names
-    assert index["files"][2]["caption"] == "2 sequences with s and z_1:T drawn from the priors (seed 0)"
+    assert index["files"][2]["caption"].startswith("2 sequences with s and z_1:T drawn from the priors (seed 0): better")
 
 
 def test_a_sampler_that_returns_no_tensor_is_named(tmp_path, monkeypatch):

@@ -553,10 +553,11 @@ check_experiments() {  # check_experiments [feature dir...]
 report_stage() {  # report_stage <writer>
     local exps=()
     mapfile -t exps < <(experiment_dirs)
-    log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and ${expdir}/RESULTS.md"
+    log "Stage 7: report: ${exps[*]} -> <exp>/RESULTS.md and ${expdir}/RESULTS.md, each with its page index.html"
     check_experiments
     "$1" "${exps[@]}"
-    log "Results: ${expdir}/RESULTS.md (a committed RESULTS.md in ${PWD}, if any, is the recipe's reference run)"
+    log "Results: ${expdir}/RESULTS.md (a committed RESULTS.md in ${PWD}, if any, is the recipe's reference run);" \
+        "page with figures and demos: ${expdir}/index.html"
 }
 
 # After the reports: each experiment packed (python -m cdsvae.bin.pack) into <exp>/packed/ and
