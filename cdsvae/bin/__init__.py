@@ -18,6 +18,16 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def add_audio_options(parser: argparse.ArgumentParser) -> None:
+    """--resample and --channel, as every tool that reads audio for a packed model takes them."""
+    parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
+                        help="true: resample audio at another rate than the model's features; false: refuse it "
+                             "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
+    parser.add_argument("--channel", default=None, metavar="mix|N",
+                        help="several channels: mix (their mean) or the channel of index N, from 0 "
+                             "(default: the model's own setting, channel in its fbank.yaml, else mix)")
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)``; a UserError (or a missing/unreadable file) becomes one line on stderr and exit 1."""
     module = getattr(main, "__module__", "cdsvae")

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main, str2bool
+from cdsvae.bin import add_audio_options, run_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,12 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--content", required=True, help="audio whose words (z_1:T) are kept")
     parser.add_argument("--speaker", required=True, help="audio whose voice (s) is used")
     parser.add_argument("--out", type=Path, required=True, help="output wav (16-bit PCM)")
-    parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
-                        help="true: resample audio at another rate than the model's features; false: refuse it "
-                             "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
-    parser.add_argument("--channel", default=None, metavar="mix|N",
-                        help="several channels: mix (their mean) or the channel of index N, from 0 "
-                             "(default: the model's own setting, channel in its fbank.yaml, else mix)")
+    add_audio_options(parser)
     parser.add_argument("--vocoder", type=Path, default=None, help="speechbrain HiFi-GAN dir (default: Griffin-Lim)")
     parser.add_argument("--n_iter", type=int, default=32, help="Griffin-Lim iterations")
     parser.add_argument("--device", default="cpu")

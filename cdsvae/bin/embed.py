@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.bin import run_main, str2bool
+from cdsvae.bin import add_audio_options, run_main, str2bool
 
 _WORKER: dict = {}
 
@@ -63,12 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nj", type=int, default=1, help="parallel processes")
     parser.add_argument("--skip_bad", type=str2bool, default=False,
                         help="skip (and count, in OUTDIR/bad_utts) files that cannot be embedded")
-    parser.add_argument("--resample", type=str2bool, nargs="?", const=True, default=None, metavar="BOOL",
-                        help="true: resample audio at another rate than the model's features; false: refuse it "
-                             "(default: the model's own setting, resample in its fbank.yaml; --resample alone: true)")
-    parser.add_argument("--channel", default=None, metavar="mix|N",
-                        help="several channels: mix (their mean) or the channel of index N, from 0 "
-                             "(default: the model's own setting, channel in its fbank.yaml, else mix)")
+    add_audio_options(parser)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
