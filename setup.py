@@ -6,7 +6,7 @@ setup(
     description="Contrastively Disentangled Sequential VAE (C-DSVAE) recipes for speech and video",
     python_requires=">=3.11",
     packages=find_packages(include=["cdsvae", "cdsvae.*"]),
-    package_data={"cdsvae.eval": ["templates/*.html"]},
+    package_data={"cdsvae.eval.report": ["templates/*.html"]},
     install_requires=[],  # the pinned environment is tools/requirements.txt
     entry_points={
         "console_scripts": [

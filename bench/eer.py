@@ -1,4 +1,4 @@
-"""EER on one million trials: cdsvae.eval.eer.compute_eer vs speechbrain.utils.metric_stats.EER.
+"""EER on one million trials: cdsvae.eval.metrics.eer.compute_eer vs speechbrain.utils.metric_stats.EER.
 
     OMP_NUM_THREADS=1 tools/venv/bin/python bench/eer.py [--trials 1000000] [--repeats 5]
 
@@ -45,7 +45,7 @@ def main():
     p.add_argument("--baseline_repeats", type=int, default=3)
     args = p.parse_args()
 
-    from cdsvae.eval.eer import compute_eer
+    from cdsvae.eval.metrics.eer import compute_eer
 
     try:
         import torch

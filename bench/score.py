@@ -7,8 +7,8 @@ Both sides start from the same seeded embeddings (``--n_utts`` utterances of ``-
 speakers, ``--dim`` dimensions: speaker centre plus noise, in a dict keyed by utterance id)
 and compute the cosine score of every unordered pair, then EER and minDCF(0.01).
 
-Ours: ``cdsvae.eval.trials.all_pairs_trials`` (index arrays), ``cdsvae.eval.scoring.cosine_scores``
-(blocked matmuls), ``cdsvae.eval.eer.compute_eer`` and ``compute_min_dcf``.
+Ours: ``cdsvae.eval.metrics.trials.all_pairs_trials`` (index arrays), ``cdsvae.eval.metrics.scoring.cosine_scores``
+(blocked matmuls), ``cdsvae.eval.metrics.eer.compute_eer`` and ``compute_min_dcf``.
 Baseline ("python loop"): the trial list built in Python as a list of ``(utt1, utt2, is_target)``
 tuples, each trial's cosine computed from the dict of vectors
 (``a @ b / (norm(a) * norm(b))``), and the same ``compute_eer`` / ``compute_min_dcf`` on the
@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from cdsvae.eval.eer import compute_eer, compute_min_dcf
+from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf
 
 
 def make_embeddings(n_utts: int, n_spk: int, dim: int, seed: int) -> tuple[dict, dict]:
@@ -50,8 +50,8 @@ def make_embeddings(n_utts: int, n_spk: int, dim: int, seed: int) -> tuple[dict,
 
 
 def score_library(utt2spk: dict, vectors: dict) -> tuple[int, float, float]:
-    from cdsvae.eval.scoring import cosine_scores
-    from cdsvae.eval.trials import all_pairs_trials
+    from cdsvae.eval.metrics.scoring import cosine_scores
+    from cdsvae.eval.metrics.trials import all_pairs_trials
 
     trials = all_pairs_trials(utt2spk)
     matrix = np.stack([vectors[u] for u in trials.utts])
@@ -79,8 +79,8 @@ SIDES = {"ours": score_library, "baseline": score_python_loop}
 
 def run_side(args: argparse.Namespace) -> None:
     """In the child: score once and print one JSON line."""
-    import cdsvae.eval.scoring  # noqa: F401 (imported before the clock starts, as the baseline's modules are)
-    import cdsvae.eval.trials  # noqa: F401
+    import cdsvae.eval.metrics.scoring  # noqa: F401 (imported before the clock starts, as the baseline's modules are)
+    import cdsvae.eval.metrics.trials  # noqa: F401
 
     utt2spk, vectors = make_embeddings(args.n_utts, args.n_spk, args.dim, args.seed)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -5,7 +5,7 @@ when the fbank config or the caller allows it) with several channels made one as
 config says (``channel``: their mean by default, or one channel), log-mel filterbanks (:func:`cdsvae.fbank.compute_fbank`),
 the training CMVN, non-overlapping segments of ``data.segment_frames`` frames (the tail shorter
 than a segment is dropped), and s as the mean over segments of the posterior mean, which is what
-stage 5 (:mod:`cdsvae.eval.embeddings`) writes. z_1:T is the posterior mean of every frame the
+stage 5 (:mod:`cdsvae.eval.metrics.embeddings`) writes. z_1:T is the posterior mean of every frame the
 segments cover. A swap decodes the content's z with the speaker's s, as the listening demo does,
 and turns the log-mel frames into audio with Griffin-Lim or a speechbrain vocoder.
 
@@ -127,7 +127,7 @@ class Disentangler:
         return compute_fbank(wave, self.fbank, what)
 
     def _segments(self, feats: np.ndarray, what: str) -> torch.Tensor:
-        from cdsvae.eval.embeddings import cut_segments
+        from cdsvae.eval.metrics.embeddings import cut_segments
 
         n_frames, seg = feats.shape[0], int(self.segment_frames)
         if n_frames < seg:

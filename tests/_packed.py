@@ -12,7 +12,7 @@ import torch
 
 from _signals import harmonic_wave
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "eval"))  # _experiments
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _experiments
 
 UTTS = {"spkA_u0": (110.0, 0), "spkA_u1": (110.0, 1), "spkB_u0": (220.0, 0), "spkB_u1": (220.0, 1)}
 

@@ -68,7 +68,7 @@ def test_encode_equals_the_stage_5_embeddings_without_the_recipe_dir(speech, tmp
 
 def test_swap_equals_the_stage_7_listening_demo(speech, tmp_path):
     from cdsvae import Disentangler
-    from cdsvae.eval.speech_demo import listening_demo
+    from cdsvae.eval.demo.speech import listening_demo
 
     exp, packed, wavs = speech
     files = listening_demo(exp, "test", tmp_path / "demo", n_iter=4).files

@@ -1,6 +1,7 @@
 """The shape of the cdsvae package, checked on its source: imports run one way (no circle,
 function-level imports and the package __init__ files included), no module is over 400 lines,
-and every module opens with a docstring saying what it owns."""
+every module opens with a docstring saying what it owns, and no package folder holds more than 12
+modules."""
 
 import ast
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "cdsvae"
 MAX_LINES = 400
+MAX_MODULES_PER_FOLDER = 12  # its __init__.py included
 
 
 def _modules() -> dict[str, Path]:
@@ -82,3 +84,24 @@ def test_module_size_and_docstring(name):
     assert len(text.splitlines()) <= MAX_LINES, f"{path} has {len(text.splitlines())} lines"
     if text.strip():
         assert ast.get_docstring(ast.parse(text)), f"{path} does not open with a docstring"
+
+
+def crowded_folders(paths: list[Path], limit: int) -> dict[str, int]:
+    """Folder -> number of modules, for the folders holding more than ``limit`` modules."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        counts[str(path.parent)] = counts.get(str(path.parent), 0) + 1
+    return {folder: n for folder, n in counts.items() if n > limit}
+
+
+def test_crowded_folders_are_found():
+    paths = [Path(f"a/m{i}.py") for i in range(13)] + [Path(f"b/m{i}.py") for i in range(12)]
+    assert crowded_folders(paths, 12) == {"a": 13}
+
+
+def test_no_package_folder_over_12_modules():
+    # cdsvae/bin is the command namespace of the design contract (``python -m cdsvae.bin.X``, one module
+    # per tool, each a parser and a call into the library), so it is exempt; every library folder is not.
+    paths = [p for p in sorted(PACKAGE.rglob("*.py")) if p.parent != PACKAGE / "bin"]
+    crowded = crowded_folders(paths, MAX_MODULES_PER_FOLDER)
+    assert not crowded, f"folders over {MAX_MODULES_PER_FOLDER} modules: {crowded}"

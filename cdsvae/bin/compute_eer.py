@@ -17,7 +17,7 @@ from typing import Sequence
 
 from cdsvae.bin import run_main
 from cdsvae.errors import UserError
-from cdsvae.eval.eer import compute_eer, compute_min_dcf, read_scored_trials
+from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf, read_scored_trials
 
 KALDI_P_TARGETS = (0.01, 0.001)
 

@@ -7,7 +7,7 @@
 Encodes the training and test utterances with the experiment's model, trains a CTC probe on
 z_1:T and one on s repeated at every frame (section ``probe`` of the config; ``max_train_utts``
 caps the training utterances, evenly spaced), scores both on the test units, and runs the swap
-protocol of :mod:`cdsvae.eval.disentangle` (section ``swap``) with the judges of ``--judge_dir``
+protocol of :mod:`cdsvae.eval.metrics.disentangle` (section ``swap``) with the judges of ``--judge_dir``
 (stage 5). With ``--content false`` (a corpus without transcripts: no content judge, no units)
 only the speaker side is measured: the swaps are judged by the speaker judge alone, there are
 no probes, and results.json records ``"content": false``. Writes ``OUTDIR/results.json``; a rerun with the same model, judges, data and
@@ -58,8 +58,8 @@ def _digest(path: Path | None) -> str | None:
 def encode_set(model, feats_dir: Path, normalise, segment_frames: int, device: str, max_utts: int | None = None):
     """Factors of the utterances of a feature dir (at most ``max_utts``, evenly spaced), and the raw
     log-mel and utt2spk of those encoded; utterances shorter than one segment are left out."""
-    from cdsvae.eval.embeddings import evenly_spaced_subset, iter_feature_matrices, read_feature_table
-    from cdsvae.eval.factors import encode_factors
+    from cdsvae.eval.metrics.embeddings import evenly_spaced_subset, iter_feature_matrices, read_feature_table
+    from cdsvae.eval.metrics.factors import encode_factors
 
     table, utt2spk = read_feature_table(feats_dir)
     if max_utts is not None:
@@ -98,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     import numpy as np
 
-    from cdsvae.eval.disentangle import SwapConfig, run_probes, swap_protocols
-    from cdsvae.eval.embeddings import speech_model_settings
-    from cdsvae.eval.factors import Denormaliser
-    from cdsvae.eval.per import read_unit_map
-    from cdsvae.eval.speech_judges import (judge_embeddings, judge_record, load_content_judge_of,
+    from cdsvae.eval.metrics.disentangle import SwapConfig, run_probes, swap_protocols
+    from cdsvae.eval.metrics.embeddings import speech_model_settings
+    from cdsvae.eval.metrics.factors import Denormaliser
+    from cdsvae.eval.metrics.per import read_unit_map
+    from cdsvae.eval.judges.speech import (judge_embeddings, judge_record, load_content_judge_of,
                                            load_speaker_judge_of, read_judge_config, read_transcripts)
     from cdsvae.io import atomic_write_text
     from cdsvae.train.task import load_model_with_info

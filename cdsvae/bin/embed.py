@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cdsvae.data.datadir import read_scp
     from cdsvae.data.feats import FeatureWriter
     from cdsvae.errors import UserError
-    from cdsvae.eval.embeddings import write_vectors
+    from cdsvae.eval.metrics.embeddings import write_vectors
     from cdsvae.io import atomic_write_text
     from cdsvae.audio import check_channel
     from cdsvae.packed import packed_modality

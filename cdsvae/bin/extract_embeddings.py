@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    from cdsvae.eval.embeddings import extract_feature_dir
+    from cdsvae.eval.metrics.embeddings import extract_feature_dir
 
     meta = extract_feature_dir(
         args.expdir,

@@ -18,7 +18,7 @@ import torch
 from cdsvae.bin import run_main
 from cdsvae.data.video import VideoDataset
 from cdsvae.errors import UserError
-from cdsvae.eval.judge import evaluate_swap_protocols, load_judge
+from cdsvae.eval.judges.video import evaluate_swap_protocols, load_judge
 from cdsvae.io import atomic_write_text
 
 

@@ -62,14 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
 
-    from cdsvae.eval.demo import DEMO_INDEX, demo_dir
-    from cdsvae.eval.experiment import load_config, modality
+    from cdsvae.eval.demo.index import DEMO_INDEX, demo_dir
+    from cdsvae.eval.report.experiment import load_config, modality
 
     kind = modality(load_config(args.expdir))
     if kind == "speech":
-        from cdsvae.eval.speech_demo import make_speech_demo
+        from cdsvae.eval.demo.speech import make_speech_demo
 
-        from cdsvae.eval.speech_demo import DemoJudges
+        from cdsvae.eval.demo.speech import DemoJudges
 
         judges = None
         if args.judge_dir is not None:
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif kind == "video":
         if args.data is None:
             raise UserError(f"{args.expdir} is a video experiment: give --data <test split dir>")
-        from cdsvae.eval.video_demo import make_video_demo
+        from cdsvae.eval.demo.video import make_video_demo
 
         demo = make_video_demo(args.expdir, args.data, args.outdir, args.num, args.num_samples, args.seed,
                                args.device)

@@ -41,9 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not d.is_dir():
             raise UserError(f"{d}: experiment directory not found")
 
-    from cdsvae.eval.disentangle_tables import disentanglement_table, swap_detail_table
-    from cdsvae.eval.report import html_name, write_recipe_report
-    from cdsvae.eval.tables import results_table
+    from cdsvae.eval.report.disentangle_tables import disentanglement_table, swap_detail_table
+    from cdsvae.eval.report.speech import html_name, write_recipe_report
+    from cdsvae.eval.report.tables import results_table
 
     results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo,
                                   command=args.command)

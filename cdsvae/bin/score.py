@@ -36,8 +36,8 @@ import numpy as np
 from cdsvae.bin import run_main
 from cdsvae.data.datadir import read_utt2spk
 from cdsvae.errors import UserError
-from cdsvae.eval.scoring import mean_embedding, score_trials, write_scores
-from cdsvae.eval.trials import TRIALS_FORMATS, all_pairs_trials, load_trials, select_trials, write_trials
+from cdsvae.eval.metrics.scoring import mean_embedding, score_trials, write_scores
+from cdsvae.eval.metrics.trials import TRIALS_FORMATS, all_pairs_trials, load_trials, select_trials, write_trials
 from cdsvae.io import atomic_write_text
 
 FACTORS = ("s", "z")
@@ -61,7 +61,7 @@ def _embedded_utterances(emb_dir: Path) -> set[str]:
 
 
 def _score(args: argparse.Namespace, trials, factor: str, mean, suffix: str) -> dict:
-    from cdsvae.eval.eer import compute_eer, compute_min_dcf
+    from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf
 
     scores = score_trials(args.emb_dir / f"{factor}.scp", trials, mean)
     write_scores(args.outdir / f"scores_{factor}{suffix}", trials, scores)

@@ -25,7 +25,7 @@ import torch
 from cdsvae.bin import run_main
 from cdsvae.data.video import VideoDataset
 from cdsvae.errors import UserError
-from cdsvae.eval.judge import (JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge_with_extra, save_judge,
+from cdsvae.eval.judges.video import (JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge_with_extra, save_judge,
                                train_judge)
 from cdsvae.io import atomic_write_text
 

@@ -69,8 +69,8 @@ def _digest(path: Path | None) -> str | None:
 
 def speaker_judge(args, section: dict[str, Any]) -> dict[str, Any]:
     from cdsvae.data.feats import CMVNStats
-    from cdsvae.eval.speaker_judge import SpeakerJudgeConfig, load_speaker_judge, train_speaker_judge
-    from cdsvae.eval.speech_judges import prepare_training, read_features
+    from cdsvae.eval.judges.speaker import SpeakerJudgeConfig, load_speaker_judge, train_speaker_judge
+    from cdsvae.eval.judges.speech import prepare_training, read_features
 
     fbank = args.train_feats / "fbank.yaml"
     if args.external:
@@ -99,11 +99,11 @@ def speaker_figures(judge, test_feats: Path, outdir: Path, test_set: str) -> dic
     """EER and minDCF of the judge's embeddings over all pairs of the test utterances."""
     import numpy as np
 
-    from cdsvae.eval.eer import compute_eer, compute_min_dcf
-    from cdsvae.eval.embeddings import read_feature_table, write_vectors
-    from cdsvae.eval.scoring import cosine_scores
-    from cdsvae.eval.speaker_judge import embed_feature_dir
-    from cdsvae.eval.trials import all_pairs_trials
+    from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf
+    from cdsvae.eval.metrics.embeddings import read_feature_table, write_vectors
+    from cdsvae.eval.metrics.scoring import cosine_scores
+    from cdsvae.eval.judges.speaker import embed_feature_dir
+    from cdsvae.eval.metrics.trials import all_pairs_trials
 
     _, utt2spk = read_feature_table(test_feats)
     emb = embed_feature_dir(judge, test_feats, progress=True)
@@ -118,7 +118,7 @@ def speaker_figures(judge, test_feats: Path, outdir: Path, test_set: str) -> dic
 
 
 def content_judge(args, section: dict[str, Any]) -> dict[str, Any]:
-    from cdsvae.eval.speech_judges import (ContentJudge, fit_recogniser, prepare_training, read_features,
+    from cdsvae.eval.judges.speech import (ContentJudge, fit_recogniser, prepare_training, read_features,
                                            read_transcripts)
 
     stamp = {"kind": "content", "config": section, "feats": _digest(args.train_feats / "feats.scp"),
@@ -136,8 +136,8 @@ def content_judge(args, section: dict[str, Any]) -> dict[str, Any]:
 
 
 def content_figures(judge, test_feats: Path, test_data: Path, unit_map) -> dict[str, Any]:
-    from cdsvae.eval.ctc import score_hypotheses
-    from cdsvae.eval.speech_judges import read_features, read_transcripts
+    from cdsvae.eval.judges.ctc import score_hypotheses
+    from cdsvae.eval.judges.speech import read_features, read_transcripts
 
     from cdsvae.data.datadir import read_scp
 
@@ -155,8 +155,8 @@ def content_figures(judge, test_feats: Path, test_data: Path, unit_map) -> dict[
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    from cdsvae.eval.per import read_unit_map
-    from cdsvae.eval.speech_judges import check_gates, judge_label, judge_record, read_judge_config, write_judge_record
+    from cdsvae.eval.metrics.per import read_unit_map
+    from cdsvae.eval.judges.speech import check_gates, judge_label, judge_record, read_judge_config, write_judge_record
 
     cfg = read_judge_config(args.config)
     if args.check:

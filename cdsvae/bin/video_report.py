@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    from cdsvae.eval.video_report import write_video_reports
+    from cdsvae.eval.report.video import write_video_reports
 
     write_video_reports(args.exp_dirs, args.out, args.title, args.command)
     for d in args.exp_dirs:

@@ -1,7 +1,7 @@
 """Feature files of a data dir: ark+scp writing, utt2num_frames, frame alignment, global CMVN.
 
 ``FeatureWriter`` is the one writer of Kaldi ark+scp pairs (feature matrices, and the
-per-utterance embedding vectors of ``cdsvae.eval.embeddings``); ``CMVNStats`` accumulates,
+per-utterance embedding vectors of ``cdsvae.eval.metrics.embeddings``); ``CMVNStats`` accumulates,
 saves (npz or a Kaldi stats matrix), loads and applies global mean/variance statistics.
 """
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cdsvae.bin.compute_eer import main
-from cdsvae.eval.eer import compute_eer, compute_min_dcf
+from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf
 
 
 def write_pair(tmp_path, trials, scores):

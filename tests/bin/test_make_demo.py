@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _experiments import DEMO_PNGS, DEMO_WAVS, ChannelModel, trained_speech_exp, video_exps  # noqa: E402
 
 

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from cdsvae.eval.eer import compute_eer
-from cdsvae.eval.embeddings import write_vectors
+from cdsvae.eval.metrics.eer import compute_eer
+from cdsvae.eval.metrics.embeddings import write_vectors
 
 # three speakers in VoxCeleb's layout: speaker / video / clip
 UTTS = [f"id1000{s}-vid{v}-0000{c}" for s in range(3) for v in range(2) for c in range(1, 3)]

@@ -47,7 +47,7 @@ def test_missing_files_give_one_line_errors(tmp_path):
 
 
 def test_score_errors_on_bad_input(tmp_path):
-    from cdsvae.eval.embeddings import write_vectors
+    from cdsvae.eval.metrics.embeddings import write_vectors
 
     emb = tmp_path / "emb"
     write_vectors(emb, "s", {"a_1": np.ones(3), "a_2": np.ones(3)})
@@ -140,7 +140,7 @@ def test_stages_5_to_7_end_to_end(tmp_path):
 
 
 def test_score_cli_mean_normalised_scoring(tmp_path):
-    from cdsvae.eval.embeddings import write_vectors
+    from cdsvae.eval.metrics.embeddings import write_vectors
 
     rng = np.random.default_rng(1)
     utt2spk = {f"a_{u}": "a" for u in range(3)} | {f"b_{u}": "b" for u in range(3)}
@@ -167,7 +167,7 @@ def test_score_leaves_out_and_counts_utterances_without_embeddings(tmp_path):
     of the trials and counted in results.json; the trials are all pairs of the others."""
     from itertools import combinations
 
-    from cdsvae.eval.embeddings import write_vectors
+    from cdsvae.eval.metrics.embeddings import write_vectors
 
     rng = np.random.default_rng(2)
     utt2spk = {f"spk{s}_u{u}": f"spk{s}" for s in range(4) for u in range(3)}

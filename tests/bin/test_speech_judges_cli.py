@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _experiments import trained_speech_exp  # noqa: E402
 from cdsvae.errors import UserError
 
@@ -78,7 +78,7 @@ def test_judges_metrics_report_and_demo(recipe, capsys):
     assert disentangle(args) == 0 and "up to date" in capsys.readouterr().out
     assert (out / "results.json").stat().st_mtime_ns == stamp_time
 
-    from cdsvae.eval.report import write_experiment_report
+    from cdsvae.eval.report.speech import write_experiment_report
 
     _, path = write_experiment_report(exp, "test", plots=False, demo=False)
     text = path.read_text()
@@ -99,7 +99,7 @@ def test_without_transcripts_the_speaker_judge_alone_judges_and_content_is_not_m
     from cdsvae.bin.disentangle import main as disentangle
     from cdsvae.bin.make_demo import main as make_demo
     from cdsvae.bin.train_speech_judge import main as train_judge
-    from cdsvae.eval.report import write_experiment_report
+    from cdsvae.eval.report.speech import write_experiment_report
 
     root, exp, feats, data, conf = recipe
     exp = Path(shutil.copytree(exp, tmp_path / "exp" / exp.name))
@@ -172,8 +172,8 @@ def test_pretrained_speechbrain_speaker_judge(recipe, tmp_path):
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
     from cdsvae.bin.train_speech_judge import main as train_judge
-    from cdsvae.eval.speech_judges import load_speaker_judge_of
-    from cdsvae.eval.speechbrain_judge import SpeechBrainSpeakerJudge
+    from cdsvae.eval.judges.speech import load_speaker_judge_of
+    from cdsvae.eval.judges.speechbrain import SpeechBrainSpeakerJudge
     from test_speaker_judge import HPARAMS
 
     root, exp, feats, data, conf = recipe
@@ -198,7 +198,7 @@ def test_pretrained_speechbrain_speaker_judge(recipe, tmp_path):
 
 def write_judge_records(judge_dir: Path, speaker_eer: float, content_error: float) -> None:
     """judge.json of both judges with test figures, as stage 5 writes them."""
-    from cdsvae.eval.speech_judges import write_judge_record
+    from cdsvae.eval.judges.speech import write_judge_record
 
     for kind, description, figures in (
             ("speaker", "ECAPA-TDNN speaker judge (channels [256, 256, 256, 256, 768], 128-dim, 12 training speakers, "
@@ -244,9 +244,9 @@ def test_a_missed_gate_names_the_recipes_cpu_judges_and_labels_are_not_doubled(t
 
 
 def test_vctk_cpu_judges_are_a_fraction_of_the_gpu_ones_with_the_same_gates():
-    from cdsvae.eval.ctc import CTCConfig, build_model
-    from cdsvae.eval.speaker_judge import SpeakerJudgeConfig, _build
-    from cdsvae.eval.speech_judges import read_judge_config
+    from cdsvae.eval.judges.ctc import CTCConfig, build_model
+    from cdsvae.eval.judges.speaker import SpeakerJudgeConfig, _build
+    from cdsvae.eval.judges.speech import read_judge_config
 
     conf = Path(__file__).resolve().parents[2] / "egs" / "vctk" / "cdsvae1" / "conf"
     gpu, cpu = (read_judge_config(conf / name) for name in ("judges.yaml", "tuning/judges_cpu.yaml"))

@@ -3,7 +3,7 @@ reported on (Lee and Hon, 1989): closures and pauses to sil, q deleted, allophon
 
 from pathlib import Path
 
-from cdsvae.eval.per import fold_units, read_unit_map
+from cdsvae.eval.metrics.per import fold_units, read_unit_map
 
 MAP = Path(__file__).resolve().parents[2] / "egs" / "timit" / "cdsvae1" / "local" / "phones.61-39.map"
 
