@@ -45,7 +45,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -66,6 +65,7 @@ from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_s
                                  save_run, training_finished)
 from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, check_global_batch
 from cdsvae.train.seeding import derive_seed, seed_everything, set_deterministic
+from cdsvae.train.steploop import StepLoop, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from cdsvae.train.stepstats import StepStats
 from cdsvae.train.validation import ConsistencyFn, Validator
 
@@ -109,10 +109,6 @@ def setup_process(train_opts: Mapping[str, Any], outdir: str | os.PathLike) -> D
 
 
 LossFn = Callable[[nn.Module, Mapping[str, Any], torch.Generator], tuple[torch.Tensor, Mapping[str, torch.Tensor]]]
-
-
-class TrainingDiverged(UserError):
-    """A non-finite loss or gradient: training stops before the optimiser step."""
 
 
 class _LossModule(nn.Module):
@@ -182,6 +178,8 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), self.oopt, self.total_steps,
                                                          self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        self.steps = StepLoop(self.model.parameters(), self.optimizer, grad_clip=self.oopt["grad_clip"],
+                              scaler=self.scaler, scheduler=self.scheduler)
         self.validation = Validator(self.model, self.loss_module, train_set, valid_set, self.ctx, self.batch_size,
                                     self.batches, criterion, consistency_fn)
         self.criterion_name = self.validation.criterion_name
@@ -326,18 +324,7 @@ class Trainer:
         names = sorted(terms)
         row = torch.stack([loss.detach().float()] +
                           [torch.as_tensor(terms[k], device=self.device).detach().float().reshape(()) for k in names])
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)  # no-op unless fp16: the norm and the clipping see true gradients
-        clip = self.oopt["grad_clip"]
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                               max_norm=float(clip) if clip else float("inf"))
-        with warnings.catch_warnings():  # fp16: a first step the scaler skips upsets the scheduler's order check
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
-            self.scaler.step(self.optimizer)  # optimizer.step(), unless fp16 found an overflow
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-        return row, names, gnorm.detach().float().reshape(1)
+        return row, names, self.steps.step(loss)  # backward, clipping, optimiser and schedule steps
 
     def _log(self, stats: StepStats, lr: float, tic: float, bar) -> float:
         """Check and log the window of steps that ends here; returns the time the next one starts."""

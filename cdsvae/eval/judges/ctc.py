@@ -26,7 +26,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from cdsvae.errors import UserError
 from cdsvae.eval.judges.ctc_model import (CTCRecogniser, check_inputs, greedy_decode, load_recogniser,  # noqa: F401
@@ -35,6 +34,7 @@ from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
 from cdsvae.eval.judges.units import Units, read_units  # noqa: F401
 from cdsvae.train.checkpoint import load_checkpoint, save_checkpoint
 from cdsvae.train.seeding import derive_seed
+from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 
 log = logging.getLogger("cdsvae.eval.judges.ctc")
 
@@ -183,6 +183,45 @@ def torch_threads(n: int | None):
 def _train(inputs, targets, n_units, cfg, workdir, device, progress, valid) -> CTCRecogniser:
     cfg = cfg or CTCConfig()
     device = torch.device(device)
+    model, xs, ys, fingerprint = _prepare(inputs, targets, n_units, cfg, device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ckpt = Path(workdir) / CHECKPOINT if workdir is not None else None
+    start, history = 0, []
+    if ckpt is not None and ckpt.is_file():
+        start, history = _resume(ckpt, cfg, fingerprint, model, optimiser)
+    lengths = [a.shape[0] for a in xs]
+    batch_size = max(1, int(cfg.batch_size))
+    steps = StepLoop(model.parameters(), optimiser, grad_clip=cfg.grad_clip)
+    run = EpochRun(steps, "ctc", cfg.epochs, start, -(-len(xs) // batch_size), logdir=workdir, progress=progress,
+                   checkpoint=ckpt)
+    try:
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            with seeded_epoch(cfg.seed, epoch, device):
+                gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "batches", epoch))
+                step_fn = _step_fn(model, xs, ys, device, _spec_mask(cfg, gen))
+                figures = run.run_epoch(epoch, epoch_batches(lengths, batch_size, gen), step_fn)
+            record = {"epoch": epoch + 1, "loss": figures["loss"], "seconds": time.perf_counter() - t0}
+            if valid is not None:
+                record["valid_uer"] = _valid_rate(model, valid, cfg.batch_size)
+            history.append(record)
+            run.end_epoch(record)
+            log.info("ctc epoch %d/%d: loss %.4f%s (%.1f s)", epoch + 1, cfg.epochs, record["loss"],
+                     f", valid UER {record['valid_uer']:.3f}" if "valid_uer" in record else "", record["seconds"])
+            if ckpt is not None:
+                save_checkpoint(ckpt, {"config": asdict(cfg), "fingerprint": fingerprint, "epoch": epoch + 1,
+                                       "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                       "optimiser": optimiser.state_dict(), "history": history})
+    finally:
+        run.close()
+    model.history = history
+    return model.eval()
+
+
+def _prepare(inputs, targets, n_units, cfg: CTCConfig, device: torch.device):
+    """Checked data and the initial model on ``device``: (model, inputs, targets, data fingerprint);
+    the utterances too short for their targets are left out."""
     if len(inputs) != len(targets):
         raise UserError(f"ctc: {len(inputs)} inputs but {len(targets)} targets")
     input_dim = check_inputs(inputs)
@@ -206,54 +245,20 @@ def _train(inputs, targets, n_units, cfg, workdir, device, progress, valid) -> C
     ys = [torch.tensor([int(u) for u in targets[i]], dtype=torch.int64) for i in keep]
     if cfg.normalise:
         model.set_normalisation(*_normalisation(xs))
-    model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ckpt = Path(workdir) / CHECKPOINT if workdir is not None else None
-    start, history = 0, []
-    if ckpt is not None and ckpt.is_file():
-        start, history = _resume(ckpt, cfg, fingerprint, model, optimiser)
+    return model.to(device), xs, ys, fingerprint
+
+
+def _step_fn(model: CTCRecogniser, xs, ys, device: torch.device, mask_fn):
+    """The CTC loss of a batch of utterance indices, for :meth:`EpochRun.run_epoch`."""
     ctc_loss = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    lengths = [a.shape[0] for a in xs]
-    batch_size = max(1, int(cfg.batch_size))
-    steps_per_epoch = -(-len(xs) // batch_size)
-    bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=steps_per_epoch * start, desc="ctc",
-               unit="step", disable=not progress, leave=False)
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        total, n_seen = 0.0, 0
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(derive_seed(cfg.seed, "epoch", epoch))
-            gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "batches", epoch))
-            mask_fn = _spec_mask(cfg, gen)
-            for idx in epoch_batches(lengths, batch_size, gen):
-                x, x_len = pad_batch(xs, idx, device)
-                log_probs, out_lengths = model(x, x_len, mask_fn=mask_fn)
-                y = torch.cat([ys[i] for i in idx]).to(device)
-                y_len = torch.tensor([len(ys[i]) for i in idx], dtype=torch.int64)
-                loss = ctc_loss(log_probs.transpose(0, 1), y, out_lengths, y_len)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimiser.step()
-                total += loss.item() * len(idx)
-                n_seen += len(idx)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        record = {"epoch": epoch + 1, "loss": total / n_seen, "seconds": time.perf_counter() - t0}
-        if valid is not None:
-            record["valid_uer"] = _valid_rate(model, valid, cfg.batch_size)
-        history.append(record)
-        log.info("ctc epoch %d/%d: loss %.4f%s (%.1f s)", epoch + 1, cfg.epochs, record["loss"],
-                 f", valid UER {record['valid_uer']:.3f}" if "valid_uer" in record else "", record["seconds"])
-        if ckpt is not None:
-            save_checkpoint(ckpt, {"config": asdict(cfg), "fingerprint": fingerprint, "epoch": epoch + 1,
-                                   "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                   "optimiser": optimiser.state_dict(), "history": history})
-    bar.close()
-    model.history = history
-    return model.eval()
+
+    def step(idx: list[int]):
+        x, x_len = pad_batch(xs, idx, device)
+        log_probs, out_lengths = model(x, x_len, mask_fn=mask_fn)
+        y = torch.cat([ys[i] for i in idx]).to(device)
+        y_len = torch.tensor([len(ys[i]) for i in idx], dtype=torch.int64)
+        return ctc_loss(log_probs.transpose(0, 1), y, out_lengths, y_len), len(idx), {}
+    return step
 
 
 def _valid_rate(model: CTCRecogniser, valid, batch_size: int) -> float:

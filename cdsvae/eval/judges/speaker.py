@@ -48,7 +48,7 @@ from cdsvae.eval.judges.speechbrain import (  # noqa: F401  (SpeechBrainSpeakerJ
     first_line,
 )
 from cdsvae.io import atomic_open
-from cdsvae.train.seeding import derive_seed
+from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 
 log = logging.getLogger(__name__)
 
@@ -225,19 +225,35 @@ def train_speaker_judge(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, s
 
     ``cmvn`` is a ``CMVNStats`` or a ``(mean, std)`` pair. ``workdir/checkpoint.pt`` is written
     after each epoch and resumed from when it matches this config (``epochs`` may grow), data
-    and CMVN; another one is an error. The result is deterministic for a seed on CPU.
+    and CMVN; another one is an error. The result is deterministic for a seed on CPU. Training
+    runs through :class:`cdsvae.train.steploop.EpochRun` (TensorBoard in ``workdir/tensorboard``).
     """
-    from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
-
     workdir = Path(workdir)
     mean, std = _cmvn_arrays(cmvn)
+    utts, mats, speakers, labels = _training_data(feats, utt2spk, cfg, mean, std)
+    fingerprint = _fingerprint(cfg, utts, speakers, mean, std)
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        ecapa, classifier = _build(cfg, mean.size, len(speakers))
+        ecapa, classifier = ecapa.to(dev), classifier.to(dev)
+        history = _fit(cfg, ecapa, classifier, mats, labels, fingerprint, workdir, dev, progress)
+    _save({"format": FORMAT, "config": asdict(cfg), "epochs": cfg.epochs, "speakers": speakers,
+           "embedding_model": _cpu(ecapa.state_dict()), "classifier": _cpu(classifier.state_dict()),
+           "cmvn_mean": torch.from_numpy(mean.copy()), "cmvn_std": torch.from_numpy(std.copy()),
+           "history": history}, workdir / JUDGE_FILE)
+    return SpeakerJudge(cfg, ecapa, speakers, mean, std, dev, cfg.epochs, history)
+
+
+def _training_data(feats, utt2spk, cfg: SpeakerJudgeConfig, mean: np.ndarray, std: np.ndarray):
+    """(utterances, their CMVN-normalised matrices, speakers, speaker index of each utterance);
+    utterances shorter than the network's widest padding are left out, with a warning."""
     min_frames = cfg.min_frames()
-    utts = sorted(feats)
-    missing = [u for u in utts if u not in utt2spk]
+    missing = [u for u in sorted(feats) if u not in utt2spk]
     if missing:
         raise UserError(f"speaker judge: no speaker for utterance {missing[0]}")
     data, short = [], 0
-    for u in utts:
+    for u in sorted(feats):
         m = np.asarray(feats[u], dtype=np.float32)
         if m.ndim != 2 or m.shape[1] != mean.size:
             raise UserError(f"speaker judge: utterance {u} has shape {m.shape}, expected (frames, {mean.size})")
@@ -252,75 +268,69 @@ def train_speaker_judge(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, s
         raise UserError(f"speaker judge: training needs at least 2 speakers and 2 utterances, got {len(speakers)} and {len(data)}")
     spk_index = {s: i for i, s in enumerate(speakers)}
     labels = torch.tensor([spk_index[utt2spk[u]] for u, _ in data])
-    mats = [m for _, m in data]
-    fingerprint = _fingerprint(cfg, [u for u, _ in data], speakers, mean, std)
-    dev = torch.device(device)
+    return [u for u, _ in data], [m for _, m in data], speakers, labels
 
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        ecapa, classifier = _build(cfg, mean.size, len(speakers))
-        ecapa, classifier = ecapa.to(dev), classifier.to(dev)
-        params = list(ecapa.parameters()) + list(classifier.parameters())
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=cfg.margin, scale=cfg.scale))
-        start, history = 0, []
-        ckpt_path = workdir / CHECKPOINT_FILE
-        if ckpt_path.is_file():
-            try:
-                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-                same = ckpt["fingerprint"] == fingerprint
-            except Exception as e:
-                raise UserError(f"{ckpt_path}: unreadable checkpoint ({first_line(e)}); remove it to start over") from None
-            if not same:
-                raise UserError(f"{ckpt_path}: made with another config, data or CMVN; remove it to start over")
-            if ckpt["epoch"] > cfg.epochs:
-                raise UserError(f"{ckpt_path}: already {ckpt['epoch']} epochs, more than the {cfg.epochs} asked")
-            ecapa.load_state_dict(ckpt["embedding_model"])
-            classifier.load_state_dict(ckpt["classifier"])
-            opt.load_state_dict(ckpt["optimizer"])
-            start, history = int(ckpt["epoch"]), list(ckpt["history"])
-            log.info("speaker judge: resuming from %s after epoch %d", ckpt_path, start)
 
-        n_batches = sum(1 for s in range(0, len(mats), cfg.batch_size) if len(mats) - s >= 2)
-        bar = tqdm(total=(cfg.epochs - start) * n_batches, desc="speaker judge", unit="step", disable=not progress)
+def _resume(ckpt_path: Path, fingerprint: str, cfg: SpeakerJudgeConfig, ecapa, classifier, opt) -> tuple[int, list]:
+    """Load ``checkpoint.pt`` into the networks and the optimiser: (epochs done, history)."""
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        same = ckpt["fingerprint"] == fingerprint
+    except Exception as e:
+        raise UserError(f"{ckpt_path}: unreadable checkpoint ({first_line(e)}); remove it to start over") from None
+    if not same:
+        raise UserError(f"{ckpt_path}: made with another config, data or CMVN; remove it to start over")
+    if ckpt["epoch"] > cfg.epochs:
+        raise UserError(f"{ckpt_path}: already {ckpt['epoch']} epochs, more than the {cfg.epochs} asked")
+    ecapa.load_state_dict(ckpt["embedding_model"])
+    classifier.load_state_dict(ckpt["classifier"])
+    opt.load_state_dict(ckpt["optimizer"])
+    log.info("speaker judge: resuming from %s after epoch %d", ckpt_path, int(ckpt["epoch"]))
+    return int(ckpt["epoch"]), list(ckpt["history"])
+
+
+def _fit(cfg: SpeakerJudgeConfig, ecapa, classifier, mats, labels, fingerprint: str, workdir: Path,
+         dev: torch.device, progress: bool) -> list[dict]:
+    """The epochs not in ``workdir/checkpoint.pt`` yet, each saved there; returns the history."""
+    from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+
+    params = list(ecapa.parameters()) + list(classifier.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=cfg.margin, scale=cfg.scale))
+    ckpt_path = workdir / CHECKPOINT_FILE
+    start, history = _resume(ckpt_path, fingerprint, cfg, ecapa, classifier, opt) if ckpt_path.is_file() else (0, [])
+    n_batches = sum(1 for s in range(0, len(mats), cfg.batch_size) if len(mats) - s >= 2)
+    run = EpochRun(StepLoop(params, opt), "speaker judge", cfg.epochs, start, n_batches, logdir=workdir,
+                   progress=progress, checkpoint=ckpt_path)
+
+    def step(idx: np.ndarray, rng: np.random.Generator):
+        x, lengths = _batch([mats[i] for i in idx], cfg.crop_frames, rng)
+        y = labels[idx].to(dev)
+        cos = classifier(ecapa(x.to(dev), lengths.to(dev)))  # (B, 1, n_speakers)
+        return loss_fn(cos, y.unsqueeze(1)), len(idx), {"accuracy": int((cos.squeeze(1).argmax(1) == y).sum())}
+
+    try:
         for epoch in range(start, cfg.epochs):
             lr = cfg.lr * cfg.lr_decay ** epoch
             for group in opt.param_groups:
                 group["lr"] = lr
-            torch.manual_seed(derive_seed(cfg.seed, "epoch", epoch))  # every device's generator
-            rng = np.random.default_rng([cfg.seed, epoch])
-            order = rng.permutation(len(mats))
-            ecapa.train(), classifier.train()
-            tot_loss, correct, seen = 0.0, 0, 0
-            for s in range(0, len(order), cfg.batch_size):
-                idx = order[s:s + cfg.batch_size]
-                if len(idx) < 2:  # batch norm needs two examples
-                    continue
-                x, lengths = _batch([mats[i] for i in idx], cfg.crop_frames, rng)
-                y = labels[idx].to(dev)
-                cos = classifier(ecapa(x.to(dev), lengths.to(dev)))  # (B, 1, n_speakers)
-                loss = loss_fn(cos, y.unsqueeze(1))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                tot_loss += loss.item() * len(idx)
-                correct += int((cos.squeeze(1).argmax(1) == y).sum())
-                seen += len(idx)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            history.append({"epoch": epoch + 1, "loss": tot_loss / seen, "accuracy": correct / seen, "lr": lr})
+            with seeded_epoch(cfg.seed, epoch, dev):  # every device's generator
+                rng = np.random.default_rng([cfg.seed, epoch])
+                order = rng.permutation(len(mats))
+                ecapa.train(), classifier.train()
+                batches = [order[s:s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+                figures = run.run_epoch(epoch, [b for b in batches if len(b) >= 2],  # batch norm needs two
+                                        lambda idx, rng=rng: step(idx, rng))
+            history.append({"epoch": epoch + 1, "loss": figures["loss"], "accuracy": figures["accuracy"], "lr": lr})
+            run.end_epoch(history[-1])
             log.info("speaker judge epoch %d/%d: loss %.4f, train accuracy %.3f, lr %.2e",
-                     epoch + 1, cfg.epochs, tot_loss / seen, correct / seen, lr)
+                     epoch + 1, cfg.epochs, figures["loss"], figures["accuracy"], lr)
             _save({"fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
                    "embedding_model": _cpu(ecapa.state_dict()), "classifier": _cpu(classifier.state_dict()),
                    "optimizer": opt.state_dict()}, ckpt_path)
-        bar.close()
-
-    _save({"format": FORMAT, "config": asdict(cfg), "epochs": cfg.epochs, "speakers": speakers,
-           "embedding_model": _cpu(ecapa.state_dict()), "classifier": _cpu(classifier.state_dict()),
-           "cmvn_mean": torch.from_numpy(mean.copy()), "cmvn_std": torch.from_numpy(std.copy()),
-           "history": history}, workdir / JUDGE_FILE)
-    return SpeakerJudge(cfg, ecapa, speakers, mean, std, dev, cfg.epochs, history)
+    finally:
+        run.close()
+    return history
 
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from cdsvae.data.video import Factor, parse_factors
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_open
+from cdsvae.train.steploop import EpochRun, StepLoop
 
 JUDGE_FILE = "judge.pt"
 
@@ -157,7 +158,8 @@ def _labels_of(batch: Mapping, names: Sequence[str], device) -> dict[str, torch.
 def train_judge(model: JudgeClassifier, train_set: Dataset, *, epochs: int = 5, batch_size: int = 64,
                 lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
                 log: Callable[[str], None] | None = None, progress: bool = False) -> list[float]:
-    """Adam on the sum of the heads' cross-entropies; returns the mean training loss per epoch."""
+    """Adam on the sum of the heads' cross-entropies; returns the mean training loss per epoch.
+    Steps run through :class:`cdsvae.train.steploop.EpochRun` (a non-finite loss stops training)."""
     device = torch.device(device)
     model.to(device).train()
     gen = torch.Generator().manual_seed(seed)
@@ -165,27 +167,23 @@ def train_judge(model: JudgeClassifier, train_set: Dataset, *, epochs: int = 5, 
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen, drop_last=False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     names = [f.name for f in model.factors]
-    history = []
-    for epoch in range(1, epochs + 1):
-        total, count = 0.0, 0
-        it = loader
-        if progress:
-            from tqdm import tqdm
 
-            it = tqdm(loader, desc=f"judge epoch {epoch}/{epochs}", leave=False, disable=None)
-        for batch in it:
-            x = batch["x"].to(device)
-            labels = _labels_of(batch, names, device)
-            logits = model(x)
-            loss = sum(F.cross_entropy(logits[n], labels[n]) for n in names)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * x.shape[0]
-            count += x.shape[0]
-        history.append(total / max(count, 1))
-        if log:
-            log(f"judge epoch {epoch}/{epochs}: loss {history[-1]:.4f}")
+    def step(batch):
+        x = batch["x"].to(device)
+        labels = _labels_of(batch, names, device)
+        logits = model(x)
+        return sum(F.cross_entropy(logits[n], labels[n]) for n in names), x.shape[0], {}
+
+    run = EpochRun(StepLoop(model.parameters(), opt), "judge", epochs, 0, len(loader), progress=progress)
+    history = []
+    try:
+        for epoch in range(epochs):
+            history.append(run.run_epoch(epoch, loader, step)["loss"])
+            run.end_epoch({"loss": history[-1]})
+            if log:
+                log(f"judge epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
+    finally:
+        run.close()
     model.eval()
     return history
 
