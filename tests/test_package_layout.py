@@ -105,3 +105,37 @@ def test_no_package_folder_over_12_modules():
     paths = [p for p in sorted(PACKAGE.rglob("*.py")) if p.parent != PACKAGE / "bin"]
     crowded = crowded_folders(paths, MAX_MODULES_PER_FOLDER)
     assert not crowded, f"folders over {MAX_MODULES_PER_FOLDER} modules: {crowded}"
+
+
+# ---------------------------------------------------------------- one training loop
+# Every model trains through cdsvae/train (the trainer, or the step loop it shares with the judges),
+# so `.backward(` appears nowhere else in the package.
+
+
+def backward_calls_outside(root: Path, allowed: Path) -> list[str]:
+    """'path:line' of every ``.backward(`` in the modules under ``root`` that are not under ``allowed``
+    (the source text as it is: a mention in a comment or docstring counts too)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if allowed == path.parent or allowed in path.parents:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if ".backward(" in line:
+                found.append(f"{path}:{number}")
+    return found
+
+
+def test_backward_finder_finds_planted_calls(tmp_path):
+    for name, text in {"train/loop.py": "loss.backward()\n", "train/deep/step.py": "loss.backward()\n",
+                       "eval/judges/ok.py": "x = 1  # backward compatible\n",
+                       "eval/judges/bad.py": "x = 1\nscaler.scale(loss).backward()\n",
+                       "training.py": "loss.backward(retain_graph=True)\n"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert backward_calls_outside(tmp_path, tmp_path / "train") == [
+        f"{tmp_path / 'eval' / 'judges' / 'bad.py'}:2", f"{tmp_path / 'training.py'}:1"]
+
+
+def test_backward_only_in_the_training_package():
+    found = backward_calls_outside(PACKAGE, PACKAGE / "train")
+    assert not found, f"gradients computed outside cdsvae/train (train through cdsvae.train.steploop): {found}"

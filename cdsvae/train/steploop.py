@@ -102,8 +102,8 @@ class EpochRun:
         if logdir is not None:
             from torch.utils.tensorboard import SummaryWriter  # seconds of start-up: only when used
 
-            # purge_step drops the events a killed run logged after its last checkpoint
-            self.writer = SummaryWriter(str(Path(logdir) / "tensorboard"), purge_step=self.step_count or None)
+            # purge_step drops the events logged past this point by an earlier (killed or replaced) run
+            self.writer = SummaryWriter(str(Path(logdir) / "tensorboard"), purge_step=self.step_count)
 
     def run_epoch(self, epoch: int, batches: Iterable[Any], step_fn: StepFn) -> dict[str, float]:
         """Train on ``batches``; returns the epoch's weighted mean ``loss`` and the other figures
