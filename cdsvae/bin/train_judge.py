@@ -8,6 +8,8 @@ below ``--threshold`` the command exits 1 naming the factors (the judge is kept 
 A second run with the same options and data reuses the saved judge; a judge is (re)trained only
 when there is none, when it was trained with other options or data (the options and a stamp of
 the training frames are stored in ``judge.pt``) or with ``--force``, and the log says which.
+A killed training resumes from ``OUTDIR/checkpoint.pt`` (written after every epoch, with the
+random generators' states: the judge is the one an uninterrupted run trains).
 A ``judge.pt`` that cannot be read, or a ``--device`` that cannot be used, is an error naming
 the file: it is never silently trained over.
 """
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
                                 g_dim=args.g_dim, hidden_dim=args.hidden_dim)
         t0 = time.time()
         train_judge(model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    device=args.device, log=print, progress=True)
+                    device=args.device, log=print, progress=True, workdir=outdir, stamp=options)
         print(f"train_judge: trained on {len(train)} sequences in {time.time() - t0:.1f} s")
         save_judge(outdir, model, {"options": options, "test_dir": str(test.split_dir.resolve())})
     acc = evaluate_judge(model, test, batch_size=max(args.batch_size, 64))

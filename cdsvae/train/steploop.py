@@ -9,7 +9,10 @@ The judges and recognisers of the evaluation (small models, data in memory, resu
 epoch from a checkpoint of their own) run their epochs through :class:`EpochRun`: the same step,
 plus what the trainer reports, namely a progress bar, a non-finite check of every step (the loss
 before the optimiser step, the gradient norm after it: a diverged step is never saved) and
-TensorBoard scalars in ``DIR/tensorboard``. :func:`seeded_epoch` seeds an epoch's global RNGs
+TensorBoard scalars in ``DIR/tensorboard``. Those without a checkpoint format of their own keep
+one in :class:`EpochCheckpoint`: the states of the model, the optimiser and the random generators
+after each epoch, so a resumed run continues the very streams of the killed one.
+:func:`seeded_epoch` seeds an epoch's global RNGs
 from the run's seed, as a function of the epoch alone, so a run resumed after epoch k gives the
 weights of an uninterrupted one.
 """
@@ -17,6 +20,8 @@ weights of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
 import sys
 import warnings
@@ -27,7 +32,11 @@ import torch
 from tqdm import tqdm
 
 from cdsvae.errors import UserError
+from cdsvae.train.checkpoint import load_checkpoint, save_checkpoint
 from cdsvae.train.seeding import derive_seed
+
+log = logging.getLogger("cdsvae.train")
+CHECKPOINT = "checkpoint.pt"
 
 # One step of a small model: batch -> (loss, the batch's weight in the epoch means, sums of other figures).
 StepFn = Callable[[Any], tuple[torch.Tensor, int, Mapping[str, float]]]
@@ -154,3 +163,56 @@ class EpochRun:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class EpochCheckpoint:
+    """``workdir/checkpoint.pt`` of a model trained epoch by epoch (no file without ``workdir``).
+
+    It holds the state of every entry of ``parts`` (modules and optimisers), of every generator in
+    ``generators`` and of torch's global CPU generator, the epochs done and the history. It is
+    resumed only when its ``stamp`` (what training depends on, the number of epochs aside: a
+    JSON-able mapping) is this one and it is not past the epochs asked for; otherwise training
+    starts afresh and overwrites it.
+    """
+
+    def __init__(self, workdir: str | Path | None, stamp: Mapping[str, Any], parts: Mapping[str, Any],
+                 generators: Mapping[str, torch.Generator]):
+        self.path = Path(workdir) / CHECKPOINT if workdir is not None else None
+        self.stamp = json.loads(json.dumps(stamp, sort_keys=True, default=str))
+        self.parts, self.generators = dict(parts), dict(generators)
+
+    def resume(self, epochs: int) -> tuple[int, list]:
+        """Restore the checkpoint if it fits: (epochs done, history); (0, []) when starting afresh."""
+        if self.path is None or not self.path.is_file():
+            return 0, []
+        state = load_checkpoint(self.path)  # unreadable: an error naming the file
+        if state.get("stamp") != self.stamp or int(state["epoch"]) > epochs:
+            log.info("%s: made with other options or data, or past %d epochs; training afresh", self.path, epochs)
+            return 0, []
+        for name, part in self.parts.items():
+            part.load_state_dict(state["parts"][name])
+        for name, gen in self.generators.items():
+            gen.set_state(state["rng"][name])
+        torch.set_rng_state(state["rng"]["torch"])
+        log.info("%s: resuming after epoch %d", self.path, int(state["epoch"]))
+        return int(state["epoch"]), list(state["history"])
+
+    def save(self, epoch: int, history: list) -> None:
+        """Write the state after ``epoch`` epochs (atomically); nothing without a workdir."""
+        if self.path is None:
+            return
+        parts = {name: _cpu(part.state_dict()) for name, part in self.parts.items()}
+        rng = {**{name: gen.get_state() for name, gen in self.generators.items()}, "torch": torch.get_rng_state()}
+        save_checkpoint(self.path, {"stamp": self.stamp, "epoch": epoch, "history": list(history), "parts": parts,
+                                    "rng": rng})
+
+
+def _cpu(state: Any) -> Any:
+    """A state dict with its tensors copied to the CPU (optimiser states nest them)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu().clone()
+    if isinstance(state, Mapping):
+        return {k: _cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_cpu(v) for v in state)
+    return state

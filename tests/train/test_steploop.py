@@ -124,3 +124,30 @@ def test_the_judges_stop_on_a_diverging_loss(tmp_path):
     data = [{"x": torch.rand(3, 3, 8, 8), "labels": {"colour": torch.tensor(k % 2)}} for k in range(4)]
     with pytest.raises(TrainingDiverged, match=r"^judge: non-finite loss = nan at step 2 "):
         train_judge(judge, data, epochs=1, batch_size=2, lr=math.inf)
+
+
+def test_a_killed_video_judge_training_resumes_to_the_uninterrupted_weights(tmp_path):
+    from cdsvae.data.video import Factor
+    from cdsvae.train.checkpoint import load_checkpoint
+    from cdsvae.eval.judges.video import JudgeClassifier, train_judge
+
+    g = torch.Generator().manual_seed(0)
+    data = [{"x": torch.rand(3, 3, 8, 8, generator=g), "labels": {"colour": torch.tensor(k % 2)}} for k in range(10)]
+
+    def fit(epochs, workdir=None, stamp=None):
+        torch.manual_seed(0)
+        judge = JudgeClassifier([Factor("colour", 2, "static")], channels=(4,), g_dim=4, hidden_dim=4)
+        hist = train_judge(judge, data, epochs=epochs, batch_size=3, lr=1e-2, workdir=workdir, stamp=stamp)
+        return judge.state_dict(), hist
+
+    whole, hist = fit(3)
+    fit(1, tmp_path, {"data": "a"})  # killed after its first epoch
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    resumed, resumed_hist = fit(3, tmp_path, {"data": "a"})
+    assert resumed_hist == hist and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert list((tmp_path / "tensorboard").iterdir())
+    # another stamp, or fewer epochs than the checkpoint holds: trained afresh (same weights from scratch)
+    for epochs, stamp in ((3, {"data": "b"}), (2, {"data": "b"})):
+        again, again_hist = fit(epochs, tmp_path, stamp)
+        assert again_hist == hist[:epochs] and load_checkpoint(tmp_path / "checkpoint.pt")["stamp"]["stamp"] == stamp
+    assert all(torch.equal(fit(2)[0][k], again[k]) for k in again)

@@ -8,7 +8,8 @@ Training (``train_ctc``) is a function of its seed: the initial weights come fro
 is left alone. Resuming from ``workdir/checkpoint.pt`` therefore needs only the weights, the
 optimiser state and the epoch count, and continuing k -> n epochs gives the same weights as n at
 once. Utterances too short for their targets (CTC needs ``T' >= len + adjacent repeats``) are
-skipped and counted in the log.
+skipped and counted in the log. Steps run through ``cdsvae.train.steploop`` (a non-finite loss or
+gradient stops training; with ``workdir``, TensorBoard scalars in ``workdir/tensorboard``).
 
 The network, decoding and the saved-model file are in ``cdsvae.eval.judges.ctc_model`` and re-exported
 here; the vocabulary is ``cdsvae.eval.judges.units``.

@@ -30,9 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from cdsvae.data.video import Factor, parse_factors
 from cdsvae.errors import UserError
-from cdsvae.eval.judges.speechbrain import first_line
 from cdsvae.io import atomic_open
-from cdsvae.train.steploop import EpochRun, StepLoop
+from cdsvae.train.steploop import EpochCheckpoint, EpochRun, StepLoop
 
 JUDGE_FILE = "judge.pt"
 
@@ -158,10 +157,10 @@ def _labels_of(batch: Mapping, names: Sequence[str], device) -> dict[str, torch.
 
 def train_judge(model: JudgeClassifier, train_set: Dataset, *, epochs: int = 5, batch_size: int = 64,
                 lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
-                log: Callable[[str], None] | None = None, progress: bool = False) -> list[float]:
-    """Adam on the sum of the heads' cross-entropies; returns the mean training loss per epoch.
-    Steps run through :class:`cdsvae.train.steploop.EpochRun` (a non-finite loss stops training)."""
-    device = torch.device(device)
+                log: Callable[[str], None] | None = None, progress: bool = False,
+                workdir: str | os.PathLike | None = None, stamp: Mapping | None = None) -> list[float]:
+    """Adam on the sum of the heads' cross-entropies; returns the mean training loss per epoch. With
+    ``workdir``, resumable (``cdsvae.train.steploop.EpochCheckpoint``, ``stamp`` naming the data)."""
     model.to(device).train()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -170,17 +169,19 @@ def train_judge(model: JudgeClassifier, train_set: Dataset, *, epochs: int = 5, 
     names = [f.name for f in model.factors]
 
     def step(batch):
-        x = batch["x"].to(device)
-        labels = _labels_of(batch, names, device)
+        x, labels = batch["x"].to(device), _labels_of(batch, names, device)
         logits = model(x)
         return sum(F.cross_entropy(logits[n], labels[n]) for n in names), x.shape[0], {}
-
-    run = EpochRun(StepLoop(model.parameters(), opt), "judge", epochs, 0, len(loader), progress=progress)
-    history = []
+    ckpt = EpochCheckpoint(workdir, {"stamp": stamp, "model": model.config, "lr": lr, "batch_size": batch_size,
+                                     "seed": seed, "n": len(train_set)}, {"model": model, "opt": opt}, {"loader": gen})
+    start, history = ckpt.resume(epochs)
+    run = EpochRun(StepLoop(model.parameters(), opt), "judge", epochs, start, len(loader), progress=progress,
+                   logdir=workdir, checkpoint=ckpt.path)
     try:
-        for epoch in range(epochs):
+        for epoch in range(start, epochs):
             history.append(run.run_epoch(epoch, loader, step)["loss"])
             run.end_epoch({"loss": history[-1]})
+            ckpt.save(epoch + 1, history)
             if log:
                 log(f"judge epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
     finally:
@@ -253,16 +254,21 @@ def load_judge_with_extra(directory: str | os.PathLike,
     except UserError:
         raise
     except Exception as e:  # a truncated or foreign file: say which one
-        raise UserError(f"{path}: not a readable judge checkpoint ({e.__class__.__name__}: {first_line(e)})") from None
+        raise UserError(f"{path}: not a readable judge checkpoint ({e.__class__.__name__}: {_first_line(e)})") from None
     try:
         model = model.to(device)
     except (RuntimeError, AssertionError) as e:  # no such device, no driver, torch built without it
-        raise UserError(f"{path}: cannot move the judge to device {device!r}: {first_line(e)}") from None
+        raise UserError(f"{path}: cannot move the judge to device {device!r}: {_first_line(e)}") from None
     return model.eval(), extra
 
 
 def load_judge(directory: str | os.PathLike, device: str | torch.device = "cpu") -> JudgeClassifier:
     return load_judge_with_extra(directory, device)[0]
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else e.__class__.__name__
 
 
 def _field(obj, name: str):
@@ -313,54 +319,28 @@ def evaluate_swap_protocols(model, judge: JudgeClassifier, dataset: Dataset, *, 
     """
     if n_draws < 1:
         raise UserError(f"judge protocols: n_draws must be >= 1, got {n_draws}")
+    device = torch.device(device)
     model.eval()
     judge.eval()
     dyn = [f.name for f in judge.factors if f.kind == "dynamic"]
     sta = [f.name for f in judge.factors if f.kind == "static"]
     names = dyn + sta
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    if progress:
-        from tqdm import tqdm
-
-        loader = tqdm(loader, desc="judge protocols", leave=False, disable=None)
-    truth, real, recon, proto_a, proto_b = _judge_draws(model, judge, loader, dyn, sta, n_draws, seed,
-                                                        torch.device(device))
-    if not truth[names[0]]:
-        raise UserError("judge protocols: empty test set")
-    y = {n: torch.cat(v) for n, v in truth.items()}
-    result: dict = {
-        "n_sequences": int(y[names[0]].shape[0]),
-        "n_draws": n_draws,
-        "seed": seed,
-        "balanced": balanced,
-        "reference": {
-            "real": {n: accuracy(torch.cat(real[n]), y[n]) for n in names},
-            "recon": {n: accuracy(torch.cat(recon[n]), y[n]) for n in names},
-        },
-        "protocol_A": {n: _protocol_a([torch.cat(draw[n]) for draw in proto_a], y[n], balanced) for n in dyn},
-        "protocol_B": {},
-    }
-    for n in sta:
-        acc = [accuracy(torch.cat(proto_b[d][n]), y[n]) for d in range(n_draws)]
-        result["protocol_B"][n] = {"acc": _mean_std(acc), "num_classes": judge.heads[n].out_features}
-    return result
-
-
-def _judge_draws(model, judge: JudgeClassifier, batches, dyn: list[str], sta: list[str], n_draws: int, seed: int,
-                 device: torch.device):
-    """The judge's class probabilities over ``batches``, per factor and batch: (true labels, real
-    sequences, reconstructions, protocol A draws (dynamic factors), protocol B draws (static ones))."""
-    names = dyn + sta
-    truth: dict[str, list] = {n: [] for n in names}
-    real: dict[str, list] = {n: [] for n in names}
-    recon: dict[str, list] = {n: [] for n in names}
-    proto_a = [{n: [] for n in dyn} for _ in range(n_draws)]
-    proto_b = [{n: [] for n in sta} for _ in range(n_draws)]
 
     def judge_probs(x):
         logits = judge(x)
         return {n: F.softmax(logits[n].float(), dim=1).cpu() for n in names}
 
+    truth: dict[str, list] = {n: [] for n in names}
+    real: dict[str, list] = {n: [] for n in names}
+    recon: dict[str, list] = {n: [] for n in names}
+    proto_a = [{n: [] for n in dyn} for _ in range(n_draws)]
+    proto_b = [{n: [] for n in sta} for _ in range(n_draws)]
+    batches = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc="judge protocols", leave=False, disable=None)
     for bi, batch in enumerate(batches):
         x = batch["x"].to(device)
         B, T = x.shape[:2]
@@ -386,15 +366,35 @@ def _judge_draws(model, judge: JudgeClassifier, batches, dyn: list[str], sta: li
                 p = judge_probs(model.decode(s_mean, z))
                 for n in sta:
                     proto_b[d][n].append(p[n])
-    return truth, real, recon, proto_a, proto_b
-
-
-def _protocol_a(draws: list[torch.Tensor], y: torch.Tensor, balanced: bool) -> dict:
-    """Accuracy, IS, H(y|x) and H(y) of a dynamic factor over its draws of (N, K) probabilities."""
-    idx = balanced_indices(y) if balanced else torch.arange(y.shape[0])
-    k = int(draws[0].shape[1])
-    return {"acc": _mean_std([accuracy(p, y) for p in draws]),
-            "is": _mean_std([inception_score(p[idx]) for p in draws]),
-            "h_yx": _mean_std([conditional_entropy(p[idx]) for p in draws]),
-            "h_y": _mean_std([marginal_entropy(p[idx]) for p in draws]),
-            "num_classes": k, "max_is": k, "max_h_y": math.log(k)}
+    if not truth[names[0]]:
+        raise UserError("judge protocols: empty test set")
+    y = {n: torch.cat(v) for n, v in truth.items()}
+    result: dict = {
+        "n_sequences": int(y[names[0]].shape[0]),
+        "n_draws": n_draws,
+        "seed": seed,
+        "balanced": balanced,
+        "reference": {
+            "real": {n: accuracy(torch.cat(real[n]), y[n]) for n in names},
+            "recon": {n: accuracy(torch.cat(recon[n]), y[n]) for n in names},
+        },
+        "protocol_A": {},
+        "protocol_B": {},
+    }
+    for n in dyn:
+        idx = balanced_indices(y[n]) if balanced else torch.arange(y[n].shape[0])
+        acc, is_, hyx, hy = [], [], [], []
+        for d in range(n_draws):
+            p = torch.cat(proto_a[d][n])
+            acc.append(accuracy(p, y[n]))
+            is_.append(inception_score(p[idx]))
+            hyx.append(conditional_entropy(p[idx]))
+            hy.append(marginal_entropy(p[idx]))
+        result["protocol_A"][n] = {"acc": _mean_std(acc), "is": _mean_std(is_), "h_yx": _mean_std(hyx),
+                                   "h_y": _mean_std(hy), "num_classes": judge.heads[n].out_features,
+                                   "max_is": judge.heads[n].out_features,
+                                   "max_h_y": math.log(judge.heads[n].out_features)}
+    for n in sta:
+        acc = [accuracy(torch.cat(proto_b[d][n]), y[n]) for d in range(n_draws)]
+        result["protocol_B"][n] = {"acc": _mean_std(acc), "num_classes": judge.heads[n].out_features}
+    return result
