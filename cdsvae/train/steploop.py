@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from cdsvae.errors import UserError
-from cdsvae.train.checkpoint import load_checkpoint, save_checkpoint
+from cdsvae.io import atomic_open
 from cdsvae.train.seeding import derive_seed
 
 log = logging.getLogger("cdsvae.train")
@@ -185,7 +185,11 @@ class EpochCheckpoint:
         """Restore the checkpoint if it fits: (epochs done, history); (0, []) when starting afresh."""
         if self.path is None or not self.path.is_file():
             return 0, []
-        state = load_checkpoint(self.path)  # unreadable: an error naming the file
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated or foreign: say which file, and the way out
+            raise UserError(f"{self.path}: unreadable checkpoint ({e.__class__.__name__}); "
+                            f"remove it to train afresh") from None
         if state.get("stamp") != self.stamp or int(state["epoch"]) > epochs:
             log.info("%s: made with other options or data, or past %d epochs; training afresh", self.path, epochs)
             return 0, []
@@ -203,8 +207,8 @@ class EpochCheckpoint:
             return
         parts = {name: _cpu(part.state_dict()) for name, part in self.parts.items()}
         rng = {**{name: gen.get_state() for name, gen in self.generators.items()}, "torch": torch.get_rng_state()}
-        save_checkpoint(self.path, {"stamp": self.stamp, "epoch": epoch, "history": list(history), "parts": parts,
-                                    "rng": rng})
+        with atomic_open(self.path, "wb") as f:  # a kill leaves the previous checkpoint or this one
+            torch.save({"stamp": self.stamp, "epoch": epoch, "history": list(history), "parts": parts, "rng": rng}, f)
 
 
 def _cpu(state: Any) -> Any:

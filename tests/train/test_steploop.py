@@ -1,6 +1,7 @@
 """The step loop shared by the trainer and the judges: a step is backward, clip and step (known
 answers, bit-identical to the plain calls without clipping), epochs are weighted means, a non-finite
-loss or gradient stops training before the step, naming it, and TensorBoard gets the scalars."""
+loss or gradient stops training before the step, naming it, TensorBoard gets the scalars, and a
+killed video judge training resumes to the weights of an uninterrupted one."""
 
 import math
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cdsvae.errors import UserError
 from cdsvae.train.steploop import EpochRun, StepLoop, TrainingDiverged, seeded_epoch
 from cdsvae.train.trainer import TrainingDiverged as TrainerDiverged
 
@@ -128,8 +130,10 @@ def test_the_judges_stop_on_a_diverging_loss(tmp_path):
 
 def test_a_killed_video_judge_training_resumes_to_the_uninterrupted_weights(tmp_path):
     from cdsvae.data.video import Factor
-    from cdsvae.train.checkpoint import load_checkpoint
     from cdsvae.eval.judges.video import JudgeClassifier, train_judge
+
+    def load_checkpoint(path):
+        return torch.load(path, weights_only=True)
 
     g = torch.Generator().manual_seed(0)
     data = [{"x": torch.rand(3, 3, 8, 8, generator=g), "labels": {"colour": torch.tensor(k % 2)}} for k in range(10)]
@@ -151,3 +155,6 @@ def test_a_killed_video_judge_training_resumes_to_the_uninterrupted_weights(tmp_
         again, again_hist = fit(epochs, tmp_path, stamp)
         assert again_hist == hist[:epochs] and load_checkpoint(tmp_path / "checkpoint.pt")["stamp"]["stamp"] == stamp
     assert all(torch.equal(fit(2)[0][k], again[k]) for k in again)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=f"^{tmp_path / 'checkpoint.pt'}: unreadable checkpoint .*remove it"):
+        fit(3, tmp_path, {"data": "b"})
