@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from cdsvae.eval.metrics.embeddings import embed_wav_scp
+    from cdsvae.batch_embed import embed_wav_scp
 
     n, n_items, bad = embed_wav_scp(args.packed, args.wav_scp, args.outdir, args.nj, args.skip_bad, args.resample,
                                     args.channel, args.device)

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_draws", type=int, default=5, help="draws of the resampled factor (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max_items", type=int, default=None, help="use only the first N test sequences")
+    p.add_argument("--max_test", type=int, default=None, help="use only the first N test sequences")
     p.add_argument("--no_balanced", action="store_true",
                    help="compute IS, H(y|x), H(y) on all test sequences, not a class-balanced subset")
     p.add_argument("--out", default=None, help="output JSON (default: EXPDIR/judge_results.json)")
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     expdir = Path(args.expdir)
     if not expdir.is_dir():
         raise UserError(f"{expdir}: no such experiment directory")
-    judge, test, data = judged_test_set(args.judge_dir, args.data, args.device, args.max_items)
+    judge, test, data = judged_test_set(args.judge_dir, args.data, args.device, args.max_test)
     model, cfg, checkpoint = load_model_with_info(expdir, device=args.device)
     res, out = judge_experiment(model, checkpoint, judge, test, expdir, args.judge_dir, data, args.out,
                                 n_draws=args.n_draws, batch_size=args.batch_size, seed=args.seed,

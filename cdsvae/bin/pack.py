@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--expdir", type=Path, required=True, help="experiment dir (config.yaml + checkpoints)")
     parser.add_argument("--outdir", type=Path, default=None, help="packed dir (default: <expdir>/packed)")
-    parser.add_argument("--fbank", type=Path, default=None,
+    parser.add_argument("--fbank_config", type=Path, default=None,
                         help="fbank.yaml of the training features (default: found from the config and emb_*/meta.json)")
     parser.add_argument("--tarball", type=str2bool, default=True, help="also write <outdir>.tar.gz")
     return parser
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from cdsvae.packed import write_packed
 
-    out = write_packed(args.expdir, args.outdir, args.fbank, args.tarball)
+    out = write_packed(args.expdir, args.outdir, args.fbank_config, args.tarball)
     print(f"packed {args.expdir} -> {out}" + (f" and {out}.tar.gz" if args.tarball else ""))
     return 0
 
