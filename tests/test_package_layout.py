@@ -107,10 +107,8 @@ def test_no_package_folder_over_12_modules():
     assert not crowded, f"folders over {MAX_MODULES_PER_FOLDER} modules: {crowded}"
 
 
-# ---------------------------------------------------------------------------------------------------
 # Thin entry points and short functions: every cdsvae/bin tool has build_parser() and a main of at
 # most 40 lines (it parses and calls the library); no function in the package is over 80 lines.
-# ---------------------------------------------------------------------------------------------------
 
 MAX_MAIN_LINES = 40
 MAX_FUNCTION_LINES = 80  # the def line, its docstring and body: end_lineno - lineno + 1

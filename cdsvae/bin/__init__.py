@@ -1,4 +1,8 @@
-"""Thin command-line entry points: ``python -m cdsvae.bin.<tool> --help``."""
+"""Thin command-line entry points: ``python -m cdsvae.bin.<tool> --help``.
+
+Every tool is ``build_parser()`` (its options), ``main(argv)`` that parses them and calls the library,
+and ``cli()`` (its console script, through :func:`run_main`); the argparse types they share live here.
+"""
 
 from __future__ import annotations
 
