@@ -145,7 +145,7 @@ def write_packed(expdir: str | os.PathLike, outdir: str | os.PathLike | None = N
         fbank_path = Path(fbank) if fbank is not None else _fbank_source(expdir, cfg)
         if fbank_path is None or not fbank_path.is_file():
             raise UserError(f"{expdir}: cannot find the fbank.yaml of the training features "
-                            "(data.train_feats, emb_*/meta.json); give it with --fbank")
+                            "(data.train_feats, emb_*/meta.json); give it with --fbank_config")
         fbank_cfg = load_fbank_config(fbank_path)
     tmp = Path(tempfile.mkdtemp(prefix=".packing-", dir=outdir.parent if outdir.parent.exists() else None))
     try:

@@ -139,3 +139,84 @@ def test_backward_finder_finds_planted_calls(tmp_path):
 def test_backward_only_in_the_training_package():
     found = backward_calls_outside(PACKAGE, PACKAGE / "train")
     assert not found, f"gradients computed outside cdsvae/train (train through cdsvae.train.steploop): {found}"
+
+
+# Thin entry points and short functions: every cdsvae/bin tool has build_parser() and a main of at
+# most 40 lines (it parses and calls the library); no function in the package is over 80 lines.
+
+MAX_MAIN_LINES = 40
+MAX_FUNCTION_LINES = 80  # the def line, its docstring and body: end_lineno - lineno + 1
+
+
+def long_functions(source: str, limit: int) -> list[tuple[str, int, int]]:
+    """(qualified name, first line, lines) of every function or method of ``source`` over ``limit`` lines."""
+    found = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef) and child.end_lineno - child.lineno + 1 > limit:
+                    found.append((name, child.lineno, child.end_lineno - child.lineno + 1))
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return found
+
+
+def entry_point_problems(source: str, max_main: int = MAX_MAIN_LINES) -> list[str]:
+    """What a command module lacks: a module-level build_parser() taking no argument, and a main of at
+    most ``max_main`` lines."""
+    defs = {n.name: n for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    problems = []
+    parser = defs.get("build_parser")
+    if parser is None:
+        problems.append("no build_parser()")
+    elif parser.args.args or parser.args.posonlyargs or parser.args.kwonlyargs:
+        problems.append("build_parser() takes arguments")
+    main = defs.get("main")
+    if main is None:
+        problems.append("no main()")
+    elif main.end_lineno - main.lineno + 1 > max_main:
+        problems.append(f"main() has {main.end_lineno - main.lineno + 1} lines (at most {max_main})")
+    return problems
+
+
+def _def_of(name: str, lines: int, indent: str = "") -> str:
+    """Planted source: a function of exactly ``lines`` lines."""
+    return f"{indent}def {name}():\n" + "".join(f"{indent}    x = {i}\n" for i in range(lines - 1))
+
+
+def test_long_function_finder_on_planted_source():
+    source = (_def_of("short", 80) + _def_of("long", 81) + "class C:\n" + _def_of("method", 82, "    ")
+              + "    def ok(self):\n" + _def_of("inner", 90, "        ") + "        return 1\n")
+    assert long_functions(source, 80) == [("long", 81, 81), ("C.method", 163, 82), ("C.ok", 245, 92),
+                                          ("C.ok.inner", 246, 90)]
+    assert long_functions(_def_of("f", 3), 80) == []
+
+
+def test_entry_point_checker_on_planted_source():
+    good = "def build_parser():\n    return None\n\n\n" + _def_of("main", 40)
+    assert entry_point_problems(good) == []
+    assert entry_point_problems(good.replace("build_parser", "get_parser")) == ["no build_parser()"]
+    assert entry_point_problems(good.replace("build_parser()", "build_parser(p)")) == ["build_parser() takes arguments"]
+    assert entry_point_problems("def build_parser():\n    pass\n" + _def_of("main", 41)) == [
+        "main() has 41 lines (at most 40)"]
+    assert entry_point_problems("def build_parser():\n    def main():\n        pass\n") == ["no main()"]
+
+
+@pytest.mark.parametrize("tool", sorted(p.stem for p in (PACKAGE / "bin").glob("*.py") if p.stem != "__init__"))
+def test_every_tool_has_build_parser_and_a_short_main(tool):
+    path = PACKAGE / "bin" / f"{tool}.py"
+    assert entry_point_problems(path.read_text()) == [], path
+
+
+def test_no_function_over_80_lines():
+    over = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        for name, line, n in long_functions(path.read_text(), MAX_FUNCTION_LINES):
+            over.append(f"{rel}:{line} {name} ({n} lines)")
+    assert not over, f"functions over {MAX_FUNCTION_LINES} lines: {over}"

@@ -1,8 +1,13 @@
-"""Thin command-line entry points: ``python -m cdsvae.bin.<tool> --help``."""
+"""Thin command-line entry points: ``python -m cdsvae.bin.<tool> --help``.
+
+Every tool is ``build_parser()`` (its options), ``main(argv)`` that parses them and calls the library,
+and ``cli()`` (its console script, through :func:`run_main`); the argparse types they share live here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -16,6 +21,24 @@ def str2bool(value: str) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1, written without sign or leading zeros."""
+    if not re.fullmatch(r"[1-9][0-9]*", value):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated positive integers, e.g. ``32,64,128``."""
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
 
 
 def add_audio_options(parser: argparse.ArgumentParser) -> None:

@@ -12,43 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 from typing import Sequence
 
 from cdsvae.bin import run_main
-from cdsvae.data.feats import CMVNStats
-from cdsvae.errors import UserError
-from cdsvae.fbank import check_finite
+from cdsvae.data.feats import accumulate_cmvn
 
 logger = logging.getLogger("compute_cmvn_stats")
 
 
-def accumulate(scps: Sequence[str | Path]) -> CMVNStats:
-    import kaldiio
-    from tqdm import tqdm
-
-    stats = CMVNStats()
-    for scp in scps:
-        scp = Path(scp)
-        if scp.is_dir():
-            scp = scp / "feats.scp"
-        if not scp.is_file():
-            raise UserError(f"feature list not found: {scp}")
-        try:
-            # delay: a job done within a few seconds leaves no empty bar ("cmvn: 0utt [00:00, ?utt/s]").
-            for utt, feats in tqdm(kaldiio.load_scp_sequential(str(scp)), desc="cmvn", unit="utt",
-                                   mininterval=10, delay=5, file=sys.stderr):
-                check_finite(feats, f"utterance {utt} of {scp}")
-                stats.accumulate(feats)
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read features listed in {scp}: {e}") from None
-    if not stats.count:
-        raise UserError(f"no frames in {', '.join(map(str, scps))}")
-    return stats
-
-
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cdsvae.bin.compute_cmvn_stats", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("feats", nargs="+", help="feats.scp file(s) or feature dir(s) holding feats.scp")
@@ -57,9 +29,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    stats = accumulate(args.feats)
+    stats = accumulate_cmvn(args.feats)
     stats.save(args.out)
     logger.info("%s: %d frames, dim %d", args.out, stats.count, stats.sum.size)
     return 0

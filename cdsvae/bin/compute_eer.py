@@ -22,7 +22,7 @@ from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf, read_scored_tr
 KALDI_P_TARGETS = (0.01, 0.001)
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cdsvae.bin.compute_eer",
         description="EER (exact, sort-based) and normalised minDCF from Kaldi-format trials and scores.",
@@ -37,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if not 0.0 < args.p_target < 1.0:
         raise UserError(f"--p_target must be in (0, 1), got {args.p_target}")
     tgt, non = read_scored_trials(args.trials, args.scores)

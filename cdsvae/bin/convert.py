@@ -20,7 +20,7 @@ from typing import Sequence
 from cdsvae.bin import add_audio_options, run_main
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cdsvae.bin.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("packed", type=Path, help="packed model dir or .tar.gz (cdsvae.bin.pack)")
@@ -31,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vocoder", type=Path, default=None, help="speechbrain HiFi-GAN dir (default: Griffin-Lim)")
     parser.add_argument("--n_iter", type=int, default=32, help="Griffin-Lim iterations")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from cdsvae.audio import check_channel, write_wav
     from cdsvae.errors import UserError

@@ -22,7 +22,7 @@ from cdsvae.errors import UserError
 
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cdsvae.bin.extract_embeddings",
         description=__doc__,
@@ -39,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max_utts", type=int, default=None,
                         help="embed at most this many utterances, evenly spaced in sorted order (default: all)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     from cdsvae.eval.metrics.embeddings import extract_feature_dir

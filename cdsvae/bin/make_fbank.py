@@ -31,7 +31,7 @@ from cdsvae.fbank import iter_fbank, load_fbank_config
 logger = logging.getLogger("make_fbank")
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cdsvae.bin.make_fbank", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", help="Kaldi data dir (a split part with --job, the whole dir with --merge)")
@@ -47,7 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     featdir = Path(args.featdir)
     if args.merge:

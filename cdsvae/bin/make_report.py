@@ -23,7 +23,7 @@ from cdsvae.bin import run_main, str2bool
 from cdsvae.errors import UserError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cdsvae.bin.make_report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -36,7 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--command", default=None,
                         help="the command that made the experiments, recorded in the comparison (e.g. for a "
                              "recipe's reference RESULTS.md)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     for d in args.expdirs:
         if not d.is_dir():
             raise UserError(f"{d}: experiment directory not found")

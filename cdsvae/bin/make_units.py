@@ -21,96 +21,15 @@ normalises to nothing are left out. Files are written atomically, and only when 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
-import json
-import re
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Sequence
 
-import sentencepiece as spm
-
 from cdsvae.bin import run_main, str2bool
-from cdsvae.data.datadir import read_scp, sorted_c
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_bytes, atomic_write_text
-
-SEED = 1
-MODEL_TYPES = ("unigram", "bpe", "char")
-_APOSTROPHE_IN_WORD = re.compile(r"(?<=\w)['’](?=\w)")
+from cdsvae.data.units import MODEL_TYPES
 
 
-def normalise(text: str, lowercase: bool = False, strip_punct: bool = False) -> str:
-    """``text`` with whitespace collapsed; lower-cased and without punctuation when asked.
-
-    ``strip_punct`` removes every Unicode punctuation character (category P*) except an
-    apostrophe between two letters (``don't``), which becomes ``'``.
-    """
-    if strip_punct:
-        text = _APOSTROPHE_IN_WORD.sub("\0", text)
-        text = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text).replace("\0", "'")
-    if lowercase:
-        text = text.lower()
-    return " ".join(text.split())
-
-
-def read_text(path: Path) -> dict[str, str]:
-    """The ``text`` table of a data dir (a missing file is a one-line UserError)."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such text file")
-    return read_scp(path, allow_empty_value=True)
-
-
-def train_model(train_text: Path, sentences: list[str], model_dir: Path, options: dict) -> bool:
-    """Train ``model_dir/spm.model`` on ``sentences`` unless its stamp says it is up to date; True when trained."""
-    stamp = {"options": options, "sentencepiece": spm.__version__,
-             "text_sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest()}
-    stamp_path = model_dir / "stamp.json"
-    if (model_dir / "spm.model").is_file() and stamp_path.is_file():
-        try:
-            if json.loads(stamp_path.read_text(encoding="utf-8")) == stamp:
-                return False
-        except (OSError, json.JSONDecodeError):
-            pass
-    model_dir.mkdir(parents=True, exist_ok=True)
-    stamp_path.unlink(missing_ok=True)
-    spm.set_random_generator_seed(SEED)
-    model = io.BytesIO()
-    try:
-        with open(model_dir / "train.log", "w", encoding="utf-8") as log:
-            # sentences in memory and the model to memory: the model holds no file or folder name
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences), model_writer=model, model_type=options["model_type"],
-                vocab_size=options["vocab_size"], character_coverage=1.0, input_sentence_size=0,
-                shuffle_input_sentence=False, num_threads=1, normalization_rule_name="identity", logstream=log)
-    except RuntimeError as e:
-        # "INTERNAL: src/trainer_interface.cc(744) [check] Vocabulary size too high ...": the last part
-        message = re.sub(r"^.*\]\s*", "", " ".join(str(e).split()))
-        raise UserError(f"{train_text}: sentencepiece cannot train a {options['model_type']} model of "
-                        f"--vocab_size {options['vocab_size']} on it: {message}") from None
-    atomic_write_bytes(model_dir / "spm.model", model.getvalue())
-    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    atomic_write_text(model_dir / "spm.vocab", "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n"
-                                                       for i in range(sp.get_piece_size())))
-    atomic_write_text(stamp_path, json.dumps(stamp, indent=1, sort_keys=True) + "\n")
-    return True
-
-
-def encode(sp: spm.SentencePieceProcessor, text: str) -> list[str]:
-    """The pieces of ``text``; an id the model does not know is ``<unk>``."""
-    return [sp.id_to_piece(i) for i in sp.encode(text)]
-
-
-def write_if_changed(path: Path, content: str) -> bool:
-    if path.is_file() and path.read_text(encoding="utf-8") == content:
-        return False
-    atomic_write_text(path, content)
-    return True
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make_units", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR", help="data dirs whose text gets a units file")
     parser.add_argument("--train_text", required=True, help="the transcripts to train on (e.g. data/train/text)")
@@ -123,38 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: false)")
     parser.add_argument("--strip_punct", type=str2bool, default=False,
                         help="remove punctuation, keeping apostrophes inside words (default: false)")
-    args = parser.parse_args(argv)
-    if args.vocab_size < 2:
-        raise UserError(f"--vocab_size {args.vocab_size}: must be at least 2")
-    options = {"model_type": args.model_type, "vocab_size": args.vocab_size, "lowercase": args.lowercase,
-               "strip_punct": args.strip_punct}
-    train_text = Path(args.train_text)
-    train = read_text(train_text)
-    sentences = [s for s in (normalise(train[u], args.lowercase, args.strip_punct) for u in sorted_c(train)) if s]
-    if not sentences:
-        raise UserError(f"{train_text}: no transcript to train on (empty after normalisation)")
-    texts = {d: read_text(Path(d) / "text") for d in args.data_dirs}
-    model_dir = Path(args.model_dir)
-    trained = train_model(train_text, sentences, model_dir, options)
-    sp = spm.SentencePieceProcessor(model_file=str(model_dir / "spm.model"))
-    print(f"make_units: {model_dir}: {'trained' if trained else 'up to date'} ({args.model_type}, "
-          f"{sp.get_piece_size()} pieces, {len(sentences)} training transcripts)", file=sys.stderr)
-    for data_dir, text in texts.items():
-        lines, empty, unknown = [], 0, 0
-        for utt in sorted_c(text):
-            pieces = encode(sp, normalise(text[utt], args.lowercase, args.strip_punct))
-            if not pieces:
-                empty += 1
-                continue
-            unknown += "<unk>" in pieces
-            lines.append(f"{utt} {' '.join(pieces)}\n")
-        if not lines:
-            raise UserError(f"{Path(data_dir) / 'text'}: no transcript left after normalisation")
-        changed = write_if_changed(Path(data_dir) / "units", "".join(lines))
-        print(f"make_units: {Path(data_dir) / 'units'}: {'written' if changed else 'unchanged'}, "
-              f"{len(lines)} utterances"
-              + (f", {empty} left out (empty after normalisation)" if empty else "")
-              + (f", {unknown} with <unk> pieces" if unknown else ""), file=sys.stderr)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cdsvae.data.units import make_units
+
+    make_units(args.data_dirs, Path(args.train_text), Path(args.model_dir), args.model_type, args.vocab_size,
+               args.lowercase, args.strip_punct, emit=lambda line: print(line, file=sys.stderr))
     return 0
 
 

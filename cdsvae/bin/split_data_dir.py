@@ -10,27 +10,23 @@ number of utterances; every part is a data dir of its own (utils/split_data.sh w
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Sequence
 
-from cdsvae.bin import run_main
+from cdsvae.bin import positive_int, run_main
 from cdsvae.data.datadir import split_data_dir
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1, written without sign or leading zeros."""
-    if not re.fullmatch(r"[1-9][0-9]*", value):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="split_data_dir", description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-utt", action="store_true",
                         help="split by utterance into <data-dir>/split<N>utt/ instead of by speaker")
     parser.add_argument("data_dir", help="the data dir (utt2spk and the other tables)")
     parser.add_argument("num_parts", type=positive_int, help="number of parts N")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     split_data_dir(args.data_dir, args.num_parts, by="utterance" if args.per_utt else "speaker")
     return 0
 

@@ -16,7 +16,7 @@ from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="validate_data_dir",
         description="Check a Kaldi data dir (sorting, duplicates, utt2spk/spk2utt, speaker-prefixed ids, "
@@ -28,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-missing-audio", action="store_true",
                         help="count missing audio files as warnings (on stderr) instead of problems, for "
                              "recipes that skip bad utterances (--skip_bad true)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     problems = validate_data_dir(args.data_dir, check_audio=not args.no_check_audio)
     if args.allow_missing_audio:
         missing = [p for p in problems if p.check == "audio"]

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="video_report", description=__doc__.split("\n\n")[0],
         epilog="the pictures are made beforehand by python -m cdsvae.bin.make_demo (end of stage 5).")
-    p.add_argument("exp_dirs", nargs="+", help="experiment dirs (row names are their base names)")
+    p.add_argument("expdirs", nargs="+", metavar="EXPDIR", help="experiment dirs (row names are their base names)")
     p.add_argument("--out", default=None, help="combined RESULTS.md for all experiment dirs")
     p.add_argument("--title", default="Results")
     p.add_argument("--command", default=None, help="the command that made the experiments, recorded in --out")
@@ -33,8 +33,8 @@ def main(argv=None) -> int:
 
     from cdsvae.eval.report.video import write_video_reports
 
-    write_video_reports(args.exp_dirs, args.out, args.title, args.command)
-    for d in args.exp_dirs:
+    write_video_reports(args.expdirs, args.out, args.title, args.command)
+    for d in args.expdirs:
         if (Path(d) / "judge_results.json").is_file():
             print(f"video_report: wrote {Path(d) / 'RESULTS.md'} and {Path(d) / 'index.html'}")
     if args.out:

@@ -28,83 +28,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.audio import read_utterances
-from cdsvae.augment.world_vc import VCConfig, draw_conversion, load_vc_config, world_analyze, world_convert
+from cdsvae.augment.world_vc import VCConfig
 from cdsvae.bin import run_main, str2bool
-from cdsvae.data.feats import match_num_frames, read_utt2num_frames
-from cdsvae.data.jobs import audio_items, job_paths, merge_jobs, run_job
-from cdsvae.errors import UserError
-from cdsvae.fbank import compute_fbank, load_fbank_config
-from cdsvae.io import atomic_write_text
-
-logger = logging.getLogger("world_vc")
-
-
-def convert_job(src: Path, outdir: Path, job: int, cfg: dict, vc: VCConfig, skip_bad: bool) -> tuple[int, int]:
-    """Write copies 1..K of every utterance of ``src`` for one job; return (written, skipped)."""
-    if not (src / "utt2num_frames").is_file():
-        raise UserError(f"{src / 'utt2num_frames'}: missing (run make_fbank on this data first)")
-    ref_frames = read_utt2num_frames(src / "utt2num_frames")
-    items = [it for it in audio_items(src) if it[0] in ref_frames]
-    if not items:
-        raise UserError(f"{src}: no utterance with features in utt2num_frames")
-    k_copies = vc.num_copies
-    params: list[list[str]] = [[] for _ in range(k_copies)]
-
-    def convert(items, cfg):
-        """(utt, [features of copies 1..K] or UserError); the parameters drawn go to ``params``."""
-        for utt, what, wave in read_utterances(items, int(cfg["sample_rate"]), bool(cfg.get("resample", False)),
-                                               cfg.get("channel", "mix")):
-            if isinstance(wave, UserError):
-                yield utt, wave
-                continue
-            try:
-                analysis = world_analyze(wave, int(cfg["sample_rate"]), vc.frame_period, vc.f0_floor,
-                                         vc.f0_ceil, vc.f0_method)
-                copies = []
-                for k in range(1, k_copies + 1):
-                    f0_scale, warp = draw_conversion(utt, k, vc.seed, vc.f0_scale_range, vc.warp_range)
-                    feats = compute_fbank(world_convert(analysis, f0_scale, warp), cfg, f"{what}, copy {k}")
-                    feats = match_num_frames(feats, ref_frames[utt], f"{what}, copy {k}")
-                    copies.append((feats, f"{utt} {f0_scale:.6f} {warp:.6f}\n"))
-            except UserError as e:
-                yield utt, e
-                continue
-            for k, (_, line) in enumerate(copies):
-                params[k].append(line)
-            yield utt, [feats for feats, _ in copies]
-
-    copy_dirs = [outdir / f"copy{k}" for k in range(1, k_copies + 1)]
-    written, skipped = run_job(items, cfg, copy_dirs, job, skip_bad, convert, desc="world_vc", log=logger)
-    for k, copy_dir in enumerate(copy_dirs):
-        atomic_write_text(_params_path(copy_dir, job), "".join(params[k]))
-    logger.info("world_vc job %d: %d utterances x %d copies, skipped %d bad", job, written, k_copies, skipped)
-    return written, skipped
-
-
-def _params_path(copy_dir: Path, job: int) -> Path:
-    return job_paths(copy_dir, job)["bad"].with_name(f"vc_params.{job}")
-
-
-def merge(src: Path, outdir: Path, nj: int, vc: VCConfig) -> None:
-    import yaml
-
-    for k in range(1, vc.num_copies + 1):
-        copy_dir = outdir / f"copy{k}"
-        merge_jobs(src, copy_dir, nj, desc="world_vc", log=logger)
-        lines = [_params_path(copy_dir, job).read_text(encoding="utf-8") for job in range(1, nj + 1)]
-        atomic_write_text(copy_dir / "vc_params", "".join(sorted("".join(lines).splitlines(keepends=True))))
-    # Copies of an earlier run with more copies would still be read as motion views: remove them.
-    for stale in sorted(outdir.glob("copy*")):
-        suffix = stale.name[len("copy"):]
-        if stale.is_dir() and suffix.isdigit() and int(suffix) > vc.num_copies:
-            shutil.rmtree(stale)
-            logger.info("removed %s: num_copies is now %d", stale, vc.num_copies)
-    atomic_write_text(outdir / "vc.yaml", yaml.safe_dump(vc.as_dict(), sort_keys=True))
 
 
 def _options_help() -> str:
@@ -113,7 +41,7 @@ def _options_help() -> str:
                      + [f"  {key}: {value}" for key, value in defaults.items()])
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cdsvae.bin.world_vc", description=__doc__, epilog=_options_help(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="feature data dir from make_fbank (or a split part of it with --job)")
@@ -131,23 +59,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.vc_config is not None and not Path(args.vc_config).is_file():
-        raise UserError(f"{args.vc_config}: voice-conversion config not found (--vc_config)")
-    vc = load_vc_config(args.vc_config)
-    src, outdir = Path(args.src), Path(args.outdir)
-    if args.merge:
-        merge(src, outdir, args.nj, vc)
-        return 0
-    fbank_config = args.fbank_config or src / "fbank.yaml"
-    if not Path(fbank_config).is_file():
-        raise UserError(f"{fbank_config}: missing: pass --fbank_config with the fbank options used for {src}")
-    cfg = load_fbank_config(fbank_config)
-    job = args.job if args.job is not None else 1
-    convert_job(src, outdir, job, cfg, vc, args.skip_bad)
-    if args.job is None:
-        merge(src, outdir, 1, vc)
+    from cdsvae.augment.vc_copies import world_vc
+
+    world_vc(Path(args.src), Path(args.outdir), args.vc_config, args.fbank_config, args.job,
+             args.nj if args.merge else None, args.skip_bad)
     return 0
 
 

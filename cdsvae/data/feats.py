@@ -2,14 +2,17 @@
 
 ``FeatureWriter`` is the one writer of Kaldi ark+scp pairs (feature matrices, and the
 per-utterance embedding vectors of ``cdsvae.eval.metrics.embeddings``); ``CMVNStats`` accumulates,
-saves (npz or a Kaldi stats matrix), loads and applies global mean/variance statistics.
+saves (npz or a Kaldi stats matrix), loads and applies global mean/variance statistics, and
+``accumulate_cmvn`` sums them over feature lists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -148,7 +151,7 @@ class CMVNStats:
                 kaldiio.save_mat(f, stats)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CMVNStats":
+    def load(cls, path: str | os.PathLike) -> CMVNStats:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"CMVN stats file not found: {path}")
@@ -172,3 +175,28 @@ class CMVNStats:
 
     def apply(self, feats: np.ndarray) -> np.ndarray:
         return ((feats - self.mean) / self.std).astype(np.float32)
+
+
+def accumulate_cmvn(scps: Sequence[str | os.PathLike]) -> CMVNStats:
+    """Global statistics of every utterance of the feature lists (a dir stands for its feats.scp), summed."""
+    import kaldiio
+    from tqdm import tqdm
+
+    stats = CMVNStats()
+    for scp in scps:
+        scp = Path(scp)
+        if scp.is_dir():
+            scp = scp / "feats.scp"
+        if not scp.is_file():
+            raise UserError(f"feature list not found: {scp}")
+        try:
+            # delay: a job done within a few seconds leaves no empty bar ("cmvn: 0utt [00:00, ?utt/s]").
+            for utt, feats in tqdm(kaldiio.load_scp_sequential(str(scp)), desc="cmvn", unit="utt",
+                                   mininterval=10, delay=5, file=sys.stderr):
+                check_finite(feats, f"utterance {utt} of {scp}")
+                stats.accumulate(feats)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read features listed in {scp}: {e}") from None
+    if not stats.count:
+        raise UserError(f"no frames in {', '.join(map(str, scps))}")
+    return stats

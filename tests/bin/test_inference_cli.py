@@ -44,7 +44,7 @@ def test_pack_cli_writes_the_dir_and_tarball(speech, tmp_path, capsys):
     from cdsvae.bin.pack import main
 
     exp, _, _ = speech
-    code, out, _ = run(main, ["--expdir", str(exp), "--out", str(tmp_path / "p")], capsys)
+    code, out, _ = run(main, ["--expdir", str(exp), "--outdir", str(tmp_path / "p")], capsys)
     assert code == 0 and (tmp_path / "p" / "model.pt").is_file() and (tmp_path / "p.tar.gz").is_file()
     code, _, err = run(main, ["--expdir", str(tmp_path / "none")], capsys)
     assert code == 1 and len(err) == 1 and err[0].startswith("pack: error: ")

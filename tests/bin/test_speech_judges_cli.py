@@ -174,7 +174,7 @@ def test_pretrained_speechbrain_speaker_judge(recipe, tmp_path):
     from cdsvae.bin.train_speech_judge import main as train_judge
     from cdsvae.eval.judges.speech import load_speaker_judge_of
     from cdsvae.eval.judges.speechbrain import SpeechBrainSpeakerJudge
-    from test_speaker_judge import HPARAMS
+    from _speechbrain import HPARAMS
 
     root, exp, feats, data, conf = recipe
     torch.manual_seed(3)

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cdsvae.bin.subset_data_dir import choose_speakers, main
+from cdsvae.bin.subset_data_dir import main
+from cdsvae.data.subset import choose_speakers
 from cdsvae.data.datadir import DataDir
 from cdsvae.errors import UserError
 

@@ -15,7 +15,7 @@ import yaml
 
 import sentencepiece as spm
 
-from cdsvae.bin import make_units
+from cdsvae.data.units import normalise
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
 from cdsvae.fbank import fbank_from_audio, load_fbank_config, num_frames
@@ -192,7 +192,7 @@ def test_units_decode_to_the_normalised_text_and_are_deterministic(tmp_path):
     model_dir = tmp_path / "data" / "token_unigram24"
     sp = spm.SentencePieceProcessor(model_file=str(model_dir / "spm.model"))
     assert sp.get_piece_size() == 24
-    train_chars = "".join(make_units.normalise(t, lowercase=True, strip_punct=True)
+    train_chars = "".join(normalise(t, lowercase=True, strip_punct=True)
                           for t in DataDir.load(tmp_path / "data" / "train").text.values())
     for name in ("train", "dev", "test"):
         d = DataDir.load(tmp_path / "data" / name)
@@ -200,7 +200,7 @@ def test_units_decode_to_the_normalised_text_and_are_deterministic(tmp_path):
         assert sorted(d.tables["units"]) == d.utterances
         for utt, text in d.text.items():
             pieces = d.tables["units"][utt].split(" ")
-            normalised = make_units.normalise(text, lowercase=True, strip_punct=True)
+            normalised = normalise(text, lowercase=True, strip_punct=True)
             assert all(pieces)
             if "<unk>" in pieces:  # a character (a digit of another speaker's id) not in the training text
                 assert name != "train" and not set(normalised) <= set(train_chars)

@@ -32,6 +32,88 @@ def pick_demo_pair(utt2spk: Mapping[str, str]) -> tuple[str, str] | None:
     return first[speakers[0]], first[speakers[1]]
 
 
+def _segments_of(feats_dir: Path, pair: tuple[str, str], normalise, segment_frames: int, max_segments: int,
+                 device: str):
+    """The model's input segments of the demo utterances (at most ``max_segments`` each) and their raw
+    log-mel frames over the same span."""
+    import kaldiio
+    import torch
+
+    from cdsvae.data.datadir import read_scp
+    from cdsvae.eval.metrics.embeddings import cut_segments
+
+    scp = read_scp(feats_dir / "feats.scp")
+    inputs, segs = {}, {}
+    for utt in pair:
+        if utt not in scp:
+            raise UserError(f"{feats_dir / 'feats.scp'}: no features for demo utterance {utt}")
+        mat = np.asarray(kaldiio.load_mat(scp[utt]), dtype=np.float32)
+        s = cut_segments(normalise(mat), segment_frames)[:max_segments]
+        segs[utt] = torch.from_numpy(np.ascontiguousarray(s)).to(device)
+        inputs[utt] = mat[: s.shape[0] * segment_frames]
+    return inputs, segs
+
+
+def _decodings(model, segs, pair: tuple[str, str], seed: int) -> dict[str, Any]:
+    """The model's decodings of the demo: reconstructions, both swaps, and A with s or z_1:T drawn."""
+    import torch
+
+    a, b = pair
+    with torch.no_grad():
+        enc = {u: model.encode(segs[u]) for u in pair}
+        s_utt = {u: enc[u].s_mean.mean(dim=0, keepdim=True) for u in pair}
+        recon = {u: model.decode(s_utt[u].expand(segs[u].shape[0], -1), enc[u].z_mean) for u in pair}
+        swapped = model.decode(s_utt[b].expand(segs[a].shape[0], -1), enc[a].z_mean)
+        swapped_ba = model.decode(s_utt[a].expand(segs[b].shape[0], -1), enc[b].z_mean)
+        gen = torch.Generator().manual_seed(seed)
+        n_a, t_a = enc[a].z_mean.shape[:2]
+        random_s = model.decode(model.sample_s(1, generator=gen).expand(n_a, -1), enc[a].z_mean)
+        random_z = model.decode(s_utt[a].expand(n_a, -1), model.sample_z_prior(n_a, t_a, generator=gen))
+    return {"recon": recon, "swapped": swapped, "swapped_ba": swapped_ba, "random_s": random_s,
+            "random_z": random_z}
+
+
+def _captioned(inputs, dec: Mapping[str, Any], frames, pair: tuple[str, str], utt2spk: Mapping[str, str],
+               seed: int, judges: "DemoJudges | None") -> list[tuple[str, np.ndarray, str]]:
+    """(file name, log-mel frames, caption) of every file of the demo; with the judges' verdicts when given."""
+    a, b = pair
+    recon = dec["recon"]
+    outputs = [
+        ("A_input.wav", inputs[a], f"A = {a} (speaker {utt2spk[a]}): its features, inverted (vocoder reference)"),
+        ("B_input.wav", inputs[b], f"B = {b} (speaker {utt2spk[b]}): its features, inverted (vocoder reference)"),
+        ("A.wav", frames(recon[a]), "A reconstructed by the model (s of A, z of A)"),
+        ("B.wav", frames(recon[b]), "B reconstructed by the model (s of B, z of B)"),
+        ("A_content_B_speaker.wav", frames(dec["swapped"]), "z of A decoded with s of B: A's words in B's voice"),
+        ("B_content_A_speaker.wav", frames(dec["swapped_ba"]), "z of B decoded with s of A: B's words in A's voice"),
+        ("A_content_random_speaker.wav", frames(dec["random_s"]),
+         f"z of A decoded with s drawn from p(s) (seed {seed}): A's words in a voice drawn at random"),
+        ("A_speaker_random_content.wav", frames(dec["random_z"]),
+         f"s of A decoded with z_1:T drawn from the learned prior (seed {seed}): A's voice, words drawn at random"),
+    ]
+    if judges is not None:
+        # (wanted voice, the other voice, whose words): the judges' verdict on each file
+        wanted = {"A_input.wav": (a, b, a), "B_input.wav": (b, a, b), "A.wav": (a, b, a), "B.wav": (b, a, b),
+                  "A_content_B_speaker.wav": (b, a, a), "B_content_A_speaker.wav": (a, b, b),
+                  "A_content_random_speaker.wav": (None, None, a), "A_speaker_random_content.wav": (a, b, None)}
+        outputs = [(name, feats, "; ".join(x for x in (caption, judges.verdict(feats, *wanted[name])) if x))
+                   for name, feats, caption in outputs]
+    return outputs
+
+
+def _write_outputs(outputs, outdir: Path, fbank_cfg: Mapping[str, Any], n_iter: int):
+    """Every file of the demo as a wav (Griffin-Lim) and a log-mel picture on one colour scale."""
+    from cdsvae.eval.report.plots import plot_logmel
+
+    sr = int(fbank_cfg["sample_rate"])
+    files, images = [], {}
+    scale = (min(float(f.min()) for _, f, _ in outputs), max(float(f.max()) for _, f, _ in outputs))
+    for name, feats, caption in outputs:
+        files.append((caption, write_wav(outdir / name, logmel_to_waveform(feats, fbank_cfg, n_iter), sr)))
+        images[name] = plot_logmel(feats, outdir / name.replace(".wav", ".png"), scale,
+                                   float(fbank_cfg["frame_shift_ms"]) / 1000)
+    return files, images
+
+
 def listening_demo(
     expdir: str | os.PathLike,
     test_set: str,
@@ -51,11 +133,8 @@ def listening_demo(
     Returns the :class:`Demo` (not yet indexed); a demo that cannot be made (one speaker, no fbank
     config) has a note saying why instead of files.
     """
-    import kaldiio
-    import torch
-
     from cdsvae.data.datadir import read_utt2spk
-    from cdsvae.eval.metrics.embeddings import cut_segments, speech_model_settings
+    from cdsvae.eval.metrics.embeddings import speech_model_settings
     from cdsvae.eval.metrics.factors import Denormaliser
     from cdsvae.train.task import load_model
 
@@ -79,62 +158,14 @@ def listening_demo(
     _, normalise = speech_model_settings(cfg, expdir)
     segment_frames = int(meta["segment_frames"])
     denorm = Denormaliser(cfg.get("data", {}).get("cmvn"))
+    inputs, segs = _segments_of(feats_dir, pair, normalise, segment_frames, max_segments, device)
 
-    from cdsvae.data.datadir import read_scp
-
-    scp = read_scp(feats_dir / "feats.scp")
-    inputs, segs = {}, {}
-    for utt in pair:
-        if utt not in scp:
-            raise UserError(f"{feats_dir / 'feats.scp'}: no features for demo utterance {utt}")
-        mat = np.asarray(kaldiio.load_mat(scp[utt]), dtype=np.float32)
-        s = cut_segments(normalise(mat), segment_frames)[:max_segments]
-        segs[utt] = torch.from_numpy(np.ascontiguousarray(s)).to(device)
-        inputs[utt] = mat[: s.shape[0] * segment_frames]
-
-    def frames(x: torch.Tensor) -> np.ndarray:
+    def frames(x) -> np.ndarray:
         return denorm(x.reshape(-1, x.shape[-1]).float().cpu().numpy())
 
     a, b = pair
-    with torch.no_grad():
-        enc = {u: model.encode(segs[u]) for u in pair}
-        s_utt = {u: enc[u].s_mean.mean(dim=0, keepdim=True) for u in pair}
-        recon = {u: model.decode(s_utt[u].expand(segs[u].shape[0], -1), enc[u].z_mean) for u in pair}
-        swapped = model.decode(s_utt[b].expand(segs[a].shape[0], -1), enc[a].z_mean)
-        swapped_ba = model.decode(s_utt[a].expand(segs[b].shape[0], -1), enc[b].z_mean)
-        gen = torch.Generator().manual_seed(seed)
-        n_a, t_a = enc[a].z_mean.shape[:2]
-        random_s = model.decode(model.sample_s(1, generator=gen).expand(n_a, -1), enc[a].z_mean)
-        random_z = model.decode(s_utt[a].expand(n_a, -1), model.sample_z_prior(n_a, t_a, generator=gen))
-
-    sr = int(fbank_cfg["sample_rate"])
-    outputs = [
-        ("A_input.wav", inputs[a], f"A = {a} (speaker {utt2spk[a]}): its features, inverted (vocoder reference)"),
-        ("B_input.wav", inputs[b], f"B = {b} (speaker {utt2spk[b]}): its features, inverted (vocoder reference)"),
-        ("A.wav", frames(recon[a]), "A reconstructed by the model (s of A, z of A)"),
-        ("B.wav", frames(recon[b]), "B reconstructed by the model (s of B, z of B)"),
-        ("A_content_B_speaker.wav", frames(swapped), "z of A decoded with s of B: A's words in B's voice"),
-        ("B_content_A_speaker.wav", frames(swapped_ba), "z of B decoded with s of A: B's words in A's voice"),
-        ("A_content_random_speaker.wav", frames(random_s),
-         f"z of A decoded with s drawn from p(s) (seed {seed}): A's words in a voice drawn at random"),
-        ("A_speaker_random_content.wav", frames(random_z),
-         f"s of A decoded with z_1:T drawn from the learned prior (seed {seed}): A's voice, words drawn at random"),
-    ]
-    if judges is not None:
-        # (wanted voice, the other voice, whose words): the judges' verdict on each file
-        wanted = {"A_input.wav": (a, b, a), "B_input.wav": (b, a, b), "A.wav": (a, b, a), "B.wav": (b, a, b),
-                  "A_content_B_speaker.wav": (b, a, a), "B_content_A_speaker.wav": (a, b, b),
-                  "A_content_random_speaker.wav": (None, None, a), "A_speaker_random_content.wav": (a, b, None)}
-        outputs = [(name, feats, "; ".join(x for x in (caption, judges.verdict(feats, *wanted[name])) if x))
-                   for name, feats, caption in outputs]
-    from cdsvae.eval.report.plots import plot_logmel
-
-    files, images = [], {}
-    scale = (min(float(f.min()) for _, f, _ in outputs), max(float(f.max()) for _, f, _ in outputs))
-    for name, feats, caption in outputs:
-        files.append((caption, write_wav(outdir / name, logmel_to_waveform(feats, fbank_cfg, n_iter), sr)))
-        images[name] = plot_logmel(feats, outdir / name.replace(".wav", ".png"), scale,
-                                   float(fbank_cfg["frame_shift_ms"]) / 1000)
+    outputs = _captioned(inputs, _decodings(model, segs, pair, seed), frames, pair, utt2spk, seed, judges)
+    files, images = _write_outputs(outputs, outdir, fbank_cfg, n_iter)
     note = (
         f"Utterance A = {a} (speaker {utt2spk[a]}), B = {b} (speaker {utt2spk[b]}) of the {test_set} set; the first "
         f"{segs[a].shape[0]} segments of {segment_frames} frames. s is averaged over each utterance's segments, "

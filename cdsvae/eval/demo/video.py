@@ -54,7 +54,7 @@ def make_video_demo(
     device: str | torch.device = "cpu",
 ) -> Demo:
     """Swap grids of ``num`` sequences of ``data_dir`` and ``num_samples`` samples, indexed by demo.json."""
-    from cdsvae.eval.judges.video import sample_with
+    from cdsvae.eval.metrics.video_swap import sample_with
     from cdsvae.train.task import load_model
 
     exp = Path(expdir)

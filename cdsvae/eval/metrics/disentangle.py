@@ -27,12 +27,17 @@ Speakers are represented by the mean judge embedding of their other test utteran
 (:func:`cdsvae.eval.metrics.swap.swap_speaker_score`). Without a content judge (a corpus without
 transcripts) the swaps are judged for the speaker only: every speaker score is kept and no
 content error is recorded.
+
+:class:`DisentangleStage` is the whole measurement of one experiment as the recipe runs it
+(``cdsvae.bin.disentangle``): it encodes the sets, runs both and writes ``results.json``, stamped so
+that a rerun on the same model, judges, data and options does nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -172,3 +177,167 @@ def run_probes(train: Mapping[str, UtteranceFactors], test: Mapping[str, Utteran
         out[factor] = counts_dict(content_errors(judge, probe_inputs(test, factor), test_units, unit_map))
         log.info("probe from %s: unit error rate %.2f%%", factor, 100 * out[factor]["rate"])
     return out
+
+
+RESULTS = "results.json"
+
+
+def _digest(path: Path | None) -> str | None:
+    from cdsvae.train.inputs import file_digest
+
+    return None if path is None or not path.is_file() else file_digest(path)
+
+
+def encode_set(model, feats_dir: Path, normalise, segment_frames: int, device: str, max_utts: int | None = None):
+    """Factors of the utterances of a feature dir (at most ``max_utts``, evenly spaced), and the raw
+    log-mel and utt2spk of those encoded; utterances shorter than one segment are left out."""
+    from cdsvae.eval.metrics.embeddings import evenly_spaced_subset, iter_feature_matrices, read_feature_table
+    from cdsvae.eval.metrics.factors import encode_factors
+
+    table, utt2spk = read_feature_table(feats_dir)
+    if max_utts is not None:
+        table = evenly_spaced_subset(table, int(max_utts))
+    raw = {u: m for u, m in iter_feature_matrices(table, feats_dir / "feats.scp", None)
+           if m.shape[0] >= segment_frames}
+    short = len(table) - len(raw)
+    if short:
+        log.info("%s: %d utterance(s) shorter than one segment (%d frames) left out", feats_dir, short, segment_frames)
+    if not raw:
+        raise UserError(f"{feats_dir / 'feats.scp'}: no utterance has {segment_frames} frames or more")
+    factors = encode_factors(model, ((u, normalise(m)) for u, m in raw.items()), segment_frames, device=device)
+    return factors, raw, utt2spk, short
+
+
+def fresh_probes(outdir: Path, stamp: dict[str, Any]) -> None:
+    """Probe checkpoints left by a run with another stamp (another model, judges, data or options)
+    are removed; those of an interrupted run with this stamp are kept and resumed."""
+    import shutil
+
+    from cdsvae.io import atomic_write_text
+
+    record = outdir / "running.json"
+    try:
+        same = json.loads(record.read_text(encoding="utf-8")) == stamp
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if not same:
+        for name in ("probe_z", "probe_s"):
+            shutil.rmtree(outdir / name, ignore_errors=True)
+        atomic_write_text(record, json.dumps(stamp, indent=1) + "\n")
+
+
+@dataclass
+class DisentangleStage:
+    """The disentanglement measurement of the experiment ``expdir`` with the judges of ``judge_dir``
+    (config sections ``probe`` and ``swap``), written to ``outdir/results.json``."""
+
+    expdir: Path
+    judge_dir: Path
+    config: Path
+    train_feats: Path
+    train_data: Path
+    test_feats: Path
+    test_data: Path
+    outdir: Path
+    unit_map: Path | None = None
+    content: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        """Reads the config and checks that the judges are finished, before any model is loaded."""
+        from cdsvae.eval.judges.speech import judge_embeddings, judge_record, read_judge_config
+        from cdsvae.eval.metrics.per import read_unit_map
+
+        self.cfg = read_judge_config(self.config)
+        self.probe_cfg = dict(self.cfg["probe"])
+        self.max_train_utts = self.probe_cfg.pop("max_train_utts", None)
+        self.swap_cfg = SwapConfig(**self.cfg["swap"])
+        self.units = read_unit_map(self.unit_map) if self.unit_map is not None else None
+        self.test_set = self.test_data.name
+        kinds = ("speaker", "content") if self.content else ("speaker",)
+        self.records = {k: judge_record(self.judge_dir / k) for k in kinds}
+        for kind, record in self.records.items():
+            if record is None or not record.get("complete"):
+                raise UserError(f"{self.judge_dir / kind}: no finished {kind} judge (run stage 5)")
+        self.ref_emb = judge_embeddings(self.judge_dir / "speaker", self.test_set)
+
+    def stamp(self, checkpoint) -> dict[str, Any]:
+        """What the results depend on: the model's weights, the options, the judges and the data."""
+        ref_scp = self.judge_dir / "speaker" / f"emb_{self.test_set}" / "spk.scp"
+        stamp = {
+            "checkpoint": checkpoint, "weights": _digest(self.expdir / str((checkpoint or {}).get("file", ""))),
+            "probe": self.cfg["probe"], "swap": self.cfg["swap"],
+            "judges": {k: r["stamp"] for k, r in self.records.items()},
+            "speaker_emb": _digest(ref_scp), "train_feats": _digest(self.train_feats / "feats.scp"),
+            "test_feats": _digest(self.test_feats / "feats.scp"), "content": self.content,
+        }
+        if self.content:
+            stamp.update(train_units=_digest(self.train_data / "units"), test_units=_digest(self.test_data / "units"),
+                         unit_map=_digest(self.unit_map))
+        return json.loads(json.dumps(stamp))
+
+    def up_to_date(self, stamp: dict[str, Any]) -> bool:
+        out = self.outdir / RESULTS
+        if out.is_file():
+            try:
+                if json.loads(out.read_text(encoding="utf-8")).get("stamp") == stamp:
+                    log.info("%s: up to date (same model, judges, data and options)", out)
+                    return True
+            except json.JSONDecodeError:
+                pass
+        return False
+
+    def run(self, model, mcfg: Mapping[str, Any], checkpoint) -> dict[str, Any] | None:
+        """Probes and swaps of the loaded model (config ``mcfg``, weights ``checkpoint``), written to
+        ``outdir/results.json`` and returned; None when that file is up to date."""
+        from cdsvae.eval.judges.speech import load_content_judge_of, load_speaker_judge_of, read_transcripts
+        from cdsvae.eval.metrics.embeddings import speech_model_settings
+        from cdsvae.io import atomic_write_text
+
+        segment_frames, normalise = speech_model_settings(mcfg, self.expdir)
+        stamp = self.stamp(checkpoint)
+        if self.up_to_date(stamp):
+            return None
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        fresh_probes(self.outdir, stamp)
+
+        log.info("encoding %s and %s with %s", self.train_feats, self.test_feats, self.expdir)
+        test_factors, test_raw, utt2spk, n_short = encode_set(model, self.test_feats, normalise, segment_frames,
+                                                              self.device)
+        probes, content, test_units, n_train = None, None, {}, 0
+        if self.content:
+            train_units, test_units = read_transcripts(self.train_data), read_transcripts(self.test_data)
+            train_factors, _, _, _ = encode_set(model, self.train_feats, normalise, segment_frames, self.device,
+                                                self.max_train_utts)
+            n_train = len(train_factors)
+            probes = run_probes(train_factors, test_factors, train_units, test_units, self.probe_cfg, self.outdir,
+                                self.units, device=self.device, progress=True)
+            content = load_content_judge_of(self.judge_dir / "content", self.device)
+        else:
+            log.info("content is not measured (--content false): the speaker judge alone judges the swaps")
+
+        speaker = load_speaker_judge_of(self.judge_dir / "speaker", self.device)
+        swap = swap_protocols(model, test_factors, test_raw, utt2spk, test_units, speaker, content, self.ref_emb,
+                              Denormaliser(mcfg.get("data", {}).get("cmvn")), self.swap_cfg, self.units,
+                              device=self.device, progress=True)
+        result: dict[str, Any] = {
+            "stamp": stamp, "set": self.test_set, "n_test_utts": len(test_factors), "n_too_short": n_short,
+            "n_train_utts": n_train, "folded": self.units is not None and self.content, "content": self.content,
+            "judges": {k: r.get("description", "") for k, r in self.records.items()},
+            "probes": probes, "swap": swap,
+        }
+        atomic_write_text(self.outdir / RESULTS, json.dumps(result, indent=1) + "\n")
+        return result
+
+    def summary(self, result: Mapping[str, Any]) -> str:
+        """One line of the figures, for the console."""
+        s, probes = result["swap"]["summary"], result["probes"]
+        speaker_side = (f"swap speaker {np.mean(s['swap']['speaker']):.3f}, "
+                        f"random s {np.mean(s['random_s']['speaker']):.3f}, "
+                        f"random z {np.mean(s['random_z']['speaker']):.3f}")
+        if self.content:
+            return (f"{self.expdir.name}: probe error z {100 * probes['z']['rate']:.1f}%, "
+                    f"s {100 * probes['s']['rate']:.1f}%; {speaker_side}; "
+                    f"swap content error {100 * np.mean(s['swap']['content_error']):.1f}%")
+        return f"{self.expdir.name}: {speaker_side}; content not measured (no transcripts)"
+

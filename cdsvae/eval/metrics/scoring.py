@@ -1,16 +1,19 @@
-"""Cosine scoring of trials between per-utterance embeddings, written as ``enroll test score``."""
+"""Cosine scoring of trials between per-utterance embeddings, written as ``enroll test score``, and the
+speaker-verification step of an embedding dir (``score_embeddings``: trials, scores, EER, minDCF)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import kaldiio
 import numpy as np
 
 from cdsvae.errors import UserError
 from cdsvae.eval.metrics.trials import SpeakerVerificationTrials, iter_pair_lines
-from cdsvae.io import atomic_open
+from cdsvae.io import atomic_open, atomic_write_text
 
 _WRITE_CHUNK = 100_000
 
@@ -125,3 +128,114 @@ def read_scores(path: str | os.PathLike, trials: SpeakerVerificationTrials) -> n
         except KeyError:
             raise UserError(f"{path}: no score for trial {e} {t}") from None
     return out
+
+
+FACTORS = ("s", "z")
+
+
+def skipped_utterances(emb_dir: Path) -> set[str]:
+    """Utterances the extraction skipped on purpose (--skip_bad), from its meta.json."""
+    meta = emb_dir / "meta.json"
+    if not meta.is_file():
+        return set()
+    try:
+        return set(json.loads(meta.read_text(encoding="utf-8")).get("skipped", []))
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{meta}: not a valid embeddings meta.json") from None
+
+
+def embedded_utterances(emb_dir: Path) -> set[str]:
+    """The utterances with an s embedding (the keys of s.scp)."""
+    from cdsvae.data.datadir import read_scp
+    return set(read_scp(emb_dir / "s.scp"))
+
+
+def _verification_trials(utt2spk: dict[str, str], utt2spk_path: Path, embedded: set[str], outdir: Path,
+                         trials_from: Path | None, trials_format: str, emit: Callable[[str], None]):
+    """The trials to score (``trials_from`` or all pairs of the embedded utterances), written to
+    ``outdir/trials``, and what results.json records of a given list."""
+    from cdsvae.eval.metrics.trials import all_pairs_trials, load_trials, select_trials, write_trials
+
+    trials_path = outdir / "trials"
+    extra: dict = {}
+    if trials_from is not None:
+        trials, fmt = load_trials(trials_from, trials_format, utt2spk, str(utt2spk_path))
+        n_listed = len(trials)
+        trials, dropped = select_trials(trials, embedded)
+        extra = {"trials_from": str(trials_from), "trials_format": fmt, "n_listed_trials": n_listed,
+                 "n_trials_without_embedding": n_listed - len(trials)}
+        if dropped:
+            emit(f"{n_listed - len(trials)} of {n_listed} trial(s) of {trials_from} name an utterance without "
+                 f"embedding and are left out")
+        if trials_path.resolve() != trials_from.resolve():
+            write_trials(trials_path, trials)
+        elif fmt != "kaldi" or dropped:
+            raise UserError(f"{trials_from}: is also the trials file this run writes to {outdir}; "
+                            "give another --outdir")
+    else:
+        trials = all_pairs_trials({u: s for u, s in utt2spk.items() if u in embedded})
+        write_trials(trials_path, trials)
+    if trials.n_target == 0 or trials.n_nontarget == 0:
+        raise UserError(
+            f"{trials_path}: {trials.n_target} target and {trials.n_nontarget} nontarget trials; need both "
+            "(every speaker needs two test utterances and there must be two speakers)"
+        )
+    return trials, extra
+
+
+def _score_factor(emb_dir: Path, outdir: Path, trials, factor: str, mean, suffix: str, p_target: float,
+                  emit: Callable[[str], None]) -> dict:
+    from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf
+
+    scores = score_trials(emb_dir / f"{factor}.scp", trials, mean)
+    write_scores(outdir / f"scores_{factor}{suffix}", trials, scores)
+    tgt, non = scores[trials.target], scores[~trials.target]
+    eer, threshold = compute_eer(tgt, non)
+    min_dcf = compute_min_dcf(tgt, non, p_target=p_target)
+    label = f"{factor}{' (mean-normalised)' if suffix else ''}"
+    emit(f"{label}: EER {100 * eer:.2f}%  minDCF({p_target:g}) {min_dcf:.4f}")
+    return {"eer": float(eer), "min_dcf": float(min_dcf), "threshold": float(threshold)}
+
+
+def score_embeddings(emb_dir: Path, utt2spk_path: Path, outdir: Path, trials_from: Path | None = None,
+                     trials_format: str = "auto", p_target: float = 0.01, mean_from: Path | None = None,
+                     emit: Callable[[str], None] = print) -> dict:
+    """Speaker verification with the s and z embeddings of ``emb_dir`` on the utterances of ``utt2spk_path``:
+    ``trials``, ``scores_s``, ``scores_z`` (and ``*_meannorm`` after subtracting the mean embedding of
+    ``mean_from``) and ``results.json`` in ``outdir``; utterances without embedding are counted and left out.
+    The figures go to ``emit`` line by line; returns what results.json holds."""
+    from cdsvae.data.datadir import read_utt2spk
+
+    for factor in FACTORS:
+        if not (emb_dir / f"{factor}.scp").is_file():
+            raise UserError(f"{emb_dir / (factor + '.scp')}: embedding scp not found")
+    utt2spk = read_utt2spk(utt2spk_path)
+    embedded = embedded_utterances(emb_dir)
+    missing = [u for u in utt2spk if u not in embedded]
+    if missing:
+        at_extraction = skipped_utterances(emb_dir)
+        n_ext = sum(u in at_extraction for u in missing)
+        emit(f"{len(missing)} of {len(utt2spk)} utterance(s) of {utt2spk_path} have no embedding and are left "
+             f"out of the trials ({n_ext} skipped at extraction, {len(missing) - n_ext} without features): "
+             f"{' '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    trials, extra = _verification_trials(utt2spk, utt2spk_path, embedded, outdir, trials_from, trials_format, emit)
+
+    means: dict[str, np.ndarray] = {}
+    n_mean = None
+    if mean_from is not None:
+        for factor in FACTORS:
+            means[factor], n_mean = mean_embedding(mean_from / f"{factor}.scp")
+
+    results: dict = {}
+    for factor in FACTORS:
+        results[factor] = _score_factor(emb_dir, outdir, trials, factor, None, "", p_target, emit)
+    if means:
+        results["mean_norm"] = {factor: _score_factor(emb_dir, outdir, trials, factor, means[factor], "_meannorm",
+                                                      p_target, emit) for factor in FACTORS}
+        results["mean_norm"].update(mean_from=str(mean_from), n_utts=n_mean)
+    results.update(n_target=trials.n_target, n_nontarget=trials.n_nontarget, p_target=p_target, **extra)
+    results.update(n_utts=len(utt2spk), n_without_embedding=len(missing), without_embedding=missing)
+    atomic_write_text(outdir / "results.json", json.dumps(results, indent=2) + "\n")
+    emit(f"{trials.n_target} target / {trials.n_nontarget} nontarget trials; wrote {outdir / 'results.json'}")
+    return results
+

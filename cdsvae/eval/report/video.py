@@ -138,3 +138,17 @@ def write_video_reports(exp_dirs: Sequence[str | os.PathLike], out: str | os.Pat
             raise UserError("no judge_results.json in any experiment dir; run the scoring stage first")
         write_results_md(out, results, title, command=command, experiments=entries)
     return results
+
+
+def format_judge_summary(res: Mapping) -> str:
+    """The console lines of a ``judge_results.json``: protocol A's and B's figures per factor."""
+    lines = []
+    for n, r in res["protocol_A"].items():
+        lines.append(
+            f"protocol A ({n}): Acc {100 * r['acc']['mean']:.2f} +- {100 * r['acc']['std']:.2f} %  "
+            f"IS {r['is']['mean']:.3f} +- {r['is']['std']:.3f}  H(y|x) {r['h_yx']['mean']:.3f}  "
+            f"H(y) {r['h_y']['mean']:.3f}"
+        )
+    for n, r in res["protocol_B"].items():
+        lines.append(f"protocol B ({n}): Acc {100 * r['acc']['mean']:.2f} +- {100 * r['acc']['std']:.2f} %")
+    return "\n".join(lines)

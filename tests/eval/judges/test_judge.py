@@ -16,7 +16,6 @@ from cdsvae.eval.judges.video import (
     balanced_indices,
     conditional_entropy,
     evaluate_judge,
-    evaluate_swap_protocols,
     inception_score,
     load_judge,
     marginal_entropy,
@@ -24,6 +23,7 @@ from cdsvae.eval.judges.video import (
     save_judge,
     train_judge,
 )
+from cdsvae.eval.metrics.video_swap import evaluate_swap_protocols
 
 
 def loop_metrics(p):
@@ -264,6 +264,7 @@ def judge_args(data_dirs, out, *extra):
 
 def test_train_judge_trains_only_when_no_usable_judge(data_dirs, tmp_path, capsys, monkeypatch):
     from cdsvae.bin import train_judge as cli
+    from cdsvae.eval.judges import video_steps
 
     out = tmp_path / "judge"
     assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 0
@@ -275,7 +276,7 @@ def test_train_judge_trains_only_when_no_usable_judge(data_dirs, tmp_path, capsy
     def no_training(*a, **k):
         raise AssertionError("retrained a usable judge")
 
-    monkeypatch.setattr(cli, "train_judge", no_training)
+    monkeypatch.setattr(video_steps, "train_judge", no_training)
     assert run_cli(cli, judge_args(data_dirs, out, "--device", "cpu")) == 0
     log = capsys.readouterr().out
     assert "reusing it" in log and "training a judge" not in log
@@ -371,14 +372,14 @@ def test_judge_eval_cli(trained_judge, data_dirs, tmp_path, monkeypatch):
     exp.mkdir()
     info = {"file": "checkpoints/best.pt", "step": 7, "eval_train_ratio": 1.01}
     monkeypatch.setattr(cdsvae.train.task, "load_model_with_info", lambda d, device="cpu": (OracleModel(), {}, info))
-    code = run_cli(cli, ["--exp_dir", str(exp), "--judge_dir", str(tmp_path / "judge"), "--n_draws", "2",
+    code = run_cli(cli, ["--expdir", str(exp), "--judge_dir", str(tmp_path / "judge"), "--n_draws", "2",
                          "--batch_size", "8", "--device", "cpu"])
     assert code == 0
     res = json.loads((exp / "judge_results.json").read_text())
     assert res["n_draws"] == 2 and res["protocol_A"]["direction"]["acc"]["mean"] >= 0.95
     assert set(res["protocol_B"]) == {"colour"}
     assert res["checkpoint"] == info  # which weights were judged, for the report
-    assert run_cli(cli, ["--exp_dir", str(tmp_path / "nope"), "--judge_dir", str(tmp_path / "judge")]) == 1
+    assert run_cli(cli, ["--expdir", str(tmp_path / "nope"), "--judge_dir", str(tmp_path / "judge")]) == 1
 
 
 def test_help_works():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from _speechbrain import HPARAMS
 from cdsvae.data.feats import CMVNStats
 from cdsvae.errors import UserError
 from cdsvae.eval.metrics.eer import compute_eer
@@ -181,31 +182,6 @@ def test_embed_feature_dir_reads_the_scp(data, trained, tmp_path):
     np.testing.assert_allclose(np.stack(list(got.values())), judge.embed([test[u] for u in got]), atol=1e-6)
 
 
-HPARAMS = """\
-pretrained_path: speechbrain/no-such-model-here
-n_mels: 80
-compute_features: !new:speechbrain.lobes.features.Fbank
-    n_mels: !ref <n_mels>
-mean_var_norm: !new:speechbrain.processing.features.InputNormalization
-    norm_type: sentence
-    std_norm: False
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: !ref <n_mels>
-    channels: [16, 16, 16, 16, 48]
-    attention_channels: 8
-    se_channels: 8
-    res2net_scale: 4
-    lin_neurons: 24
-modules:
-    compute_features: !ref <compute_features>
-    mean_var_norm: !ref <mean_var_norm>
-    embedding_model: !ref <embedding_model>
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        embedding_model: !ref <embedding_model>
-    paths:
-        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
-"""
 
 
 def test_speechbrain_model_directory_loads_offline_and_embeds_griffin_lim_audio(tmp_path):

@@ -41,7 +41,7 @@ stage_6() {
         log "Judging ${tag} (log: ${expdir}/${tag}/judge_eval.log)"
         # shellcheck disable=SC2086
         ${gpu_cmd} --gpu "${job_gpus}" "${expdir}/${tag}/judge_eval.log" \
-            python -m cdsvae.bin.judge_eval --exp_dir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
+            python -m cdsvae.bin.judge_eval --expdir "${expdir}/${tag}" --judge_dir "${expdir}/judge" \
             --data "data/${first_test_set}" ${judge_eval_args}
     done
 }
