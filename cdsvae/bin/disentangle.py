@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _digest(path: Path | None) -> str | None:
-    from cdsvae.train.inputs import file_digest
+    from cdsvae.experiment.inputs import file_digest
 
     return None if path is None or not path.is_file() else file_digest(path)
 
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cdsvae.eval.judges.speech import (judge_embeddings, judge_record, load_content_judge_of,
                                            load_speaker_judge_of, read_judge_config, read_transcripts)
     from cdsvae.io import atomic_write_text
-    from cdsvae.train.task import load_model_with_info
+    from cdsvae.experiment.load import load_model_with_info
 
     cfg = read_judge_config(args.config)
     probe_cfg = dict(cfg["probe"])

@@ -53,7 +53,7 @@ def format_summary(res: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from cdsvae.train.task import load_model_with_info  # the trainer package; imported late so --help works alone
+    from cdsvae.experiment.load import load_model_with_info  # imported late so --help works alone
 
     exp_dir = Path(args.exp_dir)
     if not exp_dir.is_dir():

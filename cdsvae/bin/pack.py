@@ -4,7 +4,7 @@
 
 Writes DIR (default ``<expdir>/packed``) and ``DIR.tar.gz``: the resolved config, the weights
 stages 5-7 used (weights only), the CMVN statistics, the feature options (speech) and a README
-with the results table; see :mod:`cdsvae.packed`. Load it with
+with the results table; see :mod:`cdsvae.experiment.pack` and :mod:`cdsvae.packed`. Load it with
 ``cdsvae.Disentangler.from_packed(DIR)`` or use it with ``cdsvae.bin.embed`` and ``cdsvae.bin.convert``.
 """
 
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    from cdsvae.packed import write_packed
+    from cdsvae.experiment.pack import write_packed
 
     out = write_packed(args.expdir, args.out, args.fbank, args.tarball)
     print(f"packed {args.expdir} -> {out}" + (f" and {out}.tar.gz" if args.tarball else ""))

@@ -58,7 +58,7 @@ def _need(args, *names: str) -> None:
 
 
 def _digest(path: Path | None) -> str | None:
-    from cdsvae.train.inputs import file_digest
+    from cdsvae.experiment.inputs import file_digest
 
     if path is None:
         return None

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cdsvae.data.feats import CMVNStats, FeatureWriter
-from cdsvae.data.speech import SPEECH_DATA_DEFAULTS, FeatureSet, build_speech_dataset, feature_normaliser
+from cdsvae.data.speech import SPEECH_DATA, FeatureSet, build_speech_dataset, feature_normaliser
 from cdsvae.errors import UserError
 
 DIM = 3
@@ -156,7 +156,7 @@ def test_config_errors(dirs):
     assert not ds.train
     with pytest.raises(UserError, match="feature dir not found"):
         build_speech_dataset(cfg(dirs, train_feats=str(dirs / "nope")), "train")
-    assert SPEECH_DATA_DEFAULTS["segment_frames"] == 20
+    assert SPEECH_DATA.fields["segment_frames"].default == 20
 
 
 def test_content_segment_is_another_part_of_the_same_utterance(dirs):

@@ -36,9 +36,11 @@ import torch.distributed as dist
 
 from _recon import fit_reconstruction
 from cdsvae.models import build_model
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 from cdsvae.train.distributed import DistContext
-from cdsvae.train.task import build_trainer, check_config, recon_consistency
+from cdsvae.experiment.loss import recon_consistency
+from cdsvae.experiment.run import build_trainer
+from cdsvae.experiment.schema import check_config
 from cdsvae.train.trainer import setup_process
 from cdsvae.train.validation import EVAL_TRAIN_RATIO_LIMIT
 

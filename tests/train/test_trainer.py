@@ -6,9 +6,9 @@ import torch
 
 from _toy import TOY, ToyModel, final_params, run_toy, toy_config, toy_env, toy_loss, toy_trainer
 from cdsvae.errors import UserError
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 from cdsvae.train.optim import OPTIM
-from cdsvae.train.task import config_schema
+from cdsvae.experiment.schema import config_schema
 from cdsvae.train.trainer import TRAIN, TrainingDiverged, config_sections
 
 
