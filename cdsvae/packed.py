@@ -91,10 +91,10 @@ def _read_dir(d: Path, source: str) -> PackedModel:
 
     import torch
 
-    from cdsvae.data.feats import CMVNStats
-    from cdsvae.fbank import load_fbank_config
     from cdsvae.config import read_yaml
+    from cdsvae.data.feats import CMVNStats
     from cdsvae.experiment.schema import check_config
+    from cdsvae.fbank import load_fbank_config
 
     manifest = _manifest(d, source)
     for name in (CONFIG, WEIGHTS):

@@ -29,9 +29,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from cdsvae.config import to_plain
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_open, atomic_write_text
-from cdsvae.config import to_plain
 
 INPUTS_FILE = "inputs.json"
 CONFIG_SECTIONS = ("model", "loss", "optim", "augment", "data")

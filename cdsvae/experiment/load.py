@@ -24,10 +24,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from cdsvae import checkpoint as ckpt
+import cdsvae.checkpoint as ckpt
 from cdsvae.config import read_yaml
 from cdsvae.errors import UserError
-from cdsvae.experiment import inputs
+from cdsvae.experiment.inputs import experiment_cmvn
 from cdsvae.experiment.schema import CONFIG_FILE, check_config
 from cdsvae.models import build_model
 from cdsvae.packed import PackedModel, read_packed
@@ -42,7 +42,7 @@ def load_config_file(exp_dir: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: no such file; is {exp_dir} a training directory (cdsvae.bin.train --outdir)?")
     cfg = check_config(read_yaml(path), str(path))
     if cfg["data"].get("cmvn") is not None:
-        cfg["data"]["cmvn"] = inputs.experiment_cmvn(exp_dir, cfg["data"])
+        cfg["data"]["cmvn"] = experiment_cmvn(exp_dir, cfg["data"])
     return cfg
 
 

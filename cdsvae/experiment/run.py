@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from cdsvae import checkpoint as ckpt
+import cdsvae.checkpoint as ckpt
 from cdsvae.config import dump_config, read_yaml
 from cdsvae.errors import UserError
-from cdsvae.experiment import inputs
 from cdsvae.experiment.datasets import build_dataset, check_frames
+from cdsvae.experiment.inputs import (absolute_data_paths, check_resume, config_changes, copy_cmvn, fingerprint,
+                                      restart_hint, write_inputs)
 from cdsvae.experiment.loss import SELECTION_CRITERION, make_loss_fn, recon_consistency
 from cdsvae.experiment.schema import CONFIG_FILE, content_segments
 from cdsvae.models import build_model
@@ -36,11 +37,11 @@ def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
     if not prev_file.is_file() or not ckpt.list_step_checkpoints(outdir / "checkpoints"):
         return
     prev = read_yaml(prev_file)
-    changed = inputs.config_changes(prev, cfg)
+    changed = config_changes(prev, cfg)
     if changed:
         raise UserError(f"{outdir} holds a run with another config ({'; '.join(changed)}); "
-                        f"{inputs.restart_hint(outdir)}")
-    changed = inputs.config_changes(prev, cfg, ("train",))
+                        f"{restart_hint(outdir)}")
+    changed = config_changes(prev, cfg, ("train",))
     if changed:
         log.warning("resuming with changed train options: %s", "; ".join(changed))
 
@@ -53,8 +54,8 @@ def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[
     """
     outdir = Path(outdir)
     _check_existing_run(outdir, cfg)
-    fp = inputs.fingerprint(cfg)
-    inputs.check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")))
+    fp = fingerprint(cfg)
+    check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")))
     return fp
 
 
@@ -93,8 +94,8 @@ def build_trainer(cfg: Mapping[str, Any], outdir: str | os.PathLike, ctx: DistCo
     t = cfg["train"]
     if ctx.is_main:
         fp = check_run_inputs(cfg, outdir)
-        inputs.write_inputs(outdir, fp)
-        inputs.copy_cmvn(outdir, cfg["data"])
+        write_inputs(outdir, fp)
+        copy_cmvn(outdir, cfg["data"])
         dump_config(cfg, outdir / CONFIG_FILE)
     seed_everything(t["seed"])  # same initial parameters on every rank
     segments = content_segments(cfg)
@@ -119,7 +120,7 @@ def train(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[str, Any]:
     """Train a checked config (:func:`~cdsvae.experiment.schema.load_train_config`) into DIR: set up the
     process, write DIR/config.yaml (data paths made absolute), and train (resuming from DIR when it
     holds checkpoints of the same config and inputs)."""
-    cfg = inputs.absolute_data_paths(cfg)
+    cfg = absolute_data_paths(cfg)
     ctx = setup_process(cfg["train"], outdir)
     try:
         return build_trainer(cfg, outdir, ctx).fit()

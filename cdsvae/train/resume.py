@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+import cdsvae.checkpoint as ckpt
 from cdsvae.errors import UserError
-from cdsvae import checkpoint as ckpt
 from cdsvae.train.distributed import DistContext, all_gather_object, broadcast_object
 
 log = logging.getLogger("cdsvae.train")

@@ -63,8 +63,8 @@ def test_train_print_config_and_nonfinite_exit(tmp_path):
 def test_a_run_sets_up_its_process_and_checks_its_config_once(tmp_path, monkeypatch):
     from collections import Counter
 
-    from cdsvae.bin.train import main
     from cdsvae import config
+    from cdsvae.bin.train import main
     from cdsvae.experiment import run, schema
     from cdsvae.train import distributed, monitor, seeding, trainer
 
@@ -145,8 +145,8 @@ def _refused(argv, capsys):
 
 def test_speech_run_records_its_inputs_and_refuses_other_data(speech_recipe, monkeypatch, capsys):
     from cdsvae.bin.train import main
-    from cdsvae.train.monitor import Monitor
     from cdsvae.experiment.load import load_config_file
+    from cdsvae.train.monitor import Monitor
 
     tmp = speech_recipe
     lines = []

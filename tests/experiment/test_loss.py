@@ -78,8 +78,8 @@ def test_video_motion_views_are_made_on_the_fly_from_the_step_generator():
 def test_recon_consistency_compares_modes_without_side_effects():
     from _recon import fit_reconstruction
 
-    from cdsvae.models import build_model
     from cdsvae.experiment.loss import recon_consistency
+    from cdsvae.models import build_model
 
     torch.manual_seed(0)
     model = build_model(dict(TINY, init="default"))

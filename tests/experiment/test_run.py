@@ -76,8 +76,8 @@ def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp
     views: a read of a CPU tensor, no device sync."""
     from _syncs import host_reads
 
-    from cdsvae.train.distributed import shutdown
     from cdsvae.experiment.run import build_trainer
+    from cdsvae.train.distributed import shutdown
     from cdsvae.train.trainer import setup_process
 
     if frame == "mlp":
@@ -104,8 +104,8 @@ def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp
 def test_channels_last_stores_4d_weights_channels_last_and_trains_the_same(tmp_path):
     """train.channels_last (default: on CUDA only) run on the CPU: the same steps up to rounding,
     and its checkpoints load into a model in the default layout."""
-    from cdsvae.train.distributed import shutdown
     from cdsvae.experiment.run import build_trainer
+    from cdsvae.train.distributed import shutdown
     from cdsvae.train.trainer import setup_process
 
     losses, models = {}, {}
@@ -149,8 +149,8 @@ def _fused_cuda_adam_accepts(optimizer) -> list[str]:
 def test_a_run_resumed_in_another_memory_layout_gives_adam_its_parameters_layout(tmp_path, first, then):
     """A conv64 run checkpointed on the CPU (channels_last false) and resumed on CUDA (channels-last
     weights), or the other way round: Adam's moments take the parameters' layout on resume."""
-    from cdsvae.train.distributed import shutdown
     from cdsvae.experiment.run import build_trainer
+    from cdsvae.train.distributed import shutdown
     from cdsvae.train.trainer import setup_process
 
     def run(layout, steps):
