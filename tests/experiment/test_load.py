@@ -31,3 +31,27 @@ def test_load_model_falls_back_from_corrupt_best_to_newest_step(tmp_path, caplog
     assert "best.pt" in caplog.text
     newest = ckpt.load_checkpoint(ckpt.step_path(out / "checkpoints", 4))["model"]
     assert all(torch.equal(v, newest[k]) for k, v in model.state_dict().items())
+
+
+def test_load_packed_gives_the_weights_of_the_experiment_in_eval_mode(tmp_path):
+    """A packed model (directory or tarball) loads into the model its experiment loads; weights
+    that do not fit its config.yaml are a one-line error naming the packed model."""
+    from pathlib import Path
+
+    from _packed import packed_video
+
+    from cdsvae.experiment.load import load_packed
+
+    exp, packed = packed_video(tmp_path)
+    want, _ = load_model(exp)
+    for source in (packed, Path(f"{packed}.tar.gz")):
+        model, info = load_packed(source)
+        assert not model.training and info.modality == "video" and info.source == str(source)
+        got = model.state_dict()
+        assert got.keys() == want.state_dict().keys()
+        assert all(torch.equal(v, got[k]) for k, v in want.state_dict().items())
+    state = torch.load(packed / "model.pt", weights_only=True)
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("s_mean_head")}
+    torch.save(state, packed / "model.pt")
+    with pytest.raises(UserError, match=rf"^{packed}: weights do not match its config.yaml \(Error"):
+        load_packed(packed)
