@@ -59,7 +59,7 @@ def test_load_train_config_reads_overrides_validates_and_checks_once(tmp_path):
     path.write_text(yaml.safe_dump(_cfg()))
     cfg = load_train_config(path, ["--train.epochs", "2", "--loss.con_s", "0"])
     assert cfg == check_config(_cfg(train__epochs=2, loss__con_s=0))
-    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved by the task: con_z is still on
+    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved by the experiment: con_z is still on
     with pytest.raises(UserError, match=rf"^{path}: 'augment.content_view: segment' needs several segments"):
         load_train_config(path, ["--augment.content_view", "segment"])
     with pytest.raises(UserError, match=rf"^{path}: unknown key 'train.epoch'"):
