@@ -4,7 +4,7 @@
 
 Writes DIR (default ``<expdir>/packed``) and ``DIR.tar.gz``: the resolved config, the weights
 stages 5-7 used (weights only), the CMVN statistics, the feature options (speech) and a README
-with the results table; see :mod:`cdsvae.experiment.pack` and :mod:`cdsvae.packed`. Load it with
+with the results table; see :mod:`cdsvae.packed`. Load it with
 ``cdsvae.Disentangler.from_packed(DIR)`` or use it with ``cdsvae.bin.embed`` and ``cdsvae.bin.convert``.
 """
 
