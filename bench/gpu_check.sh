@@ -14,7 +14,7 @@
 #                bf16 support (torch.version.cuda, torch.cuda.nccl.version(), get_device_name).
 #   gpu_tests    pytest -m gpu over the test files that declare gpu tests (tests/train/test_gpu.py):
 #                one row per test, with what it measured, through the real task and trainer
-#                (cdsvae.train.task.build_trainer on synthetic data, speech and video models):
+#                (cdsvae.experiment.run.build_trainer on synthetic data, speech and video models):
 #                - a one-process NCCL DDP run equals the plain run: parameters after two steps
 #                  within 1e-6;
 #                - bf16 and fp16 autocast: loss and every term at step 1 and at validation
@@ -378,7 +378,7 @@ part_ddp() {
 import sys
 from pathlib import Path
 
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 
 work = Path(sys.argv[1])
 one, two = (ckpt.load_latest(work / d / "checkpoints")[1] for d in ("ddp_one", "ddp_two"))

@@ -103,7 +103,8 @@ def worker(cfg_json: str, out_json: str, outdir: str, compile_backend: str = "in
         torch.compile = functools.partial(torch.compile, backend=compile_backend)
 
     from cdsvae.train.distributed import shutdown
-    from cdsvae.train.task import build_trainer, check_config
+    from cdsvae.experiment.run import build_trainer
+    from cdsvae.experiment.schema import check_config
     from cdsvae.train.trainer import setup_process
 
     cfg = check_config(json.loads(cfg_json))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cdsvae.errors import UserError
+from cdsvae.experiment.load import packed_model
 from cdsvae.packed import PackedModel, read_packed
 
 
@@ -54,17 +55,10 @@ class Disentangler:
 
     def __init__(self, packed: PackedModel, device: str | torch.device = "cpu", vocoder: Any = None,
                  n_iter: int = 32):
-        from cdsvae.models import build_model
-
         self.packed, self.device, self.n_iter = packed, torch.device(device), int(n_iter)
         self.config = packed.config
         self.modality = packed.modality
-        self.model = build_model(self.config["model"])
-        try:
-            self.model.load_state_dict(packed.state_dict)
-        except RuntimeError as e:
-            raise UserError(f"{packed.source}: weights do not match its config.yaml ({str(e).splitlines()[0]})") from None
-        self.model.to(self.device).eval()
+        self.model = packed_model(packed, self.device)
         self.fbank = packed.fbank
         self.segment_frames = packed.manifest.get("segment_frames")
         self.vocoder = vocoder

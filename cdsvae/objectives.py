@@ -13,12 +13,14 @@ O(T B^2 D) of broadcasting (T, B, B, D). It is computed in float64 after centrin
 batch mean, because the expansion cancels large terms when variances are small.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from cdsvae.config import Field, Section, validate
 from cdsvae.errors import UserError
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -155,41 +157,53 @@ def mws_information(v, mean, logvar, dataset_size):
     return info.mean().to(torch.promote_types(v.dtype, torch.float32))
 
 
+MI_ESTIMATORS = ("contrastive", "mws")
+
+# The ``loss`` config section, declared once, here: the keys, their defaults (the authors':
+# KL 1, MI 1, contrastive 10) and their types. :class:`LossWeights` takes its fields from it.
+LOSS = Section({
+    "recon": Field(1.0, "float", minimum=0.0),  # the weights of TERMS
+    "kl_s": Field(1.0, "float", minimum=0.0),
+    "kl_z": Field(1.0, "float", minimum=0.0),
+    "con_s": Field(10.0, "float", minimum=0.0),
+    "con_z": Field(10.0, "float", minimum=0.0),
+    "mi_sz": Field(1.0, "float", minimum=0.0),
+    # how I(x; s) and I(x; z) are estimated for con_s/con_z: NT-Xent on views (C-DSVAE) or MWS (no views)
+    "mi_estimator": Field("contrastive", "str", choices=MI_ESTIMATORS),
+    "tau": Field(0.5, "float", minimum=0.0),  # > 0
+    # Label-free remedies for same-speaker negatives in con_s (see nt_xent); 0 = off.
+    "con_s_tau_plus": Field(0.0, "float", minimum=0.0),  # < 1
+    "con_s_drop_nearest": Field(0, "int", minimum=0),
+})
+_DEFAULT = LOSS.defaults()
+
+
 @dataclass
 class LossWeights:
-    """Weights of the objective's terms; defaults are the authors' (KL 1, MI 1, contrastive 10).
+    """The ``loss`` section as the objective reads it: its keys and defaults are :data:`LOSS`'s,
+    and it is checked against it (plus ``tau`` > 0 and ``con_s_tau_plus`` < 1).
 
     ``mi_estimator`` chooses how I(x; s) and I(x; z) are estimated for con_s/con_z:
     "contrastive" (NT-Xent on views, C-DSVAE) or "mws" (the ablation; no views needed).
     """
 
-    recon: float = 1.0
-    kl_s: float = 1.0
-    kl_z: float = 1.0
-    con_s: float = 10.0
-    con_z: float = 10.0
-    mi_sz: float = 1.0
-    mi_estimator: str = "contrastive"
-    tau: float = 0.5
-    # Label-free remedies for same-speaker negatives in con_s (see nt_xent); 0 = off.
-    con_s_tau_plus: float = 0.0
-    con_s_drop_nearest: int = 0
+    recon: float = _DEFAULT["recon"]
+    kl_s: float = _DEFAULT["kl_s"]
+    kl_z: float = _DEFAULT["kl_z"]
+    con_s: float = _DEFAULT["con_s"]
+    con_z: float = _DEFAULT["con_z"]
+    mi_sz: float = _DEFAULT["mi_sz"]
+    mi_estimator: str = _DEFAULT["mi_estimator"]
+    tau: float = _DEFAULT["tau"]
+    con_s_tau_plus: float = _DEFAULT["con_s_tau_plus"]
+    con_s_drop_nearest: int = _DEFAULT["con_s_drop_nearest"]
 
     def __post_init__(self):
-        for name in TERMS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise UserError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
-        if self.mi_estimator not in ("contrastive", "mws"):
-            raise UserError(f"mi_estimator must be contrastive or mws, got {self.mi_estimator!r}")
-        if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not self.tau > 0:
-            raise UserError(f"tau must be a positive number, got {self.tau!r}")
-        tp = self.con_s_tau_plus
-        if isinstance(tp, bool) or not isinstance(tp, (int, float)) or not 0 <= tp < 1:
-            raise UserError(f"con_s_tau_plus must be a number in [0, 1), got {tp!r}")
-        k = self.con_s_drop_nearest
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise UserError(f"con_s_drop_nearest must be an integer >= 0, got {k!r}")
+        validate({"loss": dataclasses.asdict(self)}, {"loss": LOSS}, "loss weights")
+        if not self.tau > 0:
+            raise UserError(f"loss.tau must be a positive number, got {self.tau!r}")
+        if not self.con_s_tau_plus < 1:
+            raise UserError(f"loss.con_s_tau_plus must be a number in [0, 1), got {self.con_s_tau_plus!r}")
 
 
 def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content_index=None):

@@ -73,9 +73,9 @@ def trained_speech_exp(root):
     from cdsvae.data.feats import CMVNStats, FeatureWriter
     from cdsvae.fbank import compute_fbank, load_fbank_config
     from cdsvae.models import build_model
-    from cdsvae.train import checkpoint as ckpt
-    from cdsvae.train.config import dump_config
-    from cdsvae.train.task import check_config
+    from cdsvae import checkpoint as ckpt
+    from cdsvae.config import dump_config
+    from cdsvae.experiment.schema import check_config
 
     fbank = load_fbank_config({"n_mels": 16})
     feats_dir = root / "dump" / "test"

@@ -22,7 +22,7 @@ def packed_speech(root):
     audio its test features were computed from (float samples, so nothing is lost)."""
     from _experiments import trained_speech_exp
 
-    from cdsvae.packed import write_packed
+    from cdsvae.experiment.pack import write_packed
 
     exp = trained_speech_exp(root)
     wavs = {}
@@ -35,10 +35,10 @@ def packed_speech(root):
 def packed_video(root, in_channels=1):
     """(experiment dir, packed dir) of a tiny untrained conv64 model."""
     from cdsvae.models import build_model
-    from cdsvae.packed import write_packed
-    from cdsvae.train import checkpoint as ckpt
-    from cdsvae.train.config import dump_config
-    from cdsvae.train.task import check_config
+    from cdsvae.experiment.pack import write_packed
+    from cdsvae import checkpoint as ckpt
+    from cdsvae.config import dump_config
+    from cdsvae.experiment.schema import check_config
 
     model_cfg = {"frame": "conv64", "in_channels": in_channels, "s_dim": 3, "z_dim": 2, "hidden_dim": 4,
                  "g_dim": 4, "conv_width": 2, "init": "default"}

@@ -235,6 +235,17 @@ def test_loss_weights_validation():
         LossWeights(con_s=-1)
     with pytest.raises(UserError, match="tau"):
         LossWeights(tau=0)
+    with pytest.raises(UserError, match="con_s_tau_plus must be a number in"):
+        LossWeights(con_s_tau_plus=1.0)
+
+
+def test_loss_weights_take_their_keys_and_defaults_from_the_loss_section():
+    import dataclasses
+
+    from cdsvae.objectives import LOSS
+
+    assert [f.name for f in dataclasses.fields(LossWeights)] == list(LOSS.fields)
+    assert dataclasses.asdict(LossWeights()) == LOSS.defaults()
 
 
 def _batch(b=4, t=3, seed=0):

@@ -220,3 +220,114 @@ def test_no_function_over_80_lines():
         for name, line, n in long_functions(path.read_text(), MAX_FUNCTION_LINES):
             over.append(f"{rel}:{line} {name} ({n} lines)")
     assert not over, f"functions over {MAX_FUNCTION_LINES} lines: {over}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading without training, and choices listed once.
+#
+# A trained model is loaded for evaluation and inference by cdsvae.experiment.load (an experiment
+# directory or a packed model); neither it nor cdsvae.inference may reach the training loop in the
+# import graph (function-level imports included). Every list of choices of a config key is written
+# once, where its Field is declared; code that needs it names that declaration.
+
+LOADING_MODULES = ("cdsvae.experiment.load", "cdsvae.inference")
+TRAINING_LOOP = "cdsvae.train.trainer"
+
+
+def import_path(graph: dict[str, set[str]], start: str, target: str) -> list[str] | None:
+    """A shortest chain of imports from ``start`` to ``target`` (both included), or None."""
+    parent: dict[str, str | None] = {start: None}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        if node == target:
+            path = [node]
+            while parent[path[-1]] is not None:
+                path.append(parent[path[-1]])
+            return path[::-1]
+        for dep in sorted(graph.get(node, ())):
+            if dep not in parent:
+                parent[dep] = node
+                queue.append(dep)
+    return None
+
+
+def test_import_path_finds_a_planted_chain_and_only_a_real_one():
+    graph = {"a": {"b", "x"}, "b": {"c"}, "c": {"a"}, "x": set(), "d": {"a"}}
+    assert import_path(graph, "d", "c") == ["d", "a", "b", "c"]
+    assert import_path(graph, "a", "a") == ["a"]
+    assert import_path(graph, "x", "a") is None  # imports run one way
+    assert import_path(graph, "a", "d") is None  # a circle (a, b, c) ends without reaching d
+
+
+@pytest.mark.parametrize("module", LOADING_MODULES)
+def test_loading_a_model_never_reaches_the_training_loop(module):
+    graph = import_graph(_modules())
+    assert module in graph and TRAINING_LOOP in graph, "the loading module or the training loop was renamed"
+    assert import_path(graph, "cdsvae.experiment.run", TRAINING_LOOP)  # the check can see the loop
+    path = import_path(graph, module, TRAINING_LOOP)
+    assert path is None, " -> ".join(path)
+
+
+def _string_list(node: ast.AST) -> frozenset[str] | None:
+    """The strings of a tuple, list or set literal of two or more string constants, else None."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) >= 2 and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        return frozenset(e.value for e in node.elts)
+    return None
+
+
+def _declared_choices(tree: ast.Module) -> list[ast.AST]:
+    """The literal nodes of ``choices=`` of every ``Field(...)``/``required(...)`` call, module-level
+    constants (``choices=DATA_TYPES``) resolved."""
+    constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+    found = []
+    for node in ast.walk(tree):
+        func = getattr(node, "func", None)
+        if isinstance(node, ast.Call) and getattr(func, "id", getattr(func, "attr", None)) in ("Field", "required"):
+            for kw in node.keywords:
+                value = constants.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) else kw.value
+                if kw.arg == "choices" and _string_list(value):
+                    found.append(value)
+    return found
+
+
+def repeated_choices(sources: dict[str, str]) -> list[str]:
+    """Where a config key's choices are written a second time: another Field with the same choices,
+    or a literal with exactly the same strings anywhere else in ``sources`` (module -> text)."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    declared: dict[frozenset, str] = {}
+    problems = []
+    seen = set()
+    for name, tree in trees.items():
+        for node in _declared_choices(tree):
+            seen.add(id(node))
+            site, choices = f"{name}:{node.lineno}", _string_list(node)
+            if choices in declared:
+                problems.append(f"{site} declares the choices of {declared[choices]} again")
+            declared.setdefault(choices, site)
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            choices = _string_list(node)
+            if choices in declared and id(node) not in seen:
+                problems.append(f"{name}:{node.lineno} lists {sorted(choices)}, declared at {declared[choices]}")
+    return problems
+
+
+def test_repeated_choices_are_found_in_planted_modules():
+    sources = {
+        "a": 'MODES = ("x", "y")\nS = Section({"mode": Field("x", "str", choices=MODES)})\n',
+        "b": 'def check(v):\n    if v not in ("y", "x"):\n        raise ValueError(v)\n',
+        "c": 'T = Section({"kind": required("str", choices=("p", "q")),\n'
+             '               "other": Field("p", "str", choices=["q", "p"])})\n'
+             'U = ("x", "z")\n',
+    }
+    assert repeated_choices(sources) == ["c:2 declares the choices of c:1 again",
+                                         "b:2 lists ['x', 'y'], declared at a:1"]
+    assert repeated_choices({"a": sources["a"], "d": 'if v in ("x", "y", "z"): pass\n'}) == []
+
+
+def test_the_choices_of_every_config_key_are_listed_once():
+    sources = {name: path.read_text() for name, path in _modules().items()}
+    assert not repeated_choices(sources), repeated_choices(sources)

@@ -3,7 +3,7 @@
     python -m cdsvae.bin.check_experiment exp/cdsvae exp/dsvae --feats dump/test dump/train
 
 Each EXPDIR must hold the fingerprint training recorded (inputs.json, see
-cdsvae.train.inputs): the input files it lists must be unchanged, and every --feats dir must
+cdsvae.experiment.inputs): the input files it lists must be unchanged, and every --feats dir must
 hold features made with the same options (fbank.yaml) as the training features.  Exit 0 when
 all match; otherwise one line naming the experiment and what changed, and exit 1.
 """
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from cdsvae.train.inputs import check_experiment
+    from cdsvae.experiment.inputs import check_experiment
     for exp in args.expdirs:
         check_experiment(exp, args.feats)
     return 0

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from cdsvae.eval.metrics.disentangle import RESULTS, DisentangleStage
-    from cdsvae.train.task import load_model_with_info
+    from cdsvae.experiment.load import load_model_with_info
 
     stage = DisentangleStage(**vars(args))  # the config and the judges are checked before the model is loaded
     model, mcfg, checkpoint = load_model_with_info(args.expdir, device=args.device)

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from cdsvae.train.task import load_model_with_info  # the trainer package; imported late so --help works alone
+    from cdsvae.experiment.load import load_model_with_info  # imported late so --help works alone
     from cdsvae.eval.judges.video_steps import judge_experiment, judged_test_set
     from cdsvae.eval.report.video import format_judge_summary
 

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    from cdsvae.packed import write_packed
+    from cdsvae.experiment.pack import write_packed
 
     out = write_packed(args.expdir, args.outdir, args.fbank_config, args.tarball)
     print(f"packed {args.expdir} -> {out}" + (f" and {out}.tar.gz" if args.tarball else ""))

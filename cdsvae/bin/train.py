@@ -64,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.nproc < 1:
         parser.error(f"--nproc must be at least 1, got {args.nproc}")
     # Imported after parsing: torch takes seconds to import, and --help needs none of it.
-    from cdsvae.train.config import to_yaml
-    from cdsvae.train.inputs import absolute_data_paths
-    from cdsvae.train.task import (check_run_inputs, check_training_batches, finished_run, load_train_config,
-                                   train)
+    from cdsvae.config import to_yaml
+    from cdsvae.experiment.inputs import absolute_data_paths
+    from cdsvae.experiment.run import check_run_inputs, check_training_batches, finished_run, train
+    from cdsvae.experiment.schema import load_train_config
 
     cfg = load_train_config(args.config or None, rest)
     if args.print_config:

@@ -21,7 +21,7 @@ and are ignored here):
     global stats file from ``compute_cmvn_stats`` (npz or Kaldi matrix) applied to
     every split; null for none.
 ``segment_frames``
-    frames per segment (see ``SPEECH_DATA_DEFAULTS``).
+    frames per segment (see ``SPEECH_DATA``).
 ``segments_per_utt``
     random segments per utterance in one training epoch.
 ``seed``, ``skip_bad``, ``in_memory``
@@ -51,27 +51,30 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cdsvae.config import Field, Section, validate
 from cdsvae.data.datadir import read_scp
 from cdsvae.data.feats import CMVNStats, read_utt2num_frames
 from cdsvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SPEECH_DATA_DEFAULTS: dict[str, Any] = {
-    "train_feats": None,
-    "valid_feats": None,
-    "test_feats": None,
-    "motion_feats": None,
-    "cmvn": None,
+# The keys of ``data`` for ``data.type: speech``, declared once, here (besides the common ones of
+# cdsvae.experiment.schema); any ``<split>_feats`` names the feature dir of that split.
+SPEECH_DATA = Section({
+    "train_feats": Field(None, "any"),
+    "valid_feats": Field(None, "any"),
+    "test_feats": Field(None, "any"),
+    "motion_feats": Field(None, "any"),  # a dir, a list of dirs, or a mapping split -> dir(s)
+    "cmvn": Field(None, "any"),
     # 20 frames = 200 ms at a 10 ms hop, the segment length DSVAE and FHVAE used for speech:
     # long enough to hold two or three phones (so z has dynamics to model and s hears the
     # speaker), short enough for many segments per utterance and cheap batches.
-    "segment_frames": 20,
-    "segments_per_utt": 1,
-    "seed": 0,
-    "skip_bad": False,
-    "in_memory": False,
-}
+    "segment_frames": Field(20, "int", minimum=1),
+    "segments_per_utt": Field(1, "int", minimum=1),
+    "seed": Field(0, "int"),
+    "skip_bad": Field(False, "bool"),
+    "in_memory": Field(False, "bool"),
+}, open=True)
 _TRAINER_KEYS = {"type", "train_split", "valid_split"}
 _ALIASES = {"dev": "valid", "valid": "dev"}
 
@@ -313,13 +316,12 @@ def build_speech_dataset(data_cfg: Mapping[str, Any], split: str,
 
     ``content_segment`` adds each item's content segment (``x_content``).
     """
-    unknown = sorted(k for k in data_cfg if k not in SPEECH_DATA_DEFAULTS and k not in _TRAINER_KEYS
+    unknown = sorted(k for k in data_cfg if k not in SPEECH_DATA.fields and k not in _TRAINER_KEYS
                      and not k.endswith("_feats"))
     if unknown:
         raise UserError(f"data: unknown key(s) {', '.join(unknown)}; valid keys: "
-                        f"{', '.join(list(SPEECH_DATA_DEFAULTS) + ['<split>_feats'])}")
-    cfg = dict(SPEECH_DATA_DEFAULTS)
-    cfg.update(data_cfg)
+                        f"{', '.join(list(SPEECH_DATA.fields) + ['<split>_feats'])}")
+    cfg = validate({"data": data_cfg}, {"data": SPEECH_DATA}, "data (speech)")["data"]
     train_split = cfg.get("train_split") or "train"
     motion = cfg["motion_feats"]
     if isinstance(motion, Mapping):

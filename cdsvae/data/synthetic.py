@@ -21,20 +21,23 @@ from typing import Any, Mapping
 import torch
 from torch.utils.data import Dataset
 
+from cdsvae.config import Field, Section, validate
 from cdsvae.errors import UserError
 
-SYNTHETIC_DEFAULTS: dict[str, Any] = {
-    "num_train": 256,
-    "num_valid": 64,
-    "seq_len": 8,
-    "frame_shape": [16],
-    "num_static": 4,
-    "num_dynamic": 3,
-    "noise": 0.05,
-    "seed": 0,
-    "with_motion": False,
-    "delay_s": 0.0,  # per item: imitates slow storage in loader benchmarks and kill tests
-}
+# The keys of ``data`` for ``data.type: synthetic``, declared once, here (besides the common ones
+# of cdsvae.experiment.schema).
+SYNTHETIC_DATA = Section({
+    "num_train": Field(256, "int", minimum=0),
+    "num_valid": Field(64, "int", minimum=0),
+    "seq_len": Field(8, "int", minimum=1),
+    "frame_shape": Field([16], "any"),
+    "num_static": Field(4, "int", minimum=1),
+    "num_dynamic": Field(3, "int", minimum=1),
+    "noise": Field(0.05, "float", minimum=0.0),
+    "seed": Field(0, "int"),
+    "with_motion": Field(False, "bool"),
+    "delay_s": Field(0.0, "float", minimum=0.0),  # per item: imitates slow storage in loader benchmarks and kill tests
+}, open=True)
 
 
 class SyntheticSequenceDataset(Dataset):
@@ -95,11 +98,11 @@ class SyntheticSequenceDataset(Dataset):
 
 def build_synthetic_dataset(data_cfg: Mapping[str, Any], split: str) -> SyntheticSequenceDataset:
     """The ``data.type: synthetic`` builder: ``split == data.train_split`` gets ``num_train`` items."""
-    unknown = set(data_cfg) - set(SYNTHETIC_DEFAULTS) - {"type", "train_split", "valid_split"}
+    unknown = set(data_cfg) - set(SYNTHETIC_DATA.fields) - {"type", "train_split", "valid_split"}
     if unknown:
         raise UserError(f"unknown key(s) for data.type synthetic: {', '.join(sorted(unknown))}; valid keys: "
-                        f"{', '.join(sorted(SYNTHETIC_DEFAULTS))}, train_split, valid_split")
-    cfg = {**SYNTHETIC_DEFAULTS, **data_cfg}
+                        f"{', '.join(sorted(SYNTHETIC_DATA.fields))}, train_split, valid_split")
+    cfg = validate({"data": data_cfg}, {"data": SYNTHETIC_DATA}, "data (synthetic)")["data"]
     is_train = split == cfg.get("train_split", "train")
     try:
         return SyntheticSequenceDataset(

@@ -25,6 +25,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from cdsvae.config import Field, Section, validate
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_open, atomic_write_text
 
@@ -33,12 +34,14 @@ LABELS_FILE = "labels.npz"
 FACTORS_FILE = "factors.yaml"
 FACTOR_KINDS = ("static", "dynamic")
 
-VIDEO_DATA_DEFAULTS: dict = {
-    "root": "data",
-    "frames": FRAMES_FILE,
-    "labels": True,
-    "max_items": None,
-}
+# The keys of ``data`` for ``data.type: video``, declared once, here (besides the common ones of
+# cdsvae.experiment.schema); other keys belong to the loader and are ignored.
+VIDEO_DATA = Section({
+    "root": Field("data", "any"),  # the directory holding the splits
+    "frames": Field(FRAMES_FILE, "str"),
+    "labels": Field(True, "bool"),
+    "max_items": Field(None, "int", optional=True, minimum=1),
+}, open=True)
 
 
 @dataclass(frozen=True)
@@ -222,15 +225,15 @@ def resolve_split_dir(data_cfg: Mapping, split: str) -> Path:
     direct = Path(split)
     if (direct / data_cfg.get("frames", FRAMES_FILE)).is_file():
         return direct
-    root = data_cfg.get("root", VIDEO_DATA_DEFAULTS["root"])
+    root = data_cfg.get("root", VIDEO_DATA.fields["root"].default)
     return Path(root) / split
 
 
 def build_video_dataset(data_cfg: Mapping | None, split: str) -> VideoDataset:
-    """Dataset over a prepared split; keys of ``data_cfg`` not listed in VIDEO_DATA_DEFAULTS
+    """Dataset over a prepared split; keys of ``data_cfg`` not declared in :data:`VIDEO_DATA`
     belong to the loader (batch size, workers...) and are ignored here."""
-    cfg = dict(VIDEO_DATA_DEFAULTS)
-    cfg.update({k: v for k, v in dict(data_cfg or {}).items() if k in VIDEO_DATA_DEFAULTS})
+    given = {k: v for k, v in dict(data_cfg or {}).items() if k in VIDEO_DATA.fields}
+    cfg = validate({"data": given}, {"data": VIDEO_DATA}, "data (video)")["data"]
     split_dir = resolve_split_dir(cfg, split)
     if not split_dir.is_dir():
         raise UserError(f"{split_dir}: no such data directory (data.root={cfg['root']!r}, split={split!r})")

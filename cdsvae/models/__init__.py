@@ -1,45 +1,41 @@
-"""Frame encoders/decoders per modality and the sequential VAE built from a config dict."""
+"""Frame encoders/decoders per modality and the sequential VAE built from a config dict.
 
+The ``model`` config section is declared once, here (:data:`MODEL`): keys, defaults, types and
+choices; :func:`resolve_model_config` checks a (partial) model config against it.
+"""
+
+from cdsvae.config import Field, Section, validate
 from cdsvae.errors import UserError
 from cdsvae.models.sequential import Encoding, SequentialVAE, VAEOutput
 
-MODEL_DEFAULTS = {
-    "frame": "conv64",      # conv64: (C, 64, 64) images in [0, 1]; mlp | conv1d: (F,) spectral frames
-    "in_channels": 3,       # image channels (conv64)
-    "feat_dim": 80,         # bins per spectral frame (mlp, conv1d)
-    "s_dim": 256,
-    "z_dim": 32,
-    "hidden_dim": 256,      # BiLSTM (per direction), z RNN and prior LSTM
-    "g_dim": 128,           # frame embedding
-    "conv_width": 64,       # channels of the first conv64 layer (doubled three times)
-    "frame_hidden": 256,    # spectral frame coder width (mlp hidden units; conv1d uses hidden/8 channels)
-    "z_rnn": "rnn",         # q(z_t) recurrence over the BiLSTM outputs: rnn (authors) | lstm
-    "z_input_norm": "none",  # none (authors) | instance: q(z_t) sees the BiLSTM outputs normalised over
-                             # time per channel, so what is constant over a sequence reaches z less easily
-    "init": "normal",       # normal: conv/linear weights N(0, init_std), biases 0 (authors) | default
-    "init_std": 0.01,
-}
+MODEL = Section({
+    # conv64: (C, 64, 64) images in [0, 1]; mlp | conv1d: (F,) spectral frames
+    "frame": Field("conv64", "str", choices=("conv64", "mlp", "conv1d")),
+    "in_channels": Field(3, "int", minimum=1),  # image channels (conv64)
+    "feat_dim": Field(80, "int", minimum=1),  # bins per spectral frame (mlp, conv1d)
+    "s_dim": Field(256, "int", minimum=1),
+    "z_dim": Field(32, "int", minimum=1),
+    "hidden_dim": Field(256, "int", minimum=1),  # BiLSTM (per direction), z RNN and prior LSTM
+    "g_dim": Field(128, "int", minimum=1),  # frame embedding
+    "conv_width": Field(64, "int", minimum=1),  # channels of the first conv64 layer (doubled three times)
+    # spectral frame coder width (mlp hidden units; conv1d uses hidden/8 channels)
+    "frame_hidden": Field(256, "int", minimum=1),
+    # q(z_t) recurrence over the BiLSTM outputs: rnn (authors) | lstm
+    "z_rnn": Field("rnn", "str", choices=("rnn", "lstm")),
+    # none (authors) | instance: q(z_t) sees the BiLSTM outputs normalised over time per channel,
+    # so what is constant over a sequence reaches z less easily
+    "z_input_norm": Field("none", "str", choices=("none", "instance")),
+    # normal: conv/linear weights N(0, init_std), biases 0 (authors) | default
+    "init": Field("normal", "str", choices=("normal", "default")),
+    "init_std": Field(0.01, "float", minimum=0.0),  # > 0
+})
 
-_CHOICES = {"frame": ("conv64", "mlp", "conv1d"), "z_rnn": ("rnn", "lstm"), "z_input_norm": ("none", "instance"),
-            "init": ("normal", "default")}
 
-
-def resolve_model_config(cfg):
-    """MODEL_DEFAULTS updated by ``cfg``, checked; bad keys or values raise UserError naming the key."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(MODEL_DEFAULTS))
-    if unknown:
-        raise UserError(f"unknown model key(s) {', '.join(unknown)}; valid keys: {', '.join(MODEL_DEFAULTS)}")
-    resolved = {**MODEL_DEFAULTS, **cfg}
-    for key, value in resolved.items():
-        if key in _CHOICES:
-            if value not in _CHOICES[key]:
-                raise UserError(f"model.{key} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        elif key == "init_std":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise UserError(f"model.init_std must be a positive number, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"model.{key} must be a positive integer, got {value!r}")
+def resolve_model_config(cfg, source: str = "model config"):
+    """MODEL's defaults updated by ``cfg``, checked; bad keys or values raise UserError naming the key."""
+    resolved = validate({"model": dict(cfg or {})}, {"model": MODEL}, source)["model"]
+    if not resolved["init_std"] > 0:
+        raise UserError(f"{source}: 'model.init_std' must be a positive number, got {resolved['init_std']!r}")
     return resolved
 
 
@@ -51,4 +47,4 @@ def build_model(cfg):
     return model
 
 
-__all__ = ["MODEL_DEFAULTS", "Encoding", "SequentialVAE", "VAEOutput", "build_model", "resolve_model_config"]
+__all__ = ["MODEL", "Encoding", "SequentialVAE", "VAEOutput", "build_model", "resolve_model_config"]

@@ -107,7 +107,7 @@ class SequentialVAE(nn.Module):
             self.z_rnn = nn.LSTM(2 * hidden_dim, hidden_dim, batch_first=True)
         else:
             raise ValueError(f"unknown z_rnn {z_rnn!r}; expected rnn or lstm")
-        if z_input_norm not in ("none", "instance"):
+        if z_input_norm != "none" and z_input_norm != "instance":
             raise ValueError(f"unknown z_input_norm {z_input_norm!r}; expected none or instance")
         self.z_input_norm = z_input_norm
         self.z_mean_head = nn.Linear(hidden_dim, z_dim)

@@ -1,6 +1,6 @@
-"""Training: a generic resumable, distributed trainer (``trainer`` and the modules it uses) and the
-C-DSVAE task built on it (``task``: config schema, datasets, loss, ``load_model``).
+"""Training: a generic resumable, distributed trainer (``trainer``, its options and the modules it
+uses). What an experiment trains with it (config, datasets, loss, the run) is :mod:`cdsvae.experiment`.
 
 The package imports nothing itself, so importing one of its modules never loads the others:
-``from cdsvae.train.task import load_model``.
+``from cdsvae.train.trainer import Trainer``.
 """

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from cdsvae.train.config import Field, Section
+from cdsvae.config import Field, Section
 
 OPTIM = Section({
     "lr": Field(1e-3, "float", minimum=0.0),

@@ -6,7 +6,7 @@ by the validation criterion) hold the model, optimiser, scheduler, epoch/step, p
 epoch, and every rank's RNG states, so a killed run restarted with the same command ends with
 the parameters an uninterrupted run would have had (``train.deterministic`` on GPU). Exact
 resumption assumes data loading is a function of (index, epoch). The files themselves (atomic
-writes, safe loading, pruning, RNG capture) are :mod:`cdsvae.train.checkpoint`'s.
+writes, safe loading, pruning, RNG capture) are :mod:`cdsvae.checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+import cdsvae.checkpoint as ckpt
 from cdsvae.errors import UserError
-from cdsvae.train import checkpoint as ckpt
 from cdsvae.train.distributed import DistContext, all_gather_object, broadcast_object
 
 log = logging.getLogger("cdsvae.train")

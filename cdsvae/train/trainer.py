@@ -1,10 +1,11 @@
-"""One training loop for a laptop CPU, one GPU, N GPUs and N nodes: the ``train`` config
-section, the process set-up, and the loop (steps, divergence checks, checkpoint cadence).
+"""One training loop for a laptop CPU, one GPU, N GPUs and N nodes: the process set-up and the
+loop (steps, divergence checks, checkpoint cadence).
 
 The trainer is generic: it takes a model and a loss function
 ``loss_fn(model, batch, generator) -> (loss, terms)`` (``terms`` a dict of scalar tensors that
-are logged), so the C-DSVAE specifics live in :mod:`cdsvae.train.task`. What it delegates:
-the optimiser and schedule (:mod:`~cdsvae.train.optim`), the epoch order
+are logged), so the C-DSVAE specifics live in :mod:`cdsvae.experiment`. What it delegates:
+its options (:mod:`~cdsvae.train.options`), the optimiser and schedule
+(:mod:`~cdsvae.train.optim`), the epoch order
 (:mod:`~cdsvae.train.sampler`), validation and the eval/train check
 (:mod:`~cdsvae.train.validation`), reports (:mod:`~cdsvae.train.monitor`), checkpoints and
 resumption (:mod:`~cdsvae.train.resume`), seeds (:mod:`~cdsvae.train.seeding`).
@@ -57,10 +58,11 @@ from torch.utils.data import Dataset
 from cdsvae.errors import UserError
 from cdsvae.models.norm import decide_invertibility
 from cdsvae.train.batches import Batches
-from cdsvae.train.config import Field, Schema, Section, to_plain
+from cdsvae.config import to_plain
 from cdsvae.train.distributed import DistContext, init_distributed
 from cdsvae.train.monitor import Monitor, setup_logging
 from cdsvae.train.optim import OPTIM, build_optimizer, match_state_layouts
+from cdsvae.train.options import TRAIN
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
                                  save_run, training_finished)
 from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, check_global_batch
@@ -70,32 +72,6 @@ from cdsvae.train.stepstats import StepStats
 from cdsvae.train.validation import ConsistencyFn, Validator
 
 log = logging.getLogger("cdsvae.train")
-
-TRAIN = Section({
-    "epochs": Field(100, "int", minimum=1),
-    "batch_size": Field(128, "int", minimum=1),  # per process
-    "num_workers": Field(0, "int", minimum=0),
-    "seed": Field(1, "int", minimum=0),
-    "deterministic": Field(False, "bool"),
-    "amp": Field("none", "str", choices=("none", "bf16", "fp16")),
-    "compile": Field(False, "bool"),
-    "channels_last": Field(None, "bool", optional=True),  # null: on CUDA
-    "log_every": Field(50, "int", minimum=1),
-    "ckpt_every_steps": Field(0, "int", minimum=0),  # 0: at the end of each epoch only
-    "keep_last": Field(3, "int", minimum=1),
-    "max_steps": Field(None, "int", optional=True, minimum=1),
-    "device": Field("auto", "str", choices=("auto", "cpu", "cuda")),
-    "find_unused_parameters": Field(False, "bool"),
-    "tensorboard": Field(True, "bool"),
-    # null: the task decides (C-DSVAE: on when a contrastive term is on); false without item groups
-    "unique_utts_per_batch": Field(None, "bool", optional=True),
-})
-
-
-def config_sections() -> Schema:
-    """The sections the trainer reads, as declared by their owners: ``optim`` and ``train``."""
-    return {"optim": OPTIM, "train": TRAIN}
-
 
 def setup_process(train_opts: Mapping[str, Any], outdir: str | os.PathLike) -> DistContext:
     """What a training process sets up once, before it builds anything: deterministic kernels

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cdsvae.train.inputs import fingerprint, write_inputs
+from cdsvae.experiment.inputs import fingerprint, write_inputs
 
 
 def run(*args, cwd):

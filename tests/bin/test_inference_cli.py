@@ -123,7 +123,7 @@ def test_resampling_follows_the_models_fbank_yaml_unless_resample_says_otherwise
     import yaml
 
     from cdsvae.bin import convert, embed
-    from cdsvae.packed import write_packed
+    from cdsvae.experiment.pack import write_packed
 
     exp, plain, _ = speech
     fbank = yaml.safe_load((exp.parents[1] / "dump" / "test" / "fbank.yaml").read_text())

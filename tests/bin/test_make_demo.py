@@ -47,11 +47,11 @@ def test_speech_demo_then_report(tmp_path):
 
 
 def test_video_demo(tmp_path, monkeypatch, capsys):
-    import cdsvae.train.task
+    import cdsvae.experiment.load
     from cdsvae.bin import make_demo
 
     data, (exp, _) = video_exps(tmp_path)
-    monkeypatch.setattr(cdsvae.train.task, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
+    monkeypatch.setattr(cdsvae.experiment.load, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
     assert make_demo.main(["--expdir", str(exp), "--data", str(data), "--num", "3", "--num_samples", "2"]) == 0
     assert f"make_demo: wrote 3 files and {exp / 'demo' / 'demo.json'}" in capsys.readouterr().out
     index = json.loads((exp / "demo" / "demo.json").read_text())

@@ -66,9 +66,9 @@ def test_score_errors_on_bad_input(tmp_path):
 def test_stages_5_to_7_end_to_end(tmp_path):
     """extract_embeddings -> score -> make_report, and make_demo, on a tiny model in a recipe-like directory."""
     from cdsvae.models import build_model
-    from cdsvae.train import checkpoint as ckpt
-    from cdsvae.train.config import dump_config
-    from cdsvae.train.task import check_config
+    from cdsvae import checkpoint as ckpt
+    from cdsvae.config import dump_config
+    from cdsvae.experiment.schema import check_config
 
     rng = np.random.default_rng(0)
     feats_dir = tmp_path / "dump" / "test"

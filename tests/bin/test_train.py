@@ -63,11 +63,13 @@ def test_train_print_config_and_nonfinite_exit(tmp_path):
 def test_a_run_sets_up_its_process_and_checks_its_config_once(tmp_path, monkeypatch):
     from collections import Counter
 
+    from cdsvae import config
     from cdsvae.bin.train import main
-    from cdsvae.train import config, distributed, monitor, seeding, task, trainer
+    from cdsvae.experiment import run, schema
+    from cdsvae.train import distributed, monitor, seeding, trainer
 
     calls = Counter()
-    steps = {"validate": (config, task), "_check_values": (task,), "setup_logging": (monitor, trainer),
+    steps = {"validate": (config, schema), "_check_values": (schema,), "setup_logging": (monitor, trainer),
              "set_deterministic": (seeding, trainer), "init_distributed": (distributed, trainer)}
     for name, modules in steps.items():
         for module in modules:
@@ -75,14 +77,14 @@ def test_a_run_sets_up_its_process_and_checks_its_config_once(tmp_path, monkeypa
             monkeypatch.setattr(module, name,
                                 lambda *a, _real=real, _name=name, **k: (calls.update([_name]), _real(*a, **k))[1])
     seeds = []
-    for module in (task, trainer):
+    for module in (run, trainer):
         real = module.seed_everything
         monkeypatch.setattr(module, "seed_everything",
                             lambda seed, _real=real, _mod=module.__name__: (seeds.append(_mod), _real(seed))[1])
     assert main([*TINY, "--outdir", str(tmp_path / "exp"), "--train.epochs", "1"]) == 0
     assert calls == {name: 1 for name in steps}
-    # once each: the initial parameters (the task, the same on every rank), the per-rank streams (the trainer)
-    assert seeds == ["cdsvae.train.task", "cdsvae.train.trainer"]
+    # once each: the initial parameters (the run, the same on every rank), the per-rank streams (the trainer)
+    assert seeds == ["cdsvae.experiment.run", "cdsvae.train.trainer"]
     assert (tmp_path / "exp" / "checkpoints" / "best.pt").is_file()
 
 
@@ -143,8 +145,8 @@ def _refused(argv, capsys):
 
 def test_speech_run_records_its_inputs_and_refuses_other_data(speech_recipe, monkeypatch, capsys):
     from cdsvae.bin.train import main
+    from cdsvae.experiment.load import load_config_file
     from cdsvae.train.monitor import Monitor
-    from cdsvae.train.task import load_config_file
 
     tmp = speech_recipe
     lines = []
@@ -216,7 +218,8 @@ def test_check_inputs_refuses_more_processes_than_the_utterances_can_fill_before
                     "train.batch_size 2 or less or at most 2 process(es) or train.unique_utts_per_batch false")
     assert not (speech_recipe / "exp" / "cdsvae").exists()  # nothing was written
     # the trainer refuses the same run with the same line
-    from cdsvae.train.task import build_dataset, load_train_config
+    from cdsvae.experiment.datasets import build_dataset
+    from cdsvae.experiment.schema import load_train_config
     from cdsvae.train.sampler import check_global_batch
 
     cfg = load_train_config(None, SPEECH_TINY[:-2])

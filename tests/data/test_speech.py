@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cdsvae.data.feats import CMVNStats, FeatureWriter
-from cdsvae.data.speech import SPEECH_DATA_DEFAULTS, FeatureSet, build_speech_dataset, feature_normaliser
+from cdsvae.data.speech import SPEECH_DATA, FeatureSet, build_speech_dataset, feature_normaliser
 from cdsvae.errors import UserError
 
 DIM = 3
@@ -156,7 +156,12 @@ def test_config_errors(dirs):
     assert not ds.train
     with pytest.raises(UserError, match="feature dir not found"):
         build_speech_dataset(cfg(dirs, train_feats=str(dirs / "nope")), "train")
-    assert SPEECH_DATA_DEFAULTS["segment_frames"] == 20
+    assert SPEECH_DATA.fields["segment_frames"].default == 20
+    # the keys are declared with their types (cdsvae.config): a wrong one names the key and what it must be
+    with pytest.raises(UserError, match=r"'data.segment_frames' must be an integer >= 1, got '20'"):
+        build_speech_dataset(cfg(dirs, segment_frames="20"), "train")
+    with pytest.raises(UserError, match=r"'data.in_memory' must be true or false, got 1"):
+        build_speech_dataset(cfg(dirs, in_memory=1), "train")
 
 
 def test_content_segment_is_another_part_of_the_same_utterance(dirs):

@@ -46,3 +46,5 @@ def test_builder_splits_and_unknown_keys():
     assert len(build_synthetic_dataset(cfg, "dev")) == 5
     with pytest.raises(UserError, match="unknown key.*num_seqs"):
         build_synthetic_dataset({**cfg, "num_seqs": 3}, "tr")
+    with pytest.raises(UserError, match=r"'data.noise' must be a number >= 0, got -0.1"):
+        build_synthetic_dataset({**cfg, "noise": -0.1}, "tr")

@@ -47,6 +47,8 @@ def test_split_given_as_a_path_and_options(tmp_path):
     x, labels = make()
     d = write_video_split(tmp_path / "a" / "test", x, labels, FACTORS)
     ds = build_video_dataset({"max_items": 2, "labels": False}, str(d))
+    with pytest.raises(UserError, match=r"'data.max_items' must be an integer >= 1 or null, got 0"):
+        build_video_dataset({"max_items": 0}, str(d))
     assert len(ds) == 2 and "labels" not in ds[0]
     with pytest.raises(IndexError):
         ds[2]

@@ -154,7 +154,7 @@ def test_every_recipe_has_help_and_rejects_unknown_options(recipe):
 @pytest.mark.parametrize("recipe", ["timit", "vctk", "mini", "custom", "sprites", "smmnist"])
 def test_recipe_training_configs_validate(recipe):
     """Every shipped training config passes the trainer's schema (typos fail here, not on a cluster)."""
-    from cdsvae.train.task import load_train_config
+    from cdsvae.experiment.schema import load_train_config
 
     confs = sorted((REPO / "egs" / recipe / "cdsvae1" / "conf").glob("**/train*.yaml"))
     assert confs

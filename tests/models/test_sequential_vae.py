@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cdsvae.errors import UserError
-from cdsvae.models import MODEL_DEFAULTS, SequentialVAE, build_model
+from cdsvae.models import MODEL, SequentialVAE, build_model
 
 SMALL = dict(s_dim=6, z_dim=3, hidden_dim=8, g_dim=5, conv_width=4, frame_hidden=16)
 FRAMES = {
@@ -173,16 +173,18 @@ def test_generation_api_shapes_and_determinism():
 def test_build_model_config():
     model = build_model({"frame": "mlp", "feat_dim": 7})
     assert isinstance(model, SequentialVAE)
-    assert model.config == {**MODEL_DEFAULTS, "frame": "mlp", "feat_dim": 7}
+    assert model.config == {**MODEL.defaults(), "frame": "mlp", "feat_dim": 7}
     assert model.s_dim == 256 and model.z_dim == 32 and model.hidden_dim == 256
-    with pytest.raises(UserError, match="unknown model key.*valid keys: frame"):
+    with pytest.raises(UserError, match=r"unknown key 'model.zdim'; valid keys in 'model': .*z_dim"):
         build_model({"frame": "mlp", "zdim": 3})
-    with pytest.raises(UserError, match="model.frame must be one of conv64, mlp, conv1d"):
+    with pytest.raises(UserError, match=r"'model.frame' must be one of conv64\|mlp\|conv1d, got 'resnet'"):
         build_model({"frame": "resnet"})
-    with pytest.raises(UserError, match="model.s_dim"):
+    with pytest.raises(UserError, match=r"'model.s_dim' must be an integer >= 1, got 0"):
         build_model({"s_dim": 0})
-    with pytest.raises(UserError, match="model.init_std"):
+    with pytest.raises(UserError, match=r"'model.init_std' must be a number >= 0"):
         build_model({"init_std": -1})
+    with pytest.raises(UserError, match=r"'model.init_std' must be a positive number, got 0.0"):
+        build_model({"init_std": 0})
 
 
 def test_authors_init_and_lstm_posterior_option():
@@ -310,5 +312,5 @@ def test_instance_normalised_z_input_ignores_per_sequence_offsets():
 
 
 def test_z_input_norm_is_checked():
-    with pytest.raises(UserError, match="model.z_input_norm must be one of none, instance"):
+    with pytest.raises(UserError, match=r"'model.z_input_norm' must be one of none\|instance"):
         build_model({"frame": "mlp", "feat_dim": 7, "z_input_norm": "layer", **SMALL})

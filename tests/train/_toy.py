@@ -19,7 +19,7 @@ from torch import nn
 
 from cdsvae.bin import run_main
 from cdsvae.data.synthetic import SyntheticSequenceDataset
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 from cdsvae.train.distributed import shutdown
 from cdsvae.train.seeding import seed_everything
 from cdsvae.train.trainer import Trainer, setup_process

@@ -36,9 +36,11 @@ import torch.distributed as dist
 
 from _recon import fit_reconstruction
 from cdsvae.models import build_model
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 from cdsvae.train.distributed import DistContext
-from cdsvae.train.task import build_trainer, check_config, recon_consistency
+from cdsvae.experiment.loss import recon_consistency
+from cdsvae.experiment.run import build_trainer
+from cdsvae.experiment.schema import check_config
 from cdsvae.train.trainer import setup_process
 from cdsvae.train.validation import EVAL_TRAIN_RATIO_LIMIT
 
@@ -242,7 +244,7 @@ def test_compiled_steps_match_eager(kind, tmp_path, record_property):
     assert diff <= 2 * lr * steps
 
 
-# The batch of tests/train/test_task.py's CPU test of recon_consistency, with a model twice as wide
+# The batch of tests/experiment/test_loss.py's CPU test of recon_consistency, with a model twice as wide
 # trained twice as long: that test's model explains so little of x that even running averages
 # far off the mark cost it only 1.25 times its train-mode error (its last layer, a tanh, saturates).
 CONSISTENCY_MODEL = {"frame": "mlp", "feat_dim": 12, "s_dim": 16, "z_dim": 8, "hidden_dim": 32, "g_dim": 16,
@@ -250,7 +252,7 @@ CONSISTENCY_MODEL = {"frame": "mlp", "feat_dim": 12, "s_dim": 16, "z_dim": 8, "h
 
 
 def test_eval_mode_reconstructs_as_well_as_train_mode_on_the_device(record_property):
-    """The approach of tests/train/test_task.py's CPU test on the device: a model trained on x, with running
+    """The approach of tests/experiment/test_loss.py's CPU test on the device: a model trained on x, with running
     averages that describe it, reconstructs x alike in both modes, measured in fp32 and under bf16
     autocast (as the trainer measures it with train.amp bf16); lagging averages are caught in both."""
     device = torch.device(DEVICE)

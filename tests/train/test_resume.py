@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _toy import TOY, final_params, new_trainer, run_toy, toy_config, toy_data, toy_env, toy_loss, toy_trainer
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 
 
 def test_rerun_of_finished_run_does_nothing(tmp_path):

@@ -5,17 +5,18 @@ import pytest
 import torch
 
 from _toy import TOY, ToyModel, final_params, run_toy, toy_config, toy_env, toy_loss, toy_trainer
+from cdsvae import checkpoint as ckpt
 from cdsvae.errors import UserError
-from cdsvae.train import checkpoint as ckpt
+from cdsvae.experiment.schema import config_schema
 from cdsvae.train.optim import OPTIM
-from cdsvae.train.task import config_schema
-from cdsvae.train.trainer import TRAIN, TrainingDiverged, config_sections
+from cdsvae.train.options import TRAIN, config_sections
+from cdsvae.train.trainer import TrainingDiverged
 
 
 def test_the_trainer_declares_its_sections_once_and_fills_left_out_keys_from_them(tmp_path):
     assert config_sections() == {"optim": OPTIM, "train": TRAIN}
     schema = config_schema()
-    assert schema["optim"] is OPTIM and schema["train"] is TRAIN  # the task takes them as they are
+    assert schema["optim"] is OPTIM and schema["train"] is TRAIN  # the experiment takes them as they are
     tr = toy_trainer(tmp_path, batch_size=2)  # toy_config leaves out find_unused_parameters and more
     assert tr.topt == {**TRAIN.defaults(), **toy_config(batch_size=2)["train"]}
     assert tr.oopt == toy_config()["optim"] and set(tr.oopt) == set(OPTIM.fields)

@@ -5,7 +5,7 @@ import torch
 
 from _toy import final_params, new_trainer, toy_config, toy_data, toy_loss, toy_trainer
 from cdsvae.errors import UserError
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 
 
 def _recon_only(model, batch, generator):

@@ -20,7 +20,7 @@ import torch
 from _signals import harmonic_wave
 from _slurm import free_port
 from cdsvae.fbank import compute_fbank, load_fbank_config
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 
 pytestmark = pytest.mark.slurm
 

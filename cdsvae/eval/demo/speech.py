@@ -136,7 +136,7 @@ def listening_demo(
     from cdsvae.data.datadir import read_utt2spk
     from cdsvae.eval.metrics.embeddings import speech_model_settings
     from cdsvae.eval.metrics.factors import Denormaliser
-    from cdsvae.train.task import load_model
+    from cdsvae.experiment.load import load_model
 
     expdir, outdir = Path(expdir), Path(outdir)
     emb_dir = expdir / f"emb_{test_set}"

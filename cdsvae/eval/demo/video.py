@@ -55,7 +55,7 @@ def make_video_demo(
 ) -> Demo:
     """Swap grids of ``num`` sequences of ``data_dir`` and ``num_samples`` samples, indexed by demo.json."""
     from cdsvae.eval.metrics.video_swap import sample_with
-    from cdsvae.train.task import load_model
+    from cdsvae.experiment.load import load_model
 
     exp = Path(expdir)
     outdir = Path(outdir) if outdir is not None else demo_dir(exp)

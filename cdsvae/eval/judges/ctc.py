@@ -33,7 +33,7 @@ from cdsvae.eval.judges.ctc_model import (CTCRecogniser, check_inputs, greedy_de
                                    pad_batch, recognise, recognise_ids, save_recogniser)
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
 from cdsvae.eval.judges.units import Units, read_units  # noqa: F401
-from cdsvae.train.checkpoint import load_checkpoint, save_checkpoint
+from cdsvae.checkpoint import load_checkpoint, save_checkpoint
 from cdsvae.train.seeding import derive_seed
 from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 

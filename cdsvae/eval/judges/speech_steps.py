@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def _digest(path: Path | None) -> str | None:
     """The digest of an input file (None for no file); a missing one is an error."""
-    from cdsvae.train.inputs import file_digest
+    from cdsvae.experiment.inputs import file_digest
 
     if path is None:
         return None

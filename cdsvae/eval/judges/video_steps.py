@@ -35,7 +35,7 @@ def judge_splits(train_dir, test_dir, max_train: int | None, max_test: int | Non
 
 def data_stamp(d: VideoDataset) -> dict:
     """Where the training frames are and a digest of their content (a copied or touched file is the same data)."""
-    from cdsvae.train.inputs import file_digest
+    from cdsvae.experiment.inputs import file_digest
     return {"path": str(d.split_dir.resolve()), "size": os.stat(d.frames_path).st_size,
             "digest": file_digest(d.frames_path), "n": len(d)}
 

@@ -183,7 +183,7 @@ RESULTS = "results.json"
 
 
 def _digest(path: Path | None) -> str | None:
-    from cdsvae.train.inputs import file_digest
+    from cdsvae.experiment.inputs import file_digest
 
     return None if path is None or not path.is_file() else file_digest(path)
 

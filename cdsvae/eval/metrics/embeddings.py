@@ -162,7 +162,7 @@ def write_vectors(outdir: str | os.PathLike, name: str, vectors: Mapping[str, np
 
 def speech_model_settings(cfg: Mapping, expdir: Path) -> tuple[int, Normaliser]:
     """Training segment length and feature normalisation from an experiment's resolved config."""
-    from cdsvae.data.speech import SPEECH_DATA_DEFAULTS, feature_normaliser
+    from cdsvae.data.speech import SPEECH_DATA, feature_normaliser
 
     model_cfg = cfg.get("model", {})
     if model_cfg.get("frame") not in ("mlp", "conv1d"):
@@ -171,7 +171,7 @@ def speech_model_settings(cfg: Mapping, expdir: Path) -> tuple[int, Normaliser]:
             "spectral frame coder (mlp or conv1d)"
         )
     data_cfg = cfg.get("data", {})
-    segment_frames = int(data_cfg.get("segment_frames") or SPEECH_DATA_DEFAULTS["segment_frames"])
+    segment_frames = int(data_cfg.get("segment_frames") or SPEECH_DATA.fields["segment_frames"].default)
     return segment_frames, feature_normaliser(data_cfg)
 
 
@@ -250,7 +250,7 @@ def extract_feature_dir(
 
     from cdsvae.data.datadir import write_scp
     from cdsvae.io import atomic_write_text
-    from cdsvae.train.task import load_model_with_info
+    from cdsvae.experiment.load import load_model_with_info
 
     expdir, feats_dir, outdir = Path(expdir), Path(feats_dir), Path(outdir)
     feats, utt2spk = read_feature_table(feats_dir)

@@ -36,10 +36,10 @@ def test_demo_sequences_are_spread_over_the_split(tmp_path):
 
 
 def test_make_video_demo_writes_pngs_and_index(tmp_path, monkeypatch):
-    import cdsvae.train.task
+    import cdsvae.experiment.load
 
     data, (exp, _) = video_exps(tmp_path)
-    monkeypatch.setattr(cdsvae.train.task, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
+    monkeypatch.setattr(cdsvae.experiment.load, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
     demo = make_video_demo(exp, data, num=3, num_samples=2)
     names = ["swap_grid.png", "swap_grid_frame0.png", "samples.png"]
     assert [p.name for _, p in demo.files] == names and demo.kind == "video"
@@ -52,7 +52,7 @@ def test_make_video_demo_writes_pngs_and_index(tmp_path, monkeypatch):
 
 
 def test_a_sampler_that_returns_no_tensor_is_named(tmp_path, monkeypatch):
-    import cdsvae.train.task
+    import cdsvae.experiment.load
     from cdsvae.errors import UserError
 
     class Odd(ChannelModel):
@@ -60,6 +60,6 @@ def test_a_sampler_that_returns_no_tensor_is_named(tmp_path, monkeypatch):
             return [1, 2]
 
     data, (exp, _) = video_exps(tmp_path)
-    monkeypatch.setattr(cdsvae.train.task, "load_model", lambda d, device="cpu": (Odd(), {}))
+    monkeypatch.setattr(cdsvae.experiment.load, "load_model", lambda d, device="cpu": (Odd(), {}))
     with pytest.raises(UserError, match="model.generate returned list, expected a tensor"):
         make_video_demo(exp, data, num=2)

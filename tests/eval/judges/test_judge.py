@@ -363,7 +363,7 @@ def test_load_judge_device_error_names_the_file(trained_judge, tmp_path):
 
 
 def test_judge_eval_cli(trained_judge, data_dirs, tmp_path, monkeypatch):
-    import cdsvae.train.task
+    import cdsvae.experiment.load
     from cdsvae.bin import judge_eval as cli
 
     judge, _ = trained_judge
@@ -371,7 +371,7 @@ def test_judge_eval_cli(trained_judge, data_dirs, tmp_path, monkeypatch):
     exp = tmp_path / "exp"
     exp.mkdir()
     info = {"file": "checkpoints/best.pt", "step": 7, "eval_train_ratio": 1.01}
-    monkeypatch.setattr(cdsvae.train.task, "load_model_with_info", lambda d, device="cpu": (OracleModel(), {}, info))
+    monkeypatch.setattr(cdsvae.experiment.load, "load_model_with_info", lambda d, device="cpu": (OracleModel(), {}, info))
     code = run_cli(cli, ["--expdir", str(exp), "--judge_dir", str(tmp_path / "judge"), "--n_draws", "2",
                          "--batch_size", "8", "--device", "cpu"])
     assert code == 0

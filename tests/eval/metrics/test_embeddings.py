@@ -22,9 +22,9 @@ def tiny_model(seed=0):
 
 def save_exp(expdir, model, data_cfg):
     """An experiment dir written with the trainer's own config and checkpoint functions."""
-    from cdsvae.train import checkpoint as ckpt
-    from cdsvae.train.config import dump_config
-    from cdsvae.train.task import check_config
+    from cdsvae import checkpoint as ckpt
+    from cdsvae.config import dump_config
+    from cdsvae.experiment.schema import check_config
 
     cfg = check_config({"model": MODEL_CFG, "data": {"type": "speech", **data_cfg}})
     expdir.mkdir(parents=True)

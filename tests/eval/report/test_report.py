@@ -91,8 +91,7 @@ def test_report_links_the_demo_or_says_how_to_make_it(tmp_path):
 
 def test_full_report_of_a_finished_experiment_never_loads_a_model(tmp_path, monkeypatch):
     """Figures and the listening demo of a finished experiment (demo step done) without any inference."""
-    import cdsvae.train
-    import cdsvae.train.task
+    import cdsvae.experiment.load
     from cdsvae.eval.demo.speech import make_speech_demo
 
     exp = trained_speech_exp(tmp_path)
@@ -101,7 +100,7 @@ def test_full_report_of_a_finished_experiment_never_loads_a_model(tmp_path, monk
     def refuse(*args, **kwargs):
         raise AssertionError("the report loaded a model")
 
-    for module in (cdsvae.train.task,):
+    for module in (cdsvae.experiment.load,):
         monkeypatch.setattr(module, "load_model", refuse)
         monkeypatch.setattr(module, "load_model_with_info", refuse)
     write_recipe_report([exp], tmp_path / "RESULTS.md")
@@ -117,7 +116,7 @@ REPORT_MODULES = ("cdsvae.eval.report.speech", "cdsvae.eval.report.video", "cdsv
 
 
 def test_report_modules_do_not_import_the_trainer_or_the_models(tmp_path):
-    """Making both kinds of report imports neither the task (load_model), the trainer nor cdsvae.models."""
+    """Making both kinds of report imports neither the experiment (its loader), the trainer nor cdsvae.models."""
     a = make_exp(tmp_path, "cdsvae", CDSVAE_W)
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "config.yaml").write_text(yaml.safe_dump({"loss": CDSVAE_W, "data": {"type": "video"}}))
@@ -129,7 +128,7 @@ def test_report_modules_do_not_import_the_trainer_or_the_models(tmp_path):
         f"assert make_report.main(['--expdirs', {str(a)!r}, '--out', {str(tmp_path / 'R.md')!r}]) == 0\n"
         f"assert video_report.main([{str(tmp_path / 'v')!r}, '--out', {str(tmp_path / 'V.md')!r}]) == 0\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[:2] == ['cdsvae', 'models']\n"
-        "             or m.startswith(('cdsvae.train.task', 'cdsvae.train.trainer')))\n"
+        "             or m.startswith(('cdsvae.experiment.load', 'cdsvae.experiment.run', 'cdsvae.train.trainer')))\n"
         "assert not bad, bad\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

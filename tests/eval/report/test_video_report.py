@@ -23,18 +23,18 @@ def test_judge_table():
 
 def test_video_report_cli(tmp_path, monkeypatch):
     import cdsvae.train
-    import cdsvae.train.task
+    import cdsvae.experiment.load
     from cdsvae.bin import run_main, video_report
     from cdsvae.eval.demo.video import make_video_demo
 
     data, (cdsvae_exp, dsvae_exp) = video_exps(tmp_path)
-    monkeypatch.setattr(cdsvae.train.task, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
+    monkeypatch.setattr(cdsvae.experiment.load, "load_model", lambda d, device="cpu": (ChannelModel(), {}))
     make_video_demo(cdsvae_exp, data, num=3)  # the demo step, before the report
 
     def refuse(*args, **kwargs):
         raise AssertionError("the report loaded a model")
 
-    for module in (cdsvae.train.task,):
+    for module in (cdsvae.experiment.load,):
         monkeypatch.setattr(module, "load_model", refuse)
         monkeypatch.setattr(module, "load_model_with_info", refuse)
     with pytest.raises(SystemExit) as e:

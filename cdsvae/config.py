@@ -6,10 +6,12 @@ key and lists the valid ones, instead of hours later (or never) inside a trainin
 
 This module provides the pieces (:class:`Field`, :class:`Section`, :func:`validate`, YAML
 reading and writing, ``--section.key value`` overrides, :func:`load_config`) and imports
-nothing else of :mod:`cdsvae.train`. Each section is declared once, by the code that uses it:
-``optim`` by :mod:`cdsvae.train.optim`, ``train`` by :mod:`cdsvae.train.trainer`, ``model``,
-``loss``, ``augment`` and ``data`` by :mod:`cdsvae.train.task`, which assembles the schema a
-caller passes in.
+nothing of the package but its errors and file helpers. It is the one way a config section and its
+defaults are declared; each section is declared once, by the code that reads it: ``model`` by
+:mod:`cdsvae.models`, ``loss`` by :mod:`cdsvae.objectives`, ``optim`` by :mod:`cdsvae.train.optim`,
+``train`` by :mod:`cdsvae.train.options`, the keys of each ``data.type`` by its data module,
+``augment`` and the common ``data`` keys by :mod:`cdsvae.experiment.schema`, which assembles the
+schema of an experiment.
 """
 
 from __future__ import annotations

@@ -1,28 +1,16 @@
-"""The C-DSVAE task on the real (tiny) SequentialVAE and objective."""
+"""Training an experiment: the real (tiny) SequentialVAE and objective, trained, resumed and refused."""
 
-import logging
 
 import pytest
 import torch
 import yaml
 
+from _tiny import tiny_config as _cfg
+from cdsvae import checkpoint as ckpt
 from cdsvae.errors import UserError
-from cdsvae.train import checkpoint as ckpt
-from cdsvae.train.task import load_model
-from cdsvae.train.task import check_config, check_frames, load_train_config, make_loss_fn, train
-
-TINY = {"frame": "mlp", "feat_dim": 12, "s_dim": 8, "z_dim": 4, "hidden_dim": 16, "g_dim": 8, "frame_hidden": 16}
-
-
-def _cfg(**over):
-    cfg = {"model": dict(TINY),
-           "data": {"type": "synthetic", "frame_shape": [12], "num_train": 32, "num_valid": 16, "seq_len": 6,
-                    "with_motion": True, "valid_split": "dev"},
-           "train": {"epochs": 3, "batch_size": 8, "log_every": 2, "tensorboard": False, "seed": 4}}
-    for key, value in over.items():
-        section, name = key.split("__")
-        cfg.setdefault(section, {})[name] = value
-    return cfg
+from cdsvae.experiment.load import load_model
+from cdsvae.experiment.run import train
+from cdsvae.experiment.schema import check_config, load_train_config
 
 
 def test_real_model_trains_on_synthetic_data_and_load_model_returns_best(tmp_path):
@@ -71,139 +59,13 @@ def test_load_train_config_reads_overrides_validates_and_checks_once(tmp_path):
     path.write_text(yaml.safe_dump(_cfg()))
     cfg = load_train_config(path, ["--train.epochs", "2", "--loss.con_s", "0"])
     assert cfg == check_config(_cfg(train__epochs=2, loss__con_s=0))
-    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved by the task: con_z is still on
+    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved by the experiment: con_z is still on
     with pytest.raises(UserError, match=rf"^{path}: 'augment.content_view: segment' needs several segments"):
         load_train_config(path, ["--augment.content_view", "segment"])
     with pytest.raises(UserError, match=rf"^{path}: unknown key 'train.epoch'"):
         load_train_config(path, {"train": {"epoch": 2}})
     with pytest.raises(UserError, match=r"^config: 'data.type' is required"):
         load_train_config(None)
-
-
-def test_dsvae_needs_no_views_and_speech_without_motion_views_is_an_error(tmp_path):
-    from cdsvae.models import build_model
-
-    model = build_model(TINY)
-    batch = {"x": torch.rand(4, 6, 12)}
-    gen = torch.Generator().manual_seed(0)
-    dsvae = check_config(_cfg(loss__con_s=0, loss__con_z=0, loss__mi_sz=0, data__type="speech"))
-    loss, terms = make_loss_fn(dsvae, 100)(model, batch, gen)
-    assert torch.isfinite(loss) and "loss" not in terms and {"recon", "kl_s", "kl_z", "mi_sz"} <= set(terms)
-    cdsvae = check_config(_cfg(data__type="speech"))
-    with pytest.raises(UserError, match="needs motion views"):
-        make_loss_fn(cdsvae, 100)(model, batch, gen)
-    with torch.no_grad():  # validation: scored without the term it cannot compute
-        loss, terms = make_loss_fn(cdsvae, 100)(model, batch, gen)
-    assert torch.isfinite(loss) and "con_z" not in terms and "con_s" in terms
-    # A dataset-provided view is used as is.
-    loss, terms = make_loss_fn(cdsvae, 100)(model, {**batch, "x_motion": torch.rand(4, 6, 12)}, gen)
-    assert {"con_s", "con_z"} <= set(terms)
-
-
-def test_segment_content_view_uses_the_datasets_segment_and_needs_speech():
-    from cdsvae.models import build_model
-    from cdsvae.objectives import nt_xent
-
-    with pytest.raises(UserError, match="content_view: segment' needs several segments"):
-        check_config(_cfg(augment__content_view="segment"))
-    cfg = check_config(_cfg(data__type="speech", augment__content_view="segment"))
-    assert cfg["train"]["unique_utts_per_batch"] is True  # resolved: a contrastive term is on
-    torch.manual_seed(0)
-    model = build_model(TINY).eval()
-    x, xc, xm = torch.rand(4, 6, 12), torch.rand(4, 6, 12), torch.rand(4, 6, 12)
-    gen = torch.Generator().manual_seed(0)
-    with pytest.raises(UserError, match="no 'x_content'"):
-        make_loss_fn(cfg, 100)(model, {"x": x, "x_motion": xm}, gen)
-    with torch.no_grad():
-        _, terms = make_loss_fn(cfg, 100)(model, {"x": x, "x_motion": xm, "x_content": xc}, gen)
-        # con_s pairs x with its content segment (eval mode: batch norm does not mix the views)
-        want = nt_xent(model.encode(x).s_mean, model.encode(xc).s_mean)
-    assert terms["con_s"].item() == pytest.approx(want.item(), rel=1e-5)
-    # no contrastive term: no unique-utterance batches unless asked for
-    dsvae = check_config(_cfg(loss__con_s=0, loss__con_z=0, loss__mi_sz=0))
-    assert dsvae["train"]["unique_utts_per_batch"] is False
-    mws = check_config(_cfg(loss__mi_estimator="mws"))
-    assert mws["train"]["unique_utts_per_batch"] is False
-    assert check_config(_cfg(train__unique_utts_per_batch=False))["train"]["unique_utts_per_batch"] is False
-
-
-def test_video_motion_views_are_made_on_the_fly_from_the_step_generator():
-    from cdsvae.models import build_model
-
-    cfg = check_config({"data": {"type": "video"}, "model": {"frame": "conv64", "conv_width": 4, "g_dim": 8,
-                                                             "s_dim": 4, "z_dim": 2, "hidden_dim": 8}})
-    torch.manual_seed(0)
-    model = build_model(cfg["model"])
-    batch = {"x": torch.rand(3, 2, 3, 64, 64)}
-    loss_fn = make_loss_fn(cfg, 10)
-
-    def run(seed):
-        torch.manual_seed(1)  # the model's own sampling
-        return loss_fn(model, batch, torch.Generator().manual_seed(seed))[1]
-
-    a, b, c = run(5), run(5), run(6)
-    assert a["con_z"] == b["con_z"] and a["con_s"] == b["con_s"]  # deterministic under the generator
-    assert a["con_z"] != c["con_z"]  # another draw, other views
-
-
-def test_frames_that_do_not_fit_the_model_are_named():
-    check_frames(TINY, torch.zeros(6, 12))
-    with pytest.raises(UserError, match=r"frames of shape \(40,\).*expects \(12,\) \(model.feat_dim\)"):
-        check_frames(TINY, torch.zeros(6, 40))
-    with pytest.raises(UserError, match=r"model.in_channels 3 expects \(3, 64, 64\)"):
-        check_frames({"frame": "conv64", "in_channels": 3}, torch.zeros(6, 1, 64, 64))
-
-
-def test_load_model_errors(tmp_path):
-    with pytest.raises(UserError, match="no such file"):
-        load_model(tmp_path)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_cfg()))
-    with pytest.raises(UserError, match="no checkpoint to load"):
-        load_model(tmp_path)
-
-
-def test_load_model_falls_back_from_corrupt_best_to_newest_step(tmp_path, caplog):
-    out = tmp_path / "exp"
-    train(check_config(_cfg(train__epochs=1)), out)
-    (out / "checkpoints" / ckpt.BEST).write_bytes(b"truncated")
-    logger = logging.getLogger("cdsvae.train")
-    logger.addHandler(caplog.handler)
-    try:
-        model, _ = load_model(out)
-    finally:
-        logger.removeHandler(caplog.handler)
-    assert "best.pt" in caplog.text
-    newest = ckpt.load_checkpoint(ckpt.step_path(out / "checkpoints", 4))["model"]
-    assert all(torch.equal(v, newest[k]) for k, v in model.state_dict().items())
-
-
-def test_recon_consistency_compares_modes_without_side_effects():
-    from _recon import fit_reconstruction
-
-    from cdsvae.models import build_model
-    from cdsvae.train.task import recon_consistency
-
-    torch.manual_seed(0)
-    model = build_model(dict(TINY, init="default"))
-    x = torch.randn(16, 6, 12)
-    fit_reconstruction(model, x, 150)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    eval_err, train_err = recon_consistency(model, {"x": x})
-    assert not model.training
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k]), k  # running statistics and counters untouched
-    with torch.no_grad():
-        want_eval = ((model(x, sample=False).recon - x) ** 2).sum() / 16
-    assert eval_err == pytest.approx(want_eval.item(), rel=1e-6)
-    assert 0.8 < eval_err / train_err < 1.25
-    # Running averages that lag behind the weights (the failure this check exists for) are caught.
-    with torch.no_grad():
-        for bn in model.frame_encoder.layers:
-            if isinstance(bn, torch.nn.BatchNorm1d):
-                bn.running_mean += 3.0 * bn.running_var.sqrt()
-    eval_bad, train_same = recon_consistency(model, {"x": x})
-    assert train_same == pytest.approx(train_err.item(), rel=1e-5)
-    assert eval_bad / train_same > 1.25
 
 
 @pytest.mark.parametrize("frame", ["mlp", "conv64"])
@@ -214,8 +76,8 @@ def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp
     views: a read of a CPU tensor, no device sync."""
     from _syncs import host_reads
 
+    from cdsvae.experiment.run import build_trainer
     from cdsvae.train.distributed import shutdown
-    from cdsvae.train.task import build_trainer
     from cdsvae.train.trainer import setup_process
 
     if frame == "mlp":
@@ -242,8 +104,8 @@ def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp
 def test_channels_last_stores_4d_weights_channels_last_and_trains_the_same(tmp_path):
     """train.channels_last (default: on CUDA only) run on the CPU: the same steps up to rounding,
     and its checkpoints load into a model in the default layout."""
+    from cdsvae.experiment.run import build_trainer
     from cdsvae.train.distributed import shutdown
-    from cdsvae.train.task import build_trainer
     from cdsvae.train.trainer import setup_process
 
     losses, models = {}, {}
@@ -287,8 +149,8 @@ def _fused_cuda_adam_accepts(optimizer) -> list[str]:
 def test_a_run_resumed_in_another_memory_layout_gives_adam_its_parameters_layout(tmp_path, first, then):
     """A conv64 run checkpointed on the CPU (channels_last false) and resumed on CUDA (channels-last
     weights), or the other way round: Adam's moments take the parameters' layout on resume."""
+    from cdsvae.experiment.run import build_trainer
     from cdsvae.train.distributed import shutdown
-    from cdsvae.train.task import build_trainer
     from cdsvae.train.trainer import setup_process
 
     def run(layout, steps):

@@ -3,7 +3,7 @@
 A run's data paths are made absolute before its ``config.yaml`` is written (:func:`absolute_data_paths`),
 so the experiment does not depend on the directory it is used from, and its CMVN statistics are
 copied into the experiment (``cmvn.npz``, or ``cmvn.<ext>`` for other formats; see
-:func:`copy_cmvn`), which :func:`cdsvae.train.task.load_config_file` then points ``data.cmvn`` at.
+:func:`copy_cmvn`), which :func:`cdsvae.experiment.load.load_config_file` then points ``data.cmvn`` at.
 
 ``inputs.json`` holds a fingerprint of the run's inputs (:func:`fingerprint`): the config sections
 that define the model and its data (``model``, ``loss``, ``optim``, ``augment``, ``data``; the
@@ -29,9 +29,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from cdsvae.config import to_plain
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_open, atomic_write_text
-from cdsvae.train.config import to_plain
 
 INPUTS_FILE = "inputs.json"
 CONFIG_SECTIONS = ("model", "loss", "optim", "augment", "data")
@@ -62,9 +62,10 @@ def absolute_data_paths(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(cfg)
     data = dict(cfg.get("data") or {})
     if data.get("type") == "video":
-        from cdsvae.data.video import VIDEO_DATA_DEFAULTS  # the data module of data.type only
-        data.setdefault("root", VIDEO_DATA_DEFAULTS["root"])
-        frames = data.get("frames", VIDEO_DATA_DEFAULTS["frames"])
+        from cdsvae.data.video import VIDEO_DATA  # the data module of data.type only
+        defaults = VIDEO_DATA.defaults()
+        data.setdefault("root", defaults["root"])
+        frames = data.get("frames", defaults["frames"])
         for key in ("train_split", "valid_split"):  # a split may be a directory of its own
             split = data.get(key)
             if isinstance(split, str) and (Path(split) / frames).is_file():
@@ -112,8 +113,8 @@ def _speech_files(data: Mapping[str, Any]) -> list[Path]:
 
 def _video_files(data: Mapping[str, Any]) -> list[Path]:
     # the data module of data.type only
-    from cdsvae.data.video import FACTORS_FILE, LABELS_FILE, VIDEO_DATA_DEFAULTS, resolve_split_dir
-    cfg = {**VIDEO_DATA_DEFAULTS, **data}
+    from cdsvae.data.video import FACTORS_FILE, LABELS_FILE, VIDEO_DATA, resolve_split_dir
+    cfg = {**VIDEO_DATA.defaults(), **data}
     files = []
     for split in (data.get("train_split"), data.get("valid_split")):
         if split:

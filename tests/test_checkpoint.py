@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdsvae.train import checkpoint as ckpt
+from cdsvae import checkpoint as ckpt
 
 
 def _state(v: float) -> dict:

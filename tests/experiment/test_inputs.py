@@ -1,4 +1,4 @@
-"""cdsvae.train.inputs: absolute data paths, fingerprints of the training inputs, the checks on resume
+"""cdsvae.experiment.inputs: absolute data paths, fingerprints of the training inputs, the checks on resume
 and before evaluation, and the experiment's own copy of the CMVN statistics."""
 
 import hashlib
@@ -8,8 +8,8 @@ import os
 import pytest
 
 from cdsvae.errors import UserError
-from cdsvae.train import inputs
-from cdsvae.train.inputs import (
+from cdsvae.experiment import inputs
+from cdsvae.experiment.inputs import (
     FEATS_DIR_FILES,
     absolute_data_paths,
     changes,
