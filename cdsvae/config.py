@@ -9,7 +9,7 @@ reading and writing, ``--section.key value`` overrides, :func:`load_config`) and
 nothing of the package but its errors and file helpers. It is the one way a config section and its
 defaults are declared; each section is declared once, by the code that reads it: ``model`` by
 :mod:`cdsvae.models`, ``loss`` by :mod:`cdsvae.objectives`, ``optim`` by :mod:`cdsvae.train.optim`,
-``train`` by :mod:`cdsvae.train.options`, the keys of each ``data.type`` by its data module,
+``train`` by :mod:`cdsvae.train.optim`, the keys of each ``data.type`` by its data module,
 ``augment`` and the common ``data`` keys by :mod:`cdsvae.experiment.schema`, which assembles the
 schema of an experiment.
 """

@@ -2,7 +2,7 @@
 
 Each section is declared once, by the code that reads it: ``model`` by :mod:`cdsvae.models`,
 ``loss`` by :mod:`cdsvae.objectives`, ``optim`` and ``train`` by :mod:`cdsvae.train.optim` and
-:mod:`cdsvae.train.options`; ``augment`` and the common keys of ``data`` here (the other ``data``
+:mod:`cdsvae.train.optim`; ``augment`` and the common keys of ``data`` here (the other ``data``
 keys are declared and checked by the dataset builder of ``data.type``). :func:`load_train_config` is
 the one way a config file plus overrides becomes a checked config; :func:`check_config` checks one
 read back (``config.yaml`` of an experiment, a packed model).
@@ -17,7 +17,7 @@ from cdsvae.config import Field, Schema, Section, load_config, required, validat
 from cdsvae.errors import UserError
 from cdsvae.models import MODEL, resolve_model_config
 from cdsvae.objectives import LOSS, LossWeights
-from cdsvae.train.options import config_sections
+from cdsvae.train.optim import config_sections
 
 DATA_TYPES = ("speech", "video", "synthetic")
 CONTENT_VIEWS = ("shuffle", "reverse", "segment")

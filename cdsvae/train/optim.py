@@ -1,8 +1,10 @@
-"""The ``optim`` config section and what it builds: Adam and the learning-rate schedule.
+"""The two config sections the trainer reads, ``optim`` and ``train``, and what ``optim`` builds:
+Adam and the learning-rate schedule.
 
-Its keys are declared once, here (:data:`OPTIM`); the schema of :mod:`cdsvae.bin.train` takes
-this section as it is, and :class:`cdsvae.train.trainer.Trainer` fills keys a config leaves
-out from its defaults. ``grad_clip`` is applied by the training loop.
+Their keys are declared once, here (:data:`OPTIM`, :data:`TRAIN`); they live apart from the
+trainer so that a config can be checked (and a trained model loaded) without importing the
+training loop. :class:`cdsvae.train.trainer.Trainer` fills keys a config leaves out from their
+defaults. ``grad_clip`` is applied by the step loop (:mod:`cdsvae.train.steploop`).
 
 ``implementation`` chooses PyTorch's Adam kernel: ``fused`` (one kernel for every parameter;
 CUDA, and what a GradScaler can skip without a host sync), ``foreach`` (one kernel per operation
@@ -19,7 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from cdsvae.config import Field, Section
+from cdsvae.config import Field, Schema, Section
 
 OPTIM = Section({
     "lr": Field(1e-3, "float", minimum=0.0),
@@ -31,6 +33,34 @@ OPTIM = Section({
     "warmup_steps": Field(0, "int", minimum=0),
     "implementation": Field("auto", "str", choices=("auto", "fused", "foreach", "loop")),
 })
+
+AMP_MODES = ("none", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+TRAIN = Section({
+    "epochs": Field(100, "int", minimum=1),
+    "batch_size": Field(128, "int", minimum=1),  # per process
+    "num_workers": Field(0, "int", minimum=0),
+    "seed": Field(1, "int", minimum=0),
+    "deterministic": Field(False, "bool"),
+    "amp": Field("none", "str", choices=AMP_MODES),
+    "compile": Field(False, "bool"),
+    "channels_last": Field(None, "bool", optional=True),  # null: on CUDA
+    "log_every": Field(50, "int", minimum=1),
+    "ckpt_every_steps": Field(0, "int", minimum=0),  # 0: at the end of each epoch only
+    "keep_last": Field(3, "int", minimum=1),
+    "max_steps": Field(None, "int", optional=True, minimum=1),
+    "device": Field("auto", "str", choices=DEVICES),
+    "find_unused_parameters": Field(False, "bool"),
+    "tensorboard": Field(True, "bool"),
+    # null: the experiment decides (C-DSVAE: on when a contrastive term is on); false without item groups
+    "unique_utts_per_batch": Field(None, "bool", optional=True),
+})
+
+
+def config_sections() -> Schema:
+    """The sections the trainer reads: ``optim`` and ``train``."""
+    return {"optim": OPTIM, "train": TRAIN}
 
 
 def adam_implementation(choice: str, device: torch.device) -> dict[str, bool]:

@@ -4,8 +4,7 @@ loop (steps, divergence checks, checkpoint cadence).
 The trainer is generic: it takes a model and a loss function
 ``loss_fn(model, batch, generator) -> (loss, terms)`` (``terms`` a dict of scalar tensors that
 are logged), so the C-DSVAE specifics live in :mod:`cdsvae.experiment`. What it delegates:
-its options (:mod:`~cdsvae.train.options`), the optimiser and schedule
-(:mod:`~cdsvae.train.optim`), the epoch order
+its options, the optimiser and schedule (:mod:`~cdsvae.train.optim`), the epoch order
 (:mod:`~cdsvae.train.sampler`), validation and the eval/train check
 (:mod:`~cdsvae.train.validation`), reports (:mod:`~cdsvae.train.monitor`), checkpoints and
 resumption (:mod:`~cdsvae.train.resume`), seeds (:mod:`~cdsvae.train.seeding`).
@@ -31,7 +30,7 @@ Semantics worth knowing:
   would have had (:mod:`cdsvae.train.resume`); a dataset with a ``set_epoch`` method is told
   the epoch before each pass.
 - A step reads nothing back from the device: the loss, its terms and the gradient norm are summed
-  there (:mod:`cdsvae.train.stepstats`) and read every ``train.log_every`` steps, at the end of an
+  there (:mod:`cdsvae.train.steploop`) and read every ``train.log_every`` steps, at the end of an
   epoch and before a checkpoint is written. A non-finite loss or term (or gradient norm) stops
   training at that read, naming the term and the step it first appeared at; the steps after it
   are not saved, so the last checkpoint stays good.
@@ -61,14 +60,12 @@ from cdsvae.train.batches import Batches
 from cdsvae.config import to_plain
 from cdsvae.train.distributed import DistContext, init_distributed
 from cdsvae.train.monitor import Monitor, setup_logging
-from cdsvae.train.optim import OPTIM, build_optimizer, match_state_layouts
-from cdsvae.train.options import TRAIN
+from cdsvae.train.optim import OPTIM, TRAIN, build_optimizer, match_state_layouts
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
                                  save_run, training_finished)
 from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, check_global_batch
 from cdsvae.train.seeding import derive_seed, seed_everything, set_deterministic
-from cdsvae.train.steploop import StepLoop, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
-from cdsvae.train.stepstats import StepStats
+from cdsvae.train.steploop import StepLoop, StepStats, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from cdsvae.train.validation import ConsistencyFn, Validator
 
 log = logging.getLogger("cdsvae.train")

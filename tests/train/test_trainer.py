@@ -9,7 +9,7 @@ from cdsvae import checkpoint as ckpt
 from cdsvae.errors import UserError
 from cdsvae.experiment.schema import config_schema
 from cdsvae.train.optim import OPTIM
-from cdsvae.train.options import TRAIN, config_sections
+from cdsvae.train.optim import TRAIN, config_sections
 from cdsvae.train.trainer import TrainingDiverged
 
 
@@ -164,7 +164,7 @@ def test_fp16_overflows_skip_steps_and_lower_the_scale_without_stopping_training
 
 def test_stepstats_sums_a_window_on_the_device_like_a_plain_loop():
     from cdsvae.train.distributed import DistContext
-    from cdsvae.train.stepstats import StepStats
+    from cdsvae.train.steploop import StepStats
 
     g = torch.Generator().manual_seed(0)
     rows = [torch.randn(3, generator=g) for _ in range(5)]
