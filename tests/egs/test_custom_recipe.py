@@ -22,23 +22,36 @@ import pytest
 import soundfile as sf
 import torch
 
+import _shared_runs
 from _custom_corpus import make_corpus, write_manifest
-from test_recipes import TINY_JUDGES, make_tree, run_recipe, table_rows
+from _recipes import TINY_JUDGES, make_tree, run_recipe, table_rows
 
 TINY = ("--nj", "1", "--train_configs", "conf/train.yaml", "--judge_conf", "conf/judges_tiny.yaml",
         "--bpe_vocab_size", "40", "--norm_max_utts", "8",
         "--train_args", "--train.epochs 1 --train.max_steps 3 --train.batch_size 8 --data.segments_per_utt 2")
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("custom")
+def audio_dir_run(root: Path):
     (root / "tree").mkdir()
     special = make_corpus(root / "corpus")
     rdir = make_tree(root / "tree", "custom")
     (rdir / "conf" / "judges_tiny.yaml").write_text(TINY_JUDGES)
     run = run_recipe(rdir, "--audio_dir", str(root / "corpus" / "audio"), "--test_speakers", "2", *TINY)
     return rdir, root / "corpus", special, run
+
+
+# The first run is made in the background while the rest of the suite runs (tests/_shared_runs.py).
+_shared_runs.register("custom_recipe", audio_dir_run)
+
+
+@pytest.fixture(scope="module")
+def recipe(custom_recipe):
+    return custom_recipe
+
+
+@pytest.fixture(scope="session")
+def custom_recipe(tmp_path_factory):
+    return _shared_runs.result("custom_recipe", tmp_path_factory.mktemp)
 
 
 def test_audio_dir_runs_the_seven_stages_and_prints_the_eer_and_disentanglement_tables(recipe):
