@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import _shared_runs
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.sh"
 
@@ -19,8 +21,17 @@ SCRIPT = REPO / "bench" / "gpu_check.sh"
 def run(tmp_path: Path, *args: str, timeout: int, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("CDSVAE_GPU_DRY_RUN", "CDSVAE_GPU_CHECK_FAIL")}
     environ.update(OUT=str(tmp_path / "out"), **env)
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=environ, timeout=timeout,
-                          cwd=tmp_path)
+    return _shared_runs.run([str(SCRIPT), *args], timeout, env=environ, cwd=tmp_path)
+
+
+# The whole dry run (a few minutes of CPU) is made in the background while the rest of the suite
+# runs (tests/_shared_runs.py): (its directory, its result).
+_shared_runs.register("gpu_check_dry_run", lambda root: (root, run(root, "--dry-run", timeout=1200)))
+
+
+@pytest.fixture(scope="session")
+def gpu_check_dry_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    return _shared_runs.result("gpu_check_dry_run", tmp_path_factory.mktemp)
 
 
 def table(stdout: str) -> list[tuple[str, str, str]]:
@@ -36,8 +47,8 @@ def table(stdout: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def test_dry_run_passes_every_part(tmp_path):
-    r = run(tmp_path, "--dry-run", timeout=1200)
+def test_dry_run_passes_every_part(gpu_check_dry_run):
+    tmp_path, r = gpu_check_dry_run
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     rows = table(r.stdout)
     assert rows and all(result == "pass" for _, result, _ in rows), [row for row in rows if row[1] != "pass"]

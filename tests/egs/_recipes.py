@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import _shared_runs
+
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = {"data", "dump", "exp", "corpus", "RESULTS.md"}
 
@@ -33,7 +35,7 @@ def make_tree(tmp_path: Path, recipe: str) -> Path:
 def run_recipe(rdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "cmd_backend")}
     env.setdefault("OMP_NUM_THREADS", "1")
-    r = subprocess.run(["./run.sh", *args], cwd=rdir, capture_output=True, text=True, env=env, timeout=timeout)
+    r = _shared_runs.run(["./run.sh", *args], timeout, cwd=rdir, env=env)
     if check:
         assert r.returncode == 0, r.stderr[-4000:]
     return r
@@ -59,8 +61,9 @@ swap: {n_pairs: 4, n_draws: 2}
 
 
 MINI_TAGS = ("cdsvae_seed1", "cdsvae_seed2", "dsvae_seed1", "dsvae_seed2")
+# --skip_bad true: the first run's stage 1 is followed by the loss of one test wav (first_run).
 MINI_ARGS = (
-    "--nj", "2", "--seeds", "1 2", "--judge_conf", "conf/judges_tiny.yaml",
+    "--nj", "2", "--seeds", "1 2", "--judge_conf", "conf/judges_tiny.yaml", "--skip_bad", "true",
     "--local_data_opts", "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 "
                          "--num_si 1 --test_num_sx 2 --test_num_si 1",
     "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2",
@@ -79,19 +82,40 @@ NOT_PAGES = shutil.ignore_patterns("checkpoints", "tensorboard", "packed", "pack
 @dataclass(frozen=True)
 class RecipeRun:
     """A finished recipe run: its directory, its console log, and ``pages``, a copy of its exp/
-    made right after the run, elsewhere, that later tests changing ``rdir`` do not touch."""
+    made right after the run, elsewhere, that later tests changing ``rdir`` do not touch;
+    ``bad_utt`` the test utterance whose wav was made unreadable after stage 1 (or ""), of
+    ``n_test`` test utterances."""
 
     rdir: Path
     log: str
     pages: Path
+    bad_utt: str = ""
+    n_test: int = 0
 
 
-def first_run(root: Path, recipe: str, args: tuple[str, ...], judges: str | None = None) -> RecipeRun:
+def break_first_test_wav(rdir: Path) -> tuple[str, int]:
+    """Overwrite the audio of data/test's first utterance with bytes no reader takes:
+    (its id, the number of test utterances)."""
+    wav_scp = (rdir / "data" / "test" / "wav.scp").read_text().splitlines()
+    bad_utt, bad_wav = wav_scp[0].split(maxsplit=1)
+    Path(bad_wav if os.path.isabs(bad_wav) else rdir / bad_wav).write_bytes(b"not audio at all")
+    return bad_utt, len(wav_scp)
+
+
+def first_run(root: Path, recipe: str, args: tuple[str, ...], judges: str | None = None,
+              break_test_wav: bool = False) -> RecipeRun:
+    """All seven stages; with ``break_test_wav``, stage 1 alone first, then one test wav is made
+    unreadable and stages 2-7 run (``args`` should then say --skip_bad true)."""
     (root / "tree").mkdir()
     rdir = make_tree(root / "tree", recipe)
     if judges is not None:
         (rdir / "conf" / "judges_tiny.yaml").write_text(judges)
+    log, bad_utt, n_test = "", "", 0
+    if break_test_wav:
+        log = run_recipe(rdir, *args, "--stop_stage", "1").stderr
+        bad_utt, n_test = break_first_test_wav(rdir)
+        args = (*args, "--stage", "2")
     r = run_recipe(rdir, *args)
     pages = root / "copied" / "exp"
     shutil.copytree(rdir / "exp", pages, ignore=NOT_PAGES)
-    return RecipeRun(rdir, r.stderr, pages)
+    return RecipeRun(rdir, log + r.stderr, pages, bad_utt, n_test)

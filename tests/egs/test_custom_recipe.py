@@ -4,67 +4,108 @@ not audio, transcripts beside half of the files) through all seven stages from -
 from a manifest with and without a text column; the packed model converts the stereo file; and two
 stage-4 runs on one experiment at once.
 
-The runs share one recipe tree, in this order: the manifest gives every file the id --audio_dir
-gave it, so its stages 2-4 find their outputs up to date, as a rerun does.
+The runs share one recipe tree, in this order (custom_runs, made once, in the background): the
+manifest gives every file the id --audio_dir gave it, so its stages 2-4 find their outputs up to
+date, as a rerun does.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 import torch
 
+import _shared_runs
 from _custom_corpus import make_corpus, write_manifest
-from test_recipes import TINY_JUDGES, make_tree, run_recipe, table_rows
+from _recipes import TINY_JUDGES, make_tree, run_recipe, table_rows
 
 TINY = ("--nj", "1", "--train_configs", "conf/train.yaml", "--judge_conf", "conf/judges_tiny.yaml",
         "--bpe_vocab_size", "40", "--norm_max_utts", "8",
         "--train_args", "--train.epochs 1 --train.max_steps 3 --train.batch_size 8 --data.segments_per_utt 2")
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("custom")
+def data_files(rdir: Path) -> dict[Path, bytes]:
+    return {p.relative_to(rdir): p.read_bytes() for p in (rdir / "data").rglob("*") if p.is_file()}
+
+
+@dataclass(frozen=True)
+class CustomRuns:
+    """The runs on one recipe tree, in order: ``audio_dir`` (all seven stages; ``first``, a copy of
+    the data dirs, the feature lists and the judges as it left them), stage 1 again from a manifest
+    with a text column (the data files before and after it), then ``manifest`` without text."""
+
+    rdir: Path
+    corpus: Path
+    special: dict[str, Path]
+    audio_dir: subprocess.CompletedProcess
+    first: Path
+    data_before: dict[Path, bytes]
+    data_after: dict[Path, bytes]
+    manifest: subprocess.CompletedProcess
+
+
+def custom_runs(root: Path) -> CustomRuns:
     (root / "tree").mkdir()
-    special = make_corpus(root / "corpus")
+    corpus, special = root / "corpus", make_corpus(root / "corpus")
     rdir = make_tree(root / "tree", "custom")
     (rdir / "conf" / "judges_tiny.yaml").write_text(TINY_JUDGES)
-    run = run_recipe(rdir, "--audio_dir", str(root / "corpus" / "audio"), "--test_speakers", "2", *TINY)
-    return rdir, root / "corpus", special, run
+    audio_dir = run_recipe(rdir, "--audio_dir", str(corpus / "audio"), "--test_speakers", "2", *TINY)
+    first = root / "first"
+    shutil.copytree(rdir / "data", first / "data")
+    shutil.copytree(rdir / "dump", first / "dump", ignore=shutil.ignore_patterns("*.ark", "data", "log"))
+    shutil.copytree(rdir / "exp" / "judge", first / "exp" / "judge", ignore=shutil.ignore_patterns("*.pt", "log"))
+    before = data_files(rdir)
+    run_recipe(rdir, "--manifest", str(write_manifest(corpus, corpus / "audio", with_text=True)), "--stop_stage", "1",
+               "--test_speakers", "2", "--bpe_vocab_size", "40")
+    after = data_files(rdir)
+    manifest = run_recipe(rdir, "--manifest", str(write_manifest(corpus, corpus / "audio", with_text=False)),
+                          "--test_speakers", "2", *TINY)
+    return CustomRuns(rdir, corpus, special, audio_dir, first, before, after, manifest)
 
 
-def test_audio_dir_runs_the_seven_stages_and_prints_the_eer_and_disentanglement_tables(recipe):
-    rdir, corpus, special, run = recipe
+# Made in the background while the rest of the suite runs (tests/_shared_runs.py).
+_shared_runs.register("custom_recipe", custom_runs)
+
+
+@pytest.fixture(scope="session")
+def custom_recipe(tmp_path_factory) -> CustomRuns:
+    return _shared_runs.result("custom_recipe", tmp_path_factory.mktemp)
+
+
+def test_audio_dir_runs_the_seven_stages_and_prints_the_eer_and_disentanglement_tables(custom_recipe):
+    first, special, run = custom_recipe.first, custom_recipe.special, custom_recipe.audio_dir
     log = run.stderr
     for n in range(1, 8):
         assert re.search(rf"Stage {n}: ", log), f"stage {n} did not run"
     assert "Successfully finished." in log and "Content is not judged" not in log
     # the two files that cannot be used are counted on the console and listed with their reason
     assert "skipped 2 of 26 file(s) (unreadable: 1; too short: 1): listed in data/skipped_audio" in log
-    skipped = dict(line.split("\t") for line in (rdir / "data" / "skipped_audio").read_text().splitlines())
+    skipped = dict(line.split("\t") for line in (first / "data" / "skipped_audio").read_text().splitlines())
     assert skipped[str(special["short"])].startswith("too short: 0.100 s")
     assert skipped[str(special["junk"])].startswith("unreadable: unknown audio format")
     # the stereo 44.1 kHz and the 8 kHz file have features, mixed down and resampled to 16 kHz
-    feats = "".join((rdir / "dump" / s / "feats.scp").read_text() for s in ("train", "dev", "test"))
+    feats = "".join((first / "dump" / s / "feats.scp").read_text() for s in ("train", "dev", "test"))
     assert re.search(r"^carl-u1 ", feats, re.M) and re.search(r"^dora-u1 ", feats, re.M)
     frames = dict(line.split() for s in ("train", "dev", "test")
-                  for line in (rdir / "dump" / s / "utt2num_frames").read_text().splitlines())
+                  for line in (first / "dump" / s / "utt2num_frames").read_text().splitlines())
     duration = sf.info(str(special["stereo44k"])).duration
     assert abs(int(frames["carl-u1"]) - 100 * duration) < 3
     # speakers held out for test; both judges trained (transcripts beside half of the files)
-    spk = {s: set(line.split()[1] for line in (rdir / "data" / s / "utt2spk").read_text().splitlines())
+    spk = {s: set(line.split()[1] for line in (first / "data" / s / "utt2spk").read_text().splitlines())
            for s in ("train", "test")}
     assert len(spk["test"]) == 2 and not spk["test"] & spk["train"]
     assert spk["train"] | spk["test"] == {"Anna_K", "Anna_K_2", "bob_smith", "carl", "dora", "ed"}
-    assert (rdir / "data" / "test" / "units").is_file() and (rdir / "exp" / "judge" / "content" / "judge.json").is_file()
+    assert (first / "data" / "test" / "units").is_file() and (first / "exp" / "judge" / "content" / "judge.json").is_file()
     # the EER table and the disentanglement tables on the console
     out = run.stdout
     assert "| system | tag | EER s (%) | EER z (%) |" in out and "Disentanglement (test set):" in out
@@ -77,25 +118,12 @@ def test_audio_dir_runs_the_seven_stages_and_prints_the_eer_and_disentanglement_
     assert re.search(r"^\| cdsvae \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \|", out, re.M)
 
 
-def test_a_manifest_with_a_text_column_gives_the_same_data_dirs(recipe):
-    rdir, corpus, _, _ = recipe
-    before = {p.relative_to(rdir): p.read_bytes() for p in (rdir / "data").rglob("*") if p.is_file()}
-    run_recipe(rdir, "--manifest", str(write_manifest(corpus, corpus / "audio", with_text=True)), "--stop_stage", "1",
-               "--test_speakers", "2", "--bpe_vocab_size", "40")
-    after = {p.relative_to(rdir): p.read_bytes() for p in (rdir / "data").rglob("*") if p.is_file()}
-    assert after == before
+def test_a_manifest_with_a_text_column_gives_the_same_data_dirs(custom_recipe):
+    assert custom_recipe.data_before and custom_recipe.data_after == custom_recipe.data_before
 
 
-@pytest.fixture(scope="module")
-def manifest_run(recipe):
-    rdir, corpus, _, _ = recipe
-    return run_recipe(rdir, "--manifest", str(write_manifest(corpus, corpus / "audio", with_text=False)),
-                      "--test_speakers", "2", *TINY)
-
-
-def test_a_manifest_without_text_is_judged_for_its_speakers_alone(recipe, manifest_run):
-    rdir, _, _, _ = recipe
-    run = manifest_run
+def test_a_manifest_without_text_is_judged_for_its_speakers_alone(custom_recipe):
+    rdir, run = custom_recipe.rdir, custom_recipe.manifest
     log = run.stderr
     for n in range(1, 8):
         assert re.search(rf"Stage {n}: ", log), f"stage {n} did not run"
@@ -122,10 +150,10 @@ def test_a_manifest_without_text_is_judged_for_its_speakers_alone(recipe, manife
     assert "not measured" in results and "## Disentanglement (test set)" in results
 
 
-def test_the_packed_model_converts_a_stereo_44k_recording_with_resample(recipe, manifest_run, capsys):
+def test_the_packed_model_converts_a_stereo_44k_recording_with_resample(custom_recipe, capsys):
     from cdsvae.bin.convert import main as convert
 
-    rdir, corpus, special, _ = recipe
+    rdir, corpus, special = custom_recipe.rdir, custom_recipe.corpus, custom_recipe.special
     b = corpus / "audio" / "bob.smith" / "u0.wav"
     out = rdir / "C.wav"
     assert convert([str(rdir / "exp" / "cdsvae" / "packed"), "--content", str(special["stereo44k"]), "--speaker",
@@ -137,8 +165,8 @@ def test_the_packed_model_converts_a_stereo_44k_recording_with_resample(recipe, 
     assert info.samplerate == 16000 and info.channels == 1 and info.frames > 0.5 * 16000
 
 
-def test_two_stage_4_runs_on_one_experiment_the_second_is_refused_and_the_first_completes(recipe, manifest_run):
-    rdir, _, _, _ = recipe
+def test_two_stage_4_runs_on_one_experiment_the_second_is_refused_and_the_first_completes(custom_recipe):
+    rdir = custom_recipe.rdir
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "cmd_backend")}
     env.setdefault("OMP_NUM_THREADS", "1")
     stage4 = ["./run.sh", "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml",

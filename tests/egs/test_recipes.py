@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from _recipes import MINI_TAGS, REPO, TINY_JUDGES, make_tree, run_recipe, table_rows
+from _recipes import MINI_TAGS, REPO, run_recipe, table_rows
+
+SKIP_BAD = ("--skip_bad", "true")  # as the shared mini run (conftest.py): its inputs unchanged
 
 
 def test_mini_speech_recipe_end_to_end(mini_recipe):
@@ -61,7 +61,7 @@ def test_mini_speech_recipe_end_to_end(mini_recipe):
     # Training already finished: running stage 4 again resumes at the end and trains no more.
     before = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
     run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train.yaml", "--seeds", "1",
-               "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
+               *SKIP_BAD, "--train_args", "--train.epochs 1 --train.max_steps 4 --train.batch_size 16 --data.segments_per_utt 2")
     after = (rdir / "exp" / "cdsvae_seed1" / "train.log").read_text()
     assert "step 5" not in after[len(before):]
     # The experiment records absolute data paths and holds its own CMVN copy.
@@ -70,59 +70,52 @@ def test_mini_speech_recipe_end_to_end(mini_recipe):
     assert (rdir / "exp" / "cdsvae_seed1" / "cmvn.npz").read_bytes() == (rdir / "dump/train/cmvn.npz").read_bytes()
     # Re-running features and voice conversion with the same inputs and options does nothing...
     feats_mtime = (rdir / "dump" / "train" / "feats.scp").stat().st_mtime_ns
-    rerun = run_recipe(rdir, "--stage", "2", "--stop_stage", "3", "--nj", "2").stderr
+    rerun = run_recipe(rdir, "--stage", "2", "--stop_stage", "3", "--nj", "2", *SKIP_BAD).stderr
     assert rerun.count("are up to date") == 4, rerun
     assert (rdir / "dump" / "train" / "feats.scp").stat().st_mtime_ns == feats_mtime
     # ...and a changed option redoes the stage.
     with open(rdir / "conf" / "vc.yaml", "a") as f:
         f.write("num_copies: 1\n")
-    rerun = run_recipe(rdir, "--stage", "3", "--stop_stage", "3", "--nj", "2").stderr
+    rerun = run_recipe(rdir, "--stage", "3", "--stop_stage", "3", "--nj", "2", *SKIP_BAD).stderr
     assert "are up to date" not in rerun and "Stage 3: motion augmentation" in rerun
     assert "num_copies: 1" in (rdir / "dump" / "train_vc" / "vc.yaml").read_text()
     # The experiments were trained on the old copies: stages 4 and 5 stop, naming what changed.
     tiny = "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 --data.segments_per_utt 2"
     for stage in ("4", "5"):
-        r = run_recipe(rdir, "--stage", stage, "--stop_stage", stage, "--seeds", "1", "--train_args", tiny,
-                       check=False)
+        r = run_recipe(rdir, "--stage", stage, "--stop_stage", stage, "--seeds", "1", *SKIP_BAD, "--train_args",
+                       tiny, check=False)
         assert r.returncode == 1
         error = [x for x in r.stderr.splitlines() if "Error:" in x]
         assert len(error) == 1 and "exp/cdsvae_seed1 was trained on other inputs: " in error[0], r.stderr[-2000:]
         assert "dump/train_vc/copy2/feats.scp missing now" in error[0] and "--retrain true" in error[0]
         assert "--outdir" not in error[0]  # the recipe's ways on, not the trainer's
     r = run_recipe(rdir, "--stage", "4", "--stop_stage", "4", "--train_configs", "conf/train_dsvae.yaml",
-                   "--seeds", "1", "--retrain", "true", "--train_args", tiny)
+                   "--seeds", "1", "--retrain", "true", *SKIP_BAD, "--train_args", tiny)
     assert (rdir / "exp" / "dsvae_seed1.old1" / "checkpoints").is_dir()  # moved aside, not deleted
     assert "Stage 4: training on CPU" in r.stderr and "dsvae_seed1: " in r.stderr
 
 
-def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(tmp_path):
-    """--skip_bad true: one unreadable test wav is counted in stages 2 and 6 and in RESULTS.md."""
-    rdir = make_tree(tmp_path, "mini")
-    corpus = "--num_train_speakers 6 --num_dev_speakers 2 --num_test_speakers 2 --num_sx 2 --num_si 1 " \
-             "--test_num_sx 2 --test_num_si 1"
-    run_recipe(rdir, "--stop_stage", "1", "--local_data_opts", corpus)
-    wav_scp = (rdir / "data" / "test" / "wav.scp").read_text().splitlines()
-    bad_utt, bad_wav = wav_scp[0].split(maxsplit=1)
-    Path(bad_wav if os.path.isabs(bad_wav) else rdir / bad_wav).write_bytes(b"not audio at all")
-    (rdir / "conf" / "judges_tiny.yaml").write_text(TINY_JUDGES)
-    r = run_recipe(rdir, "--stage", "2", "--nj", "2", "--skip_bad", "true", "--train_configs", "conf/train_dsvae.yaml",
-                   "--judge_conf", "conf/judges_tiny.yaml",
-                   "--train_args", "--train.epochs 1 --train.max_steps 2 --train.batch_size 16 "
-                                   "--data.segments_per_utt 2")
-    n_test = len(wav_scp)
-    assert f"Skipped 1 of {n_test} utterance(s) of data/test (unreadable audio; --skip_bad true)" in r.stderr
-    assert "Left 1 utterance(s) of data/test without embedding" in r.stderr
-    results = json.loads((rdir / "exp" / "dsvae" / "score_test" / "results.json").read_text())
-    assert results["without_embedding"] == [bad_utt] and results["n_utts"] == n_test
-    trials = (rdir / "exp" / "dsvae" / "score_test" / "trials").read_text()
-    assert bad_utt not in trials
-    report = (rdir / "exp" / "RESULTS.md").read_text()
+def test_mini_recipe_skips_an_unreadable_utterance_in_every_stage(mini_recipe):
+    """--skip_bad true: one test wav, unreadable from stage 2 on, is counted in stages 2 and 6 and
+    in RESULTS.md (the shared run, before test_mini_speech_recipe_end_to_end reruns its stages)."""
+    rdir, log, bad_utt, n_test = mini_recipe.rdir, mini_recipe.log, mini_recipe.bad_utt, mini_recipe.n_test
+    assert bad_utt and n_test > 1
+    assert f"Skipped 1 of {n_test} utterance(s) of data/test (unreadable audio; --skip_bad true)" in log
+    assert "Left 1 utterance(s) of data/test without embedding" in log
+    report = (mini_recipe.pages / "RESULTS.md").read_text()
     assert f"1 of {n_test} test utterances skipped" in report and bad_utt in report
     # the judges and the disentanglement metrics work on the utterances that have features
-    judged = json.loads((rdir / "exp" / "judge" / "speaker" / "judge.json").read_text())["eval"]["test"]
+    judged = json.loads((mini_recipe.pages / "judge" / "speaker" / "judge.json").read_text())["eval"]["test"]
     assert judged["n_utts"] == n_test - 1
-    metrics = json.loads((rdir / "exp" / "dsvae" / "disentangle_test" / "results.json").read_text())
-    assert metrics["n_test_utts"] == n_test - 1 and bad_utt not in str(metrics["swap"]["draws"])
+    for tag in MINI_TAGS:
+        results = json.loads((mini_recipe.pages / tag / "score_test" / "results.json").read_text())
+        assert results["without_embedding"] == [bad_utt] and results["n_utts"] == n_test, tag
+        trials = (mini_recipe.pages / tag / "score_test" / "trials").read_text()
+        assert bad_utt not in trials and trials, tag
+        metrics = json.loads((mini_recipe.pages / tag / "disentangle_test" / "results.json").read_text())
+        assert metrics["n_test_utts"] == n_test - 1 and bad_utt not in str(metrics["swap"]["draws"]), tag
+    featured = [line.split()[0] for line in (rdir / "dump" / "test" / "feats.scp").read_text().splitlines()]
+    assert bad_utt not in featured and len(featured) == n_test - 1
 
 
 def test_sprites_video_recipe_end_to_end(sprites_recipe):

@@ -70,7 +70,7 @@ def test_load_train_config_reads_overrides_validates_and_checks_once(tmp_path):
 
 @pytest.mark.parametrize("frame", ["mlp", "conv64"])
 def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp_path, frame):
-    """A profile of 20 C-DSVAE training steps: values are read from tensors once per window of
+    """A profile of 10 C-DSVAE training steps: values are read from tensors once per window of
     train.log_every steps (the non-finite check), never per step (tests/_syncs.py says what is
     counted). Video draws one seed per step from the step's CPU generator for its on-the-fly motion
     views: a read of a CPU tensor, no device sync."""
@@ -81,14 +81,14 @@ def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp
     from cdsvae.train.trainer import setup_process
 
     if frame == "mlp":
-        cfg = _cfg(data__num_train=80, data__valid_split=None, train__batch_size=4)
+        cfg = _cfg(data__num_train=40, data__valid_split=None, train__batch_size=4)
     else:
         cfg = {"model": {"frame": "conv64", "conv_width": 2, "g_dim": 4, "s_dim": 4, "z_dim": 2, "hidden_dim": 4},
-               "data": {"type": "synthetic", "frame_shape": [3, 64, 64], "num_train": 40, "seq_len": 2,
+               "data": {"type": "synthetic", "frame_shape": [3, 64, 64], "num_train": 20, "seq_len": 2,
                         "valid_split": None},
                "train": {"batch_size": 2, "tensorboard": False}}
     per_step = 0 if frame == "mlp" else 1
-    cfg["train"].update(epochs=1, max_steps=20, log_every=5)
+    cfg["train"].update(epochs=1, max_steps=10, log_every=5)
     cfg = check_config(cfg)
     ctx = setup_process(cfg["train"], tmp_path)
     try:
@@ -96,9 +96,9 @@ def test_training_steps_read_nothing_back_from_the_device_between_log_points(tmp
         reads, _, _ = host_reads(tr._train_epoch)
     finally:
         shutdown(ctx)
-    assert tr.step == 20
+    assert tr.step == 10
     # one when the epoch's loader starts (its base seed, drawn on the host), one per window of 5 steps
-    assert reads == 1 + 4 + 20 * per_step
+    assert reads == 1 + 2 + 10 * per_step
 
 
 def test_channels_last_stores_4d_weights_channels_last_and_trains_the_same(tmp_path):

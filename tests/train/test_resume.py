@@ -24,12 +24,28 @@ def test_rerun_of_finished_run_does_nothing(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in final_params(out).items())
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The uninterrupted run of the given script arguments, made once per module: {args: outdir}."""
+    runs = {}
+
+    def run(args):
+        if tuple(args) not in runs:
+            outdir = tmp_path_factory.mktemp("uninterrupted") / "exp"
+            ref = run_toy(args, outdir)
+            assert ref.returncode == 0, ref.stderr
+            runs[tuple(args)] = outdir
+        return runs[tuple(args)]
+
+    return run
+
+
 @pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
-def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path, amp):
-    """Also under autocast (CPU bf16 and fp16): fp16's GradScaler state is checkpointed and restored."""
+def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path, amp, uninterrupted):
+    """Also under autocast (CPU bf16 and fp16): fp16's GradScaler state is checkpointed and restored.
+    The fp32 run is the reference of amp none and the contrast of the autocast runs: made once."""
     args = ["--noisy", "--epochs", "3", "--ckpt_every_steps", "2", "--delay_s", "0.01", "--amp", amp]
-    ref = run_toy(args, tmp_path / "ref")
-    assert ref.returncode == 0, ref.stderr
+    ref = uninterrupted(args)
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, TOY, "--outdir", str(out), *args], env=toy_env(),
@@ -48,7 +64,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path, a
     log = (out / "train.log").read_text()
     assert f"resumed from {ckpt.step_path(out / 'checkpoints', newest)}: epoch 1, step {newest}" in log
     assert f"{(newest - 8) * 4} samples into the epoch" in log
-    want, got = final_params(tmp_path / "ref"), final_params(out)
+    want, got = final_params(ref), final_params(out)
     for k in want:
         assert torch.equal(want[k], got[k]), k
     _, state = ckpt.load_latest(out / "checkpoints")
@@ -57,9 +73,8 @@ def test_sigkill_mid_epoch_then_rerun_gives_uninterrupted_parameters(tmp_path, a
     else:
         assert state["scaler"] == {}
     if amp != "none":  # autocast really changed the arithmetic: not the fp32 run's parameters
-        fp32 = run_toy([a if a != amp else "none" for a in args], tmp_path / "fp32")
-        assert fp32.returncode == 0, fp32.stderr
-        assert not all(torch.equal(v, final_params(tmp_path / "fp32")[k]) for k, v in want.items())
+        fp32 = final_params(uninterrupted([a if a != amp else "none" for a in args]))
+        assert not all(torch.equal(v, fp32[k]) for k, v in want.items())
 
 
 def test_resuming_a_run_chosen_on_another_criterion_starts_the_choice_afresh(tmp_path):
