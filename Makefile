@@ -1,7 +1,9 @@
 # The two commands of README.md, plus the benchmarks.
 #   make demo    build the environment if missing, run the embedded mini recipe, print its table and
 #                the path of its results page (exp/index.html: tables, plots, listening demo)
-#   make test    build the environment if missing, run the whole test suite
+#   make test    build the environment if missing, run the whole test suite (one thread per process:
+#                the shared recipe runs are built in the background while the other tests run,
+#                so two lanes share the cores; tests/_shared_runs.py)
 #   make bench   run every benchmark under bench/ (prints ratios against named baselines)
 SHELL := /bin/bash
 PY := tools/venv/bin/python
@@ -15,7 +17,7 @@ demo: env
 	@echo "Results page: $(CURDIR)/egs/mini/cdsvae1/exp/index.html"
 
 test: env
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: env
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
