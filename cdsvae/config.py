@@ -11,7 +11,9 @@ defaults are declared; each section is declared once, by the code that reads it:
 :mod:`cdsvae.models`, ``loss`` by :mod:`cdsvae.objectives`, ``optim`` by :mod:`cdsvae.train.optim`,
 ``train`` by :mod:`cdsvae.train.optim`, the keys of each ``data.type`` by its data module,
 ``augment`` and the common ``data`` keys by :mod:`cdsvae.experiment.schema`, which assembles the
-schema of an experiment.
+schema of an experiment; the sections of a judge config by the judges that read them. Code that
+reads a section through a dataclass takes the dataclass's defaults from the section and checks it
+with :func:`check_section`.
 """
 
 from __future__ import annotations
@@ -161,6 +163,12 @@ def validate(cfg: Mapping[str, Any], schema: Schema, source: str = "config") -> 
                                 f"valid keys in '{name}': {_valid_keys(section)}")
         out[name] = resolved
     return out
+
+
+def check_section(name: str, values: Mapping[str, Any], section: Section, source: str) -> None:
+    """Check one section's values against its declaration (unknown keys, types, choices, minimums),
+    raising the one-line error of :func:`validate`; the values themselves are left as they are."""
+    validate({name: dict(values)}, {name: section}, source)
 
 
 def required(kind: str, **kw) -> Field:

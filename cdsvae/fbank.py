@@ -9,7 +9,7 @@ voice-conversion stage rely on.  Waveforms are scaled to the 16-bit integer rang
 first, as Kaldi reads them, so the log floor means the same thing as in Kaldi.
 ``logmel_to_waveform`` goes back to audio (Griffin-Lim), for listening.
 
-The configuration is a small dict (or YAML file) with the keys of ``FBANK_DEFAULTS``;
+The configuration is a small dict (or YAML file) with the keys of :data:`FBANK`;
 ``fft_size`` is the one place that decides the FFT length of both directions.
 """
 
@@ -21,51 +21,45 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from cdsvae.audio import MIX, audio_label, check_channel, read_audio, read_utterances
+from cdsvae.config import Field, Section, check_section
 from cdsvae.errors import UserError
 from cdsvae.io import read_yaml
 
 # torch, torchaudio and scipy are imported inside the functions that compute: reading or
 # checking a configuration does not load them.
 
-FBANK_DEFAULTS: dict = {
-    "sample_rate": 16000,      # Hz the features are computed at
-    "n_mels": 80,              # mel bins
-    "frame_length_ms": 25.0,   # analysis window
-    "frame_shift_ms": 10.0,    # hop
-    "n_fft": None,             # None: window rounded up to a power of two (Kaldi); or the window length
-    "fmin": 20.0,              # lowest mel edge, Hz (Kaldi's default)
-    "fmax": None,              # highest mel edge, Hz; None: Nyquist
-    "dither": 0.0,             # 0 keeps features deterministic
-    "log_floor": 1.1920929e-07,  # mel energies are floored here before the log (Kaldi: float epsilon)
-    "preemphasis": 0.97,
-    "window": "povey",
-    "resample": False,         # resample audio at another rate instead of failing
-    "channel": "mix",          # several channels: "mix" (their mean) or the index of one, from 0
-}
+# The options of log-mel features (``fbank.yaml``): keys, defaults and types, declared once, here.
+FBANK = Section({
+    "sample_rate": Field(16000, "float"),  # Hz the features are computed at
+    "n_mels": Field(80, "float"),  # mel bins
+    "frame_length_ms": Field(25.0, "float"),  # analysis window
+    "frame_shift_ms": Field(10.0, "float"),  # hop
+    "n_fft": Field(None, "float", optional=True),  # None: window rounded up to a power of two (Kaldi); or the window
+    "fmin": Field(20.0, "float"),  # lowest mel edge, Hz (Kaldi's default)
+    "fmax": Field(None, "float", optional=True),  # highest mel edge, Hz; None: Nyquist
+    "dither": Field(0.0, "float"),  # 0 keeps features deterministic
+    "log_floor": Field(1.1920929e-07, "float"),  # mel energies are floored here before the log (Kaldi: float epsilon)
+    "preemphasis": Field(0.97, "float"),
+    "window": Field("povey", "str"),
+    "resample": Field(False, "bool"),  # resample audio at another rate instead of failing
+    "channel": Field(MIX, "any"),  # several channels: "mix" (their mean) or the index of one, from 0
+})
+FBANK_DEFAULTS: dict = FBANK.defaults()
 
 PCM_SCALE = 32768.0  # Kaldi reads 16-bit samples as integers
 
 
 def load_fbank_config(cfg: Mapping | str | os.PathLike | None = None) -> dict:
-    """Resolve a config dict or YAML path against ``FBANK_DEFAULTS``; unknown keys are an error."""
+    """Resolve a config dict or YAML path against :data:`FBANK`; unknown keys are an error."""
     source = "fbank config"
     if cfg is None:
         cfg = {}
     elif isinstance(cfg, (str, os.PathLike)):
         source = str(cfg)
         cfg = read_yaml(cfg, "fbank options")
-    unknown = sorted(set(cfg) - set(FBANK_DEFAULTS))
-    if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FBANK_DEFAULTS)}")
+    check_section("fbank", cfg, FBANK, source)  # the values are kept as given (an int stays an int)
     out = dict(FBANK_DEFAULTS)
     out.update(cfg)
-    for key, value in out.items():
-        default = FBANK_DEFAULTS[key]
-        numeric = isinstance(default, (int, float)) and not isinstance(default, bool) or key in ("n_fft", "fmax")
-        if numeric and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UserError(f"{source}: {key} must be a number, got {value!r}")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise UserError(f"{source}: {key} must be true or false, got {value!r}")
     out["channel"] = check_channel(out["channel"], source)
     if int(out["sample_rate"]) <= 0 or int(out["n_mels"]) <= 0:
         raise UserError(f"{source}: sample_rate and n_mels must be positive")

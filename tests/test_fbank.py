@@ -104,9 +104,9 @@ def test_config_validation(tmp_path):
     with pytest.raises(UserError, match=str(path)):
         load_fbank_config(path)
     # a value of the wrong type is one line naming the file and key, not a traceback
-    for text, message in (("n_mels: eighty\n", "n_mels must be a number, got 'eighty'"),
-                          ("frame_shift_ms: [10]\n", "frame_shift_ms must be a number"),
-                          ("resample: 3\n", "resample must be true or false, got 3"),
+    for text, message in (("n_mels: eighty\n", "'fbank.n_mels' must be a number, got 'eighty'"),
+                          ("frame_shift_ms: [10]\n", "'fbank.frame_shift_ms' must be a number"),
+                          ("resample: 3\n", "'fbank.resample' must be true or false, got 3"),
                           ("- 40\n", "expected a mapping of fbank options, got list")):
         path.write_text(text)
         with pytest.raises(UserError, match=f"^{path}: {re.escape(message)}") as e:

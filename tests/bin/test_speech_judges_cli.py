@@ -159,10 +159,10 @@ def test_gate_and_bad_config(recipe, tmp_path, capsys):
     assert "gate: at most 100%" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "swap": {"n_pairs": 3, "pairs": 2}}))
-    with pytest.raises(UserError, match=r"bad.yaml: section swap: unknown option\(s\) pairs"):
+    with pytest.raises(UserError, match=r"bad.yaml: unknown key 'swap.pairs'; valid keys in 'swap': n_draws, n_pairs, seed"):
         train_judge(["--check", "--config", str(bad), "--judge_dir", str(judge_dir), "--test_data", str(data)])
     bad.write_text(yaml.safe_dump({**TINY, "content": {"hiden": 3}}))
-    with pytest.raises(UserError, match=r"bad.yaml: section content: .*hiden"):
+    with pytest.raises(UserError, match=r"bad.yaml: unknown key 'content.hiden'; valid keys in 'content': "):
         train_judge(["--check", "--config", str(bad), "--judge_dir", str(judge_dir), "--test_data", str(data)])
 
 

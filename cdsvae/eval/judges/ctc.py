@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from cdsvae.errors import UserError
+from cdsvae.eval.judges.config import CTCConfig  # noqa: F401  (re-exported)
 from cdsvae.eval.judges.ctc_model import (CTCRecogniser, check_inputs, greedy_decode, load_recogniser,  # noqa: F401
                                    pad_batch, recognise, recognise_ids, save_recogniser)
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
@@ -40,37 +41,6 @@ from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 log = logging.getLogger("cdsvae.eval.judges.ctc")
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class CTCConfig:
-    """Network and training settings; ``subsample=2`` stacks frame pairs (20 ms steps on 10 ms
-    log-mel: about half the time, fine for phones unless utterances are packed with short units)."""
-
-    hidden: int = 128           # LSTM units per direction
-    layers: int = 2
-    proj: int = 128             # front-end output size
-    frontend: str = "conv"      # conv (kernel 3 over frames) | linear (per frame)
-    dropout: float = 0.1
-    subsample: int = 1
-    normalise: bool = True      # per-dimension mean/std of the training inputs
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 2e-3
-    grad_clip: float = 5.0      # max gradient norm (0: none)
-    seed: int = 0
-    time_masks: int = 0         # SpecAugment-style masks per utterance in training (0: off)
-    time_mask_width: int = 10   # frames, at most
-    feature_masks: int = 0
-    feature_mask_width: int = 8  # dimensions, at most
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "CTCConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"ctc config: unknown option(s) {', '.join(unknown)}")
-        return cls(**values)
 
 
 def build_model(input_dim: int, n_classes: int, cfg: CTCConfig) -> CTCRecogniser:

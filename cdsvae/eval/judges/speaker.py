@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -41,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from cdsvae.errors import UserError
+from cdsvae.eval.judges.config import SpeakerJudgeConfig  # noqa: F401  (re-exported)
 from cdsvae.eval.judges.speechbrain import (  # noqa: F401  (SpeechBrainSpeakerJudge: re-exported)
     SpeechBrainSpeakerJudge,
     check_logmel_inputs,
@@ -55,52 +56,6 @@ log = logging.getLogger(__name__)
 JUDGE_FILE = "judge.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "cdsvae-speaker-judge"
-
-
-@dataclass
-class SpeakerJudgeConfig:
-    """Network and training options of the in-recipe judge (ECAPA-TDNN + AAM softmax)."""
-
-    channels: list = field(default_factory=lambda: [256, 256, 256, 256, 768])
-    kernel_sizes: list = field(default_factory=lambda: [5, 3, 3, 3, 1])
-    dilations: list = field(default_factory=lambda: [1, 2, 3, 4, 1])
-    attention_channels: int = 64
-    se_channels: int = 64
-    res2net_scale: int = 8
-    lin_neurons: int = 192       # embedding size
-    margin: float = 0.2          # AAM margin (radians)
-    scale: float = 30.0          # AAM scale
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3             # Adam
-    lr_decay: float = 0.9        # lr of epoch e (from 0) is lr * lr_decay ** e
-    weight_decay: float = 2e-5
-    crop_frames: int = 200       # random training crops; shorter utterances are used whole
-    seed: int = 0
-
-    def __post_init__(self):
-        n = len(self.channels)
-        if n < 3 or len(self.kernel_sizes) != n or len(self.dilations) != n:
-            raise UserError("speaker judge: channels, kernel_sizes and dilations need one entry per layer (at least 3)")
-        if any(int(c) % int(self.res2net_scale) for c in self.channels[1:-1]):
-            raise UserError(f"speaker judge: res2net_scale {self.res2net_scale} must divide the middle channels {self.channels}")
-        for name in ("epochs", "batch_size", "crop_frames", "lin_neurons"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"speaker judge: {name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and 0 < self.lr_decay <= 1):
-            raise UserError(f"speaker judge: need lr > 0 and 0 < lr_decay <= 1, got {self.lr} and {self.lr_decay}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "SpeakerJudgeConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"speaker judge: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**dict(d))
-
-    def min_frames(self) -> int:
-        """Fewest frames an utterance needs: the reflect padding of the widest convolution."""
-        return 1 + max((int(k) - 1) * int(d) // 2 for k, d in zip(self.kernel_sizes, self.dilations))
 
 
 def _build(cfg: SpeakerJudgeConfig, input_size: int, n_speakers: int) -> tuple[torch.nn.Module, torch.nn.Module]:

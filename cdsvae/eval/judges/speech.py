@@ -21,13 +21,14 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from cdsvae.config import check_section
 from cdsvae.errors import UserError
+from cdsvae.eval.judges.config import SWAP, SwapConfig  # noqa: F401  (SwapConfig: re-exported)
 from cdsvae.io import atomic_write_text, read_yaml
 
 log = logging.getLogger(__name__)
@@ -35,19 +36,6 @@ log = logging.getLogger(__name__)
 SECTIONS = ("speaker", "content", "probe", "swap", "gate")
 GATE_KEYS = ("max_speaker_eer", "max_content_error")
 JUDGE_FILE = "judge.json"
-
-
-@dataclass
-class SwapConfig:
-    """Sizes of the swap protocol of :mod:`cdsvae.eval.metrics.disentangle`."""
-
-    n_pairs: int = 100
-    n_draws: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_pairs < 1 or self.n_draws < 1:
-            raise UserError(f"n_pairs and n_draws must be at least 1, got {self.n_pairs} and {self.n_draws}")
 
 
 def read_judge_config(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -68,31 +56,25 @@ def read_judge_config(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def _check_sections(path, cfg: Mapping[str, Mapping[str, Any]]) -> None:
-    """Every section's keys and values are checked by the class that uses them, naming the file."""
-    from dataclasses import fields
+    """Every section's keys and values are checked against its declaration
+    (:mod:`cdsvae.eval.judges.config`), then by the class that uses it, naming the file."""
+    from cdsvae.eval.judges.config import CTC, SPEAKER_JUDGE, CTCConfig, SpeakerJudgeConfig
 
-    from cdsvae.eval.judges.ctc import CTCConfig
-    from cdsvae.eval.judges.speaker import SpeakerJudgeConfig
-
-    probe = {k: v for k, v in cfg["probe"].items() if k != "max_train_utts"}
-    swap_keys = {f.name for f in fields(SwapConfig)}
-    checks = (("speaker", lambda: SpeakerJudgeConfig.from_dict(cfg["speaker"])),
-              ("content", lambda: CTCConfig.from_dict(cfg["content"])),
-              ("probe", lambda: CTCConfig.from_dict(probe)),
-              ("swap", lambda: SwapConfig(**cfg["swap"])))
-    unknown = sorted(set(cfg["swap"]) - swap_keys)
-    if unknown:
-        raise UserError(f"{path}: section swap: unknown option(s) {', '.join(unknown)}")
-    for name, check in checks:
-        try:
-            check()
-        except UserError as e:
-            raise UserError(f"{path}: section {name}: {e}") from None
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{path}: section {name}: {e}") from None
     limit = cfg["probe"].get("max_train_utts")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise UserError(f"{path}: section probe: max_train_utts must be a positive integer, got {limit!r}")
+    probe = {k: v for k, v in cfg["probe"].items() if k != "max_train_utts"}
+    for name, values, section in (("speaker", cfg["speaker"], SPEAKER_JUDGE), ("content", cfg["content"], CTC),
+                                  ("probe", probe, CTC), ("swap", cfg["swap"], SWAP)):
+        check_section(name, values, section, str(path))
+    checks = (("speaker", lambda: SpeakerJudgeConfig.from_dict(cfg["speaker"])),
+              ("content", lambda: CTCConfig.from_dict(cfg["content"])),
+              ("probe", lambda: CTCConfig.from_dict(probe)))
+    for name, check in checks:
+        try:
+            check()
+        except (UserError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: section {name}: {e}") from None
 
 
 def read_transcripts(data_dir: str | os.PathLike) -> dict[str, list[str]]:
