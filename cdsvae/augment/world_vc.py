@@ -18,47 +18,52 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import numpy as np
 
+from cdsvae.config import Field, Section, validate
 from cdsvae.errors import UserError
 from cdsvae.io import read_yaml
 
 
+F0_METHODS = ("dio", "harvest")
+
+# Every option of the WORLD voice conversion (the keys of a recipe's ``conf/vc.yaml``), declared once, here.
+VC = Section({
+    "num_copies": Field(2, "int", minimum=1),  # converted copies per utterance (K)
+    "seed": Field(1, "int"),  # with (utt, copy), fixes each copy's draw
+    "f0_scale_range": Field([0.7, 1.45], "floats", length=2),  # log-uniform: about -6 to +6.5 semitones
+    "warp_range": Field([-0.07, 0.07], "floats", length=2),  # uniform all-pass warp: low formants x (1.07/0.93)^+-1
+    "f0_method": Field("dio", "str", choices=F0_METHODS),  # dio (+ stonemask) or harvest
+    "frame_period": Field(5.0, "float"),  # ms, WORLD analysis hop
+    "f0_floor": Field(71.0, "float"),  # Hz, lowest F0 searched
+    "f0_ceil": Field(800.0, "float"),  # Hz, highest F0 searched
+})
+_VC_DEFAULT = VC.defaults()
+
+
 @dataclass(frozen=True)
 class VCConfig:
-    """Every option of the WORLD voice conversion (the keys of a recipe's ``conf/vc.yaml``)."""
+    """The options of :data:`VC` as the conversion reads them (ranges as tuples)."""
 
-    num_copies: int = 2                                   # converted copies per utterance (K)
-    seed: int = 1                                         # with (utt, copy), fixes each copy's draw
-    f0_scale_range: tuple[float, float] = (0.7, 1.45)     # log-uniform: about -6 to +6.5 semitones
-    warp_range: tuple[float, float] = (-0.07, 0.07)       # uniform all-pass warp: low formants x (1.07/0.93)^+-1
-    f0_method: str = "dio"                                # dio (+ stonemask) or harvest
-    frame_period: float = 5.0                             # ms, WORLD analysis hop
-    f0_floor: float = 71.0                                # Hz, lowest F0 searched
-    f0_ceil: float = 800.0                                # Hz, highest F0 searched
+    num_copies: int = _VC_DEFAULT["num_copies"]
+    seed: int = _VC_DEFAULT["seed"]
+    f0_scale_range: tuple[float, float] = tuple(_VC_DEFAULT["f0_scale_range"])
+    warp_range: tuple[float, float] = tuple(_VC_DEFAULT["warp_range"])
+    f0_method: str = _VC_DEFAULT["f0_method"]
+    frame_period: float = _VC_DEFAULT["frame_period"]
+    f0_floor: float = _VC_DEFAULT["f0_floor"]
+    f0_ceil: float = _VC_DEFAULT["f0_ceil"]
 
     def as_dict(self) -> dict:
         """Plain YAML-able values (ranges as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def _number(source: str, key: str, value, kind=float):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise UserError(f"{source}: {key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    return kind(value)
-
-
-def _pair(source: str, key: str, value) -> tuple[float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise UserError(f"{source}: {key} must be a list [low, high], got {value!r}")
-    return _number(source, key, value[0]), _number(source, key, value[1])
-
-
 def load_vc_config(cfg: Mapping | str | os.PathLike | None = None) -> VCConfig:
-    """Resolve a mapping or YAML file of conversion options against the defaults of ``VCConfig``.
+    """Resolve a mapping or YAML file of conversion options against :data:`VC`.
 
     An unknown key or a bad value is a UserError naming the file and the key."""
     source = "voice-conversion config"
@@ -67,33 +72,19 @@ def load_vc_config(cfg: Mapping | str | os.PathLike | None = None) -> VCConfig:
     elif isinstance(cfg, (str, os.PathLike)):
         source = str(cfg)
         cfg = read_yaml(cfg, "voice-conversion options")
-    names = [f.name for f in fields(VCConfig)]
-    unknown = [k for k in cfg if k not in names]
-    if unknown:
-        raise UserError(f"{source}: unknown key {', '.join(map(str, unknown))}; valid keys: {', '.join(names)}")
-    out = VCConfig().as_dict()
-    out.update(cfg)
-    num_copies = _number(source, "num_copies", out["num_copies"], int)
-    if num_copies < 1:
-        raise UserError(f"{source}: num_copies must be >= 1, got {num_copies}")
-    lo, hi = _pair(source, "f0_scale_range", out["f0_scale_range"])
+    out = validate({"vc": cfg}, {"vc": VC}, source)["vc"]
+    lo, hi = out["f0_scale_range"]
     if not 0 < lo <= hi:
         raise UserError(f"{source}: f0_scale_range must satisfy 0 < low <= high, got {[lo, hi]}")
-    a, b = _pair(source, "warp_range", out["warp_range"])
+    a, b = out["warp_range"]
     if not -1 < a <= b < 1:
         raise UserError(f"{source}: warp_range must satisfy -1 < low <= high < 1, got {[a, b]}")
-    if out["f0_method"] not in ("dio", "harvest"):
-        raise UserError(f"{source}: f0_method must be dio or harvest, got {out['f0_method']!r}")
-    frame_period = _number(source, "frame_period", out["frame_period"])
-    if not frame_period > 0:
-        raise UserError(f"{source}: frame_period must be positive (ms), got {frame_period}")
-    f0_floor = _number(source, "f0_floor", out["f0_floor"])
-    f0_ceil = _number(source, "f0_ceil", out["f0_ceil"])
-    if not 0 < f0_floor < f0_ceil:
-        raise UserError(f"{source}: need 0 < f0_floor < f0_ceil, got f0_floor={f0_floor} f0_ceil={f0_ceil}")
-    return VCConfig(num_copies=num_copies, seed=_number(source, "seed", out["seed"], int),
-                    f0_scale_range=(lo, hi), warp_range=(a, b), f0_method=out["f0_method"],
-                    frame_period=frame_period, f0_floor=f0_floor, f0_ceil=f0_ceil)
+    if not out["frame_period"] > 0:
+        raise UserError(f"{source}: frame_period must be positive (ms), got {out['frame_period']}")
+    if not 0 < out["f0_floor"] < out["f0_ceil"]:
+        raise UserError(f"{source}: need 0 < f0_floor < f0_ceil, got f0_floor={out['f0_floor']} "
+                        f"f0_ceil={out['f0_ceil']}")
+    return VCConfig(**{**out, "f0_scale_range": (lo, hi), "warp_range": (a, b)})
 
 
 @dataclass

@@ -142,13 +142,13 @@ def test_vc_config_defaults_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"framePeriod": 5}, "unknown key framePeriod"),
-    ({"num_copies": 1.5}, "num_copies must be an integer"),
-    ({"seed": True}, "seed must be an integer"),
-    ({"f0_scale_range": [0.7]}, r"f0_scale_range must be a list \[low, high\]"),
+    ({"framePeriod": 5}, "unknown key 'vc.framePeriod'"),
+    ({"num_copies": 1.5}, "'vc.num_copies' must be an integer"),
+    ({"seed": True}, "'vc.seed' must be an integer"),
+    ({"f0_scale_range": [0.7]}, "'vc.f0_scale_range' must be a list of 2 numbers"),
     ({"f0_scale_range": [1.4, 0.7]}, "f0_scale_range must satisfy"),
     ({"warp_range": [-0.1, 1.0]}, "warp_range must satisfy"),
-    ({"f0_method": "yin"}, "f0_method must be dio or harvest"),
+    ({"f0_method": "yin"}, r"'vc.f0_method' must be one of dio\|harvest"),
     ({"frame_period": 0}, "frame_period must be positive"),
     ({"f0_floor": 500.0, "f0_ceil": 400.0}, "need 0 < f0_floor < f0_ceil"),
 ])
@@ -164,5 +164,5 @@ def test_vc_config_file_errors_name_the_file(tmp_path):
         load_vc_config(path)
     assert "\n" not in str(e.value)
     path.write_text("f0_ceil: 800\nf0_cieling: 900\n")
-    with pytest.raises(UserError, match=f"^{path}: unknown key f0_cieling; valid keys: num_copies, seed, "):
+    with pytest.raises(UserError, match=f"^{path}: unknown key 'vc.f0_cieling'; valid keys in 'vc': f0_ceil, f0_floor, "):
         load_vc_config(path)

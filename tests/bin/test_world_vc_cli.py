@@ -188,9 +188,9 @@ def test_world_analysis_options_reach_the_converter(converted, tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("num_copies: 1\nframe_perod: 10.0\n", "unknown key frame_perod; valid keys: num_copies, "),
-    ("f0_floor: low\n", "f0_floor must be a number, got 'low'"),
-    ("num_copies: 0\n", "num_copies must be >= 1"),
+    ("num_copies: 1\nframe_perod: 10.0\n", "unknown key 'vc.frame_perod'; valid keys in 'vc': f0_ceil, "),
+    ("f0_floor: low\n", "'vc.f0_floor' must be a number, got 'low'"),
+    ("num_copies: 0\n", "'vc.num_copies' must be an integer >= 1, got 0"),
     ("- 1\n- 2\n", "expected a mapping"),
 ])
 def test_bad_vc_config_is_one_line_naming_file_and_key(converted, tmp_path, capsys, text, message):
