@@ -12,34 +12,54 @@ depends on frame t only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 
+from cdsvae.config import Field, Section, check_section
 from cdsvae.errors import UserError
 
 # ITU-R 601 luma weights, the usual RGB -> gray conversion.
 _LUMA = (0.299, 0.587, 0.114)
 
 
+# The options of a motion view (``augment.motion_view`` of a video experiment), declared once, here.
+MOTION_VIEW = Section({
+    "crop_scale": Field([0.7, 1.0], "floats", length=2),  # side of the crop, fraction of the frame side
+    "p_jitter": Field(0.8, "float"),
+    "brightness": Field(0.4, "float"),  # factor drawn in [1 - b, 1 + b]
+    "contrast": Field(0.4, "float"),
+    "saturation": Field(0.4, "float"),
+    "hue": Field(0.1, "float"),  # shift drawn in [-h, h] turns of the colour wheel
+    "p_gray": Field(0.2, "float"),
+    "p_blur": Field(0.5, "float"),
+    "blur_sigma": Field([0.1, 2.0], "floats", length=2),  # pixels
+    "blur_kernel": Field(7, "int"),
+    "noise_std": Field([0.0, 0.05], "floats", length=2),
+})
+_MOTION_DEFAULT = {k: tuple(v) if isinstance(v, list) else v for k, v in MOTION_VIEW.defaults().items()}
+
+
 @dataclass(frozen=True)
 class MotionViewConfig:
-    """Ranges of the per-sequence random parameters (SimCLR-style colour distortion, milder crop)."""
+    """Ranges of the per-sequence random parameters (SimCLR-style colour distortion, milder crop):
+    the options of :data:`MOTION_VIEW`."""
 
-    crop_scale: tuple[float, float] = (0.7, 1.0)  # side of the crop, fraction of the frame side
-    p_jitter: float = 0.8
-    brightness: float = 0.4  # factor drawn in [1 - b, 1 + b]
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1  # shift drawn in [-h, h] turns of the colour wheel
-    p_gray: float = 0.2
-    p_blur: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels
-    blur_kernel: int = 7
-    noise_std: tuple[float, float] = (0.0, 0.05)
+    crop_scale: tuple[float, float] = _MOTION_DEFAULT["crop_scale"]
+    p_jitter: float = _MOTION_DEFAULT["p_jitter"]
+    brightness: float = _MOTION_DEFAULT["brightness"]
+    contrast: float = _MOTION_DEFAULT["contrast"]
+    saturation: float = _MOTION_DEFAULT["saturation"]
+    hue: float = _MOTION_DEFAULT["hue"]
+    p_gray: float = _MOTION_DEFAULT["p_gray"]
+    p_blur: float = _MOTION_DEFAULT["p_blur"]
+    blur_sigma: tuple[float, float] = _MOTION_DEFAULT["blur_sigma"]
+    blur_kernel: int = _MOTION_DEFAULT["blur_kernel"]
+    noise_std: tuple[float, float] = _MOTION_DEFAULT["noise_std"]
 
     def __post_init__(self):
+        check_section("motion_view", asdict(self), MOTION_VIEW, "motion view")
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi <= 1.0:
             raise UserError(f"motion view: crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
@@ -250,10 +270,7 @@ def motion_view(x: torch.Tensor, generator: torch.Generator | None = None,
     """
     cfg = config or MotionViewConfig()
     if overrides:
-        unknown = set(overrides) - {f.name for f in fields(MotionViewConfig)}
-        if unknown:
-            valid = ", ".join(f.name for f in fields(MotionViewConfig))
-            raise UserError(f"motion view: unknown options {sorted(unknown)}; valid: {valid}")
+        check_section("motion_view", overrides, MOTION_VIEW, "motion view")
         cfg = replace(cfg, **overrides)
     if x.dim() != 5:
         raise UserError(f"motion view: expected a batch (B, T, C, H, W), got shape {tuple(x.shape)}")

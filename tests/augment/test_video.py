@@ -208,7 +208,7 @@ def test_crop_resize_against_bilinear_loop():
 def test_bad_input_and_options():
     with pytest.raises(UserError, match="B, T, C, H, W"):
         motion_view(torch.rand(3, 3, 8, 8), torch.Generator())
-    with pytest.raises(UserError, match="unknown options"):
+    with pytest.raises(UserError, match="motion view: unknown key 'motion_view.colour'; valid keys in 'motion_view': "):
         motion_view(torch.rand(1, 2, 3, 8, 8), torch.Generator(), colour=1)
     with pytest.raises(UserError, match="crop_scale"):
         MotionViewConfig(crop_scale=(0.0, 1.0))
