@@ -117,7 +117,10 @@ def test_the_judges_stop_on_a_diverging_loss(tmp_path):
 
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=(12, 4)).astype(np.float32) for _ in range(6)]
-    cfg = CTCConfig(hidden=4, layers=1, proj=4, epochs=2, batch_size=2, lr=math.inf)
+    with pytest.raises(UserError, match="'ctc.lr' must be a number >= 0, got inf"):
+        CTCConfig(lr=math.inf)  # a config cannot ask for it: set on the object to make training diverge
+    cfg = CTCConfig(hidden=4, layers=1, proj=4, epochs=2, batch_size=2)
+    cfg.lr = math.inf
     with pytest.raises(TrainingDiverged, match=r"^ctc: non-finite loss = nan at step 2 \(epoch 1\)"):
         train_ctc(xs, [[1, 2]] * 6, 2, cfg, workdir=tmp_path, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
