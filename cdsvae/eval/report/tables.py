@@ -7,7 +7,7 @@ Every cell is computed from :class:`~cdsvae.eval.report.results.ExperimentResult
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -112,21 +112,31 @@ def difference_table(results: Iterable[ExperimentResult], scoring: str = "cosine
             if len(seeds) < 2:
                 continue
             for label, attr, scale, digits, lower in _DIFF_METRICS:
-                diffs = [scale * (getattr(by_seed_a[s], attr) - getattr(by_seed_b[s], attr)) for s in seeds]
-                m, sd = mean_std(diffs)
-                better = sum((d < 0) if lower else (d > 0) for d in diffs)
-                sd_a = mean_std([scale * getattr(by_seed_a[s], attr) for s in seeds])[1]
-                sd_b = mean_std([scale * getattr(by_seed_b[s], attr) for s in seeds])[1]
-                pooled = float(np.sqrt((sd_a ** 2 + sd_b ** 2) / 2))
-                p = paired_p_value(diffs)
-                if p >= 0.05:
-                    verdict = f"within noise (p = {p:.2f})"
-                else:
-                    verdict = f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})"
-                table.rows.append([f"{a} - {b}", label, str(len(seeds)), f"{m:+.{digits}f} ± {sd:.{digits}f}",
-                                   f"{pooled:.{digits}f}", "yes" if abs(m) > pooled else "no",
-                                   f"{better}/{len(seeds)}", verdict])
+                table.rows.append(paired_row(f"{a} - {b}", label, {s: getattr(by_seed_a[s], attr) for s in seeds},
+                                             {s: getattr(by_seed_b[s], attr) for s in seeds}, scale, digits, lower))
     return table if table.rows else None
+
+
+def paired_row(compared: str, label: str, a: Mapping[int, float], b: Mapping[int, float], scale: float,
+               digits: int, lower: bool) -> list[str]:
+    """One row of :data:`DIFFERENCE_COLUMNS`: ``scale * (a - b)`` by seed, on the seeds both have (at
+    least 2), ``lower`` saying whether a lower value is better (:func:`difference_table` says how)."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        raise ValueError(f"{compared}: a paired difference needs at least 2 common seeds, got {seeds}")
+    diffs = [scale * (a[s] - b[s]) for s in seeds]
+    m, sd = mean_std(diffs)
+    better = sum((d < 0) if lower else (d > 0) for d in diffs)
+    sd_a = mean_std([scale * a[s] for s in seeds])[1]
+    sd_b = mean_std([scale * b[s] for s in seeds])[1]
+    pooled = float(np.sqrt((sd_a ** 2 + sd_b ** 2) / 2))
+    p = paired_p_value(diffs)
+    if p >= 0.05:
+        verdict = f"within noise (p = {p:.2f})"
+    else:
+        verdict = f"{'C-DSVAE' if (m < 0) == lower else 'DSVAE'} better (p = {p:.3f})"
+    return [compared, label, str(len(seeds)), f"{m:+.{digits}f} ± {sd:.{digits}f}", f"{pooled:.{digits}f}",
+            "yes" if abs(m) > pooled else "no", f"{better}/{len(seeds)}", verdict]
 
 
 def paired_p_value(diffs: Sequence[float]) -> float:

@@ -60,3 +60,61 @@ def test_video_report_needs_judge_results(tmp_path, capsys):
         run_main(video_report.main, [str(exp), "--out", str(tmp_path / "RESULTS.md")])
     assert e.value.code == 1
     assert "no judge_results.json in any experiment dir" in capsys.readouterr().err
+
+
+def _seed_exps(root, accs):
+    """Experiments ``<name>_seed<N>`` with judge results of protocol A accuracy ``accs[name][N - 1]``."""
+    import json
+
+    import yaml
+
+    from _experiments import CDSVAE_W
+
+    weights = {"cdsvae": CDSVAE_W, "dsvae": {"con_s": 0.0, "con_z": 0.0, "mi_sz": 0.0}}
+    exps = []
+    for name, values in accs.items():
+        for seed, acc in enumerate(values, start=1):
+            exp = root / f"{name}_seed{seed}"
+            exp.mkdir()
+            (exp / "config.yaml").write_text(yaml.safe_dump({"loss": weights[name], "data": {"type": "video"},
+                                                             "train": {"seed": seed}}))
+            res = judge_result(acc, 5.0 + seed)
+            res["protocol_B"]["skin"]["acc"]["mean"] = 0.8 + 0.01 * seed
+            (exp / "judge_results.json").write_text(json.dumps(res))
+            exps.append(exp)
+    return exps
+
+
+def test_video_report_over_seeds(tmp_path):
+    from cdsvae.eval.report.video import write_video_reports
+
+    exps = _seed_exps(tmp_path, {"cdsvae": [0.9, 0.8, 0.7], "dsvae": [0.5, 0.4, 0.6]})
+    write_video_reports(exps, tmp_path / "RESULTS.md")
+    text = (tmp_path / "RESULTS.md").read_text()
+    # per-seed rows stay; then mean ± std (sample std) over seeds per group
+    assert "| C-DSVAE (cdsvae_seed2) | 80.00 ± 1.00 |" in text
+    assert "### Mean ± std over seeds" in text
+    assert "| C-DSVAE | cdsvae | 3 (1,2,3) | 80.00 ± 10.00 | 7.000 ± 1.000 | 0.100 ± 0.000 |" in text
+    assert "| DSVAE | dsvae | 3 (1,2,3) | 50.00 ± 10.00 |" in text
+    assert "| C-DSVAE | cdsvae | 3 (1,2,3) | 82.00 ± 1.00 |" in text  # protocol B, skin
+    # paired by seed: differences 40, 40, 10 -> 30 ± 17.32; t = 3.0 on 2 df -> p = 0.095
+    assert ("| cdsvae - dsvae | A motion Acc % | 3 | +30.00 ± 17.32 | 10.00 | yes | 3/3 | within noise (p = 0.10) |"
+            in text)
+    assert "| cdsvae - dsvae | A motion H(y\\|x) | 3 | +0.000 ± 0.000 | 0.000 | no | 0/3 | within noise (p = 1.00) |" in text
+    assert "| cdsvae - dsvae | B skin Acc % | 3 | +0.00 ± 0.00 |" in text
+    # a lone experiment per config: no seed tables
+    single = tmp_path / "single"
+    single.mkdir()
+    exps = _seed_exps(single, {"cdsvae": [0.9], "dsvae": [0.5]})
+    write_video_reports(exps, single / "RESULTS.md")
+    assert "over seeds" not in (single / "RESULTS.md").read_text()
+
+
+def test_video_seed_groups_refuse_mixed_systems(tmp_path):
+    from cdsvae.errors import UserError
+    from cdsvae.eval.report.video import VideoRun, seed_blocks
+
+    runs = [VideoRun("a", "C-DSVAE", "x_seed1", 1, judge_result(0.9, 5.0)),
+            VideoRun("b", "DSVAE", "x_seed2", 2, judge_result(0.5, 5.0))]
+    with pytest.raises(UserError, match="share the name x but are different systems"):
+        seed_blocks(runs)
