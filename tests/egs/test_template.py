@@ -341,7 +341,6 @@ def test_seeds_train_every_config_once_per_seed(recipe, fake_tools):
     assert "exp/{cdsvae_seed3,cdsvae_seed1,dsvae_seed3,dsvae_seed1}" in r.stderr
 
 
-
 def test_seeds_train_video_configs_once_per_seed(recipe, fake_tools):
     r = run(recipe, *SETS, "--modality", "video", "--stage", "4", "--stop_stage", "4", "--seeds", "1 2",
             extra_env={"PYTHONPATH": str(fake_tools)})
@@ -352,6 +351,7 @@ def test_seeds_train_video_configs_once_per_seed(recipe, fake_tools):
             launched = (recipe / "exp" / tag / "launched.none").read_text().splitlines()
             assert launched[0] == (f"--config {conf} --outdir exp/{tag} --data.root data --data.train_split train "
                                    f"--data.valid_split null --train.device cpu --train.seed {seed}")
+
 
 def test_train_jobs_runs_cpu_trainings_at_once_and_names_failures(recipe, fake_tools):
     env = {"PYTHONPATH": str(fake_tools), "FAKE_TRAIN_SLEEP": "2"}

@@ -53,7 +53,9 @@ def pm(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> Measur
 
 
 def group_results(results: Iterable[ExperimentResult]) -> dict[str, list[ExperimentResult]]:
-    """Experiments keyed by tag without the seed suffix (C-DSVAE groups first), seeds in order."""
+    """Experiments keyed by tag without the seed suffix (C-DSVAE groups first), seeds in order.
+
+    Reads only ``system``, ``tag``, ``group`` and ``seed``, so the video report's runs group the same way."""
     groups: dict[str, list[ExperimentResult]] = {}
     for r in _ordered(results):
         groups.setdefault(r.group, []).append(r)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -26,7 +26,7 @@ from cdsvae.eval.report.environment import environment
 from cdsvae.eval.report.experiment import load_config, system_label
 from cdsvae.eval.report.html import write_page
 from cdsvae.eval.report.results import SEED_SUFFIX
-from cdsvae.eval.report.tables import DIFFERENCE_COLUMNS, paired_row, pm
+from cdsvae.eval.report.tables import DIFFERENCE_COLUMNS, group_results, paired_row, pm
 from cdsvae.io import atomic_write_text
 
 
@@ -86,10 +86,10 @@ def judge_blocks(results: Mapping[str, Mapping]) -> list[Block]:
 
 @dataclass(frozen=True)
 class VideoRun:
-    """One experiment's judge results with what groups it: its row name, system, tag (the dir
-    name; seeds of one config share it without the ``_seed<N>`` suffix) and training seed."""
+    """One experiment's judge results with what groups it (as
+    :func:`~cdsvae.eval.report.tables.group_results` reads it): system, tag (the dir name; seeds of
+    one config share it without the ``_seed<N>`` suffix) and training seed."""
 
-    name: str
     system: str
     tag: str
     seed: int | None
@@ -136,25 +136,11 @@ def _sections(runs: Sequence[VideoRun]) -> list[tuple[str, list[Figure]]]:
     return out
 
 
-def group_runs(runs: Sequence[VideoRun]) -> dict[str, list[VideoRun]]:
-    """Runs by group (C-DSVAE groups first, then by name), each group's runs by seed."""
-    order = {"C-DSVAE": 0, "DSVAE": 1}
-    groups: dict[str, list[VideoRun]] = {}
-    for r in sorted(runs, key=lambda r: (order.get(r.system, 2), r.tag)):
-        groups.setdefault(r.group, []).append(r)
-    for group, rows in groups.items():
-        if len({r.system for r in rows}) > 1:
-            raise UserError(f"experiments {', '.join(r.tag for r in rows)} share the name {group} "
-                            f"but are different systems ({', '.join(sorted({r.system for r in rows}))})")
-        rows.sort(key=lambda r: (r.seed is None, r.seed, r.tag))
-    return groups
-
-
 def seed_blocks(runs: Sequence[VideoRun]) -> list[Block]:
     """Mean ± std over the seeds of each group (sample std of the per-seed means), and C-DSVAE minus
     DSVAE paired by seed (:func:`~cdsvae.eval.report.tables.paired_row`); none when no group has
     two seeds."""
-    groups = group_runs(runs)
+    groups = group_results(runs)
     if not any(len(rows) > 1 for rows in groups.values()):
         return []
     sections = _sections(runs)
@@ -246,7 +232,7 @@ def write_video_reports(exp_dirs: Sequence[str | os.PathLike], out: str | os.Pat
             except json.JSONDecodeError as e:
                 raise UserError(f"{rj}: not valid JSON ({e.msg}, line {e.lineno})") from None
             seed = (cfg.get("train") or {}).get("seed")
-            runs.append(VideoRun(name, system, exp.name, None if seed is None else int(seed), results[name]))
+            runs.append(VideoRun(system, exp.name, None if seed is None else int(seed), results[name]))
             demo = demo_block(exp, how=" --data <test split dir>")
             write_results_md(exp / "RESULTS.md", {name: results[name]}, f"{title}: {exp.name}", demo=demo)
             entries.append(ExperimentEntry(exp.name, system, exp / "RESULTS.md", exp / "index.html", (), demo))

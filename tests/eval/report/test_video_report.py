@@ -114,7 +114,7 @@ def test_video_seed_groups_refuse_mixed_systems(tmp_path):
     from cdsvae.errors import UserError
     from cdsvae.eval.report.video import VideoRun, seed_blocks
 
-    runs = [VideoRun("a", "C-DSVAE", "x_seed1", 1, judge_result(0.9, 5.0)),
-            VideoRun("b", "DSVAE", "x_seed2", 2, judge_result(0.5, 5.0))]
+    runs = [VideoRun("C-DSVAE", "x_seed1", 1, judge_result(0.9, 5.0)),
+            VideoRun("DSVAE", "x_seed2", 2, judge_result(0.5, 5.0))]
     with pytest.raises(UserError, match="share the name x but are different systems"):
         seed_blocks(runs)
