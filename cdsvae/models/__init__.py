@@ -25,6 +25,9 @@ MODEL = Section({
     # none (authors) | instance: q(z_t) sees the BiLSTM outputs normalised over time per channel,
     # so what is constant over a sequence reaches z less easily
     "z_input_norm": Field("none", "str", choices=("none", "instance")),
+    # 0 (authors): p(x_t|s, z_t) per frame | N: spectral frames then pass a residual postnet of N
+    # convolutions over time (kernel 5, hidden_dim channels)
+    "postnet_layers": Field(0, "int", minimum=0),
     # normal: conv/linear weights N(0, init_std), biases 0 (authors) | default
     "init": Field("normal", "str", choices=("normal", "default")),
     "init_std": Field(0.01, "float", minimum=0.0),  # > 0

@@ -2,7 +2,9 @@
 
 Posterior: frame encoder -> BiLSTM; q(s|x_1:T) from [forward state at T, backward state
 at 1]; q(z_t|x) from a one-way RNN over the BiLSTM outputs. Prior: p(s) = N(0, I) and
-p(z_t|z_<t) from two stacked LSTM layers with z_0 = 0. Decoder: p(x_t|s, z_t) per frame.
+p(z_t|z_<t) from two stacked LSTM layers with z_0 = 0. Decoder: p(x_t|s, z_t) per frame, for
+spectral frames optionally followed by a postnet: residual 1-D convolutions over time that sharpen
+what the per-frame decoder blurs (Tacotron 2's postnet), so x_t then also reads z_{t-k..t+k}.
 
 Draws with a ``generator`` are made on the generator's device and moved to the model's, so a
 seeded CPU generator gives the same samples whether the model is on the CPU or a GPU.
@@ -85,12 +87,34 @@ def _run_rnn(rnn, x, state=None):
         return rnn(x.float(), state)
 
 
+class Postnet(nn.Module):
+    """Residual stack over time on decoded spectral frames (B, T, F): ``layers`` convolutions of
+    width ``kernel`` with zero padding, BatchNorm and tanh between them; the output is the input
+    plus the stack's. Under the authors' init the last layer starts near zero, so training starts
+    from the per-frame decoder's output."""
+
+    def __init__(self, feat_dim, channels, layers, kernel=5):
+        super().__init__()
+        if layers < 1 or kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"a postnet needs at least one layer and an odd kernel, got {layers} and {kernel}")
+        dims = [feat_dim] + [channels] * (layers - 1) + [feat_dim]
+        mods = []
+        for i, (c_in, c_out) in enumerate(zip(dims[:-1], dims[1:])):
+            mods.append(nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2))
+            if i < layers - 1:
+                mods += [nn.BatchNorm1d(c_out), nn.Tanh()]
+        self.layers = nn.Sequential(*mods)
+
+    def forward(self, frames):
+        return frames + self.layers(frames.transpose(1, 2)).transpose(1, 2)
+
+
 class SequentialVAE(nn.Module):
     """Sequential VAE over (B, T, *frame_shape) inputs; build it with ``build_model``."""
 
     def __init__(self, frame="conv64", in_channels=3, feat_dim=80, s_dim=256, z_dim=32,
                  hidden_dim=256, g_dim=128, conv_width=64, frame_hidden=256, z_rnn="rnn",
-                 init="normal", init_std=0.01, z_input_norm="none"):
+                 init="normal", init_std=0.01, z_input_norm="none", postnet_layers=0):
         super().__init__()
         self.s_dim, self.z_dim, self.hidden_dim = s_dim, z_dim, hidden_dim
         self.frame_encoder, self.frame_decoder = build_frame_coders(
@@ -110,6 +134,11 @@ class SequentialVAE(nn.Module):
         if z_input_norm != "none" and z_input_norm != "instance":
             raise ValueError(f"unknown z_input_norm {z_input_norm!r}; expected none or instance")
         self.z_input_norm = z_input_norm
+        self.postnet = None
+        if postnet_layers:
+            if len(self.frame_shape) != 1:
+                raise ValueError(f"a postnet needs spectral frames (mlp, conv1d), not frames of shape {self.frame_shape}")
+            self.postnet = Postnet(self.frame_shape[0], hidden_dim, postnet_layers)
         self.z_mean_head = nn.Linear(hidden_dim, z_dim)
         self.z_logvar_head = nn.Linear(hidden_dim, z_dim)
         # Two stacked LSTM layers are the authors' two stacked LSTMCells; one call runs the
@@ -175,7 +204,8 @@ class SequentialVAE(nn.Module):
     def _decode(self, s, z):
         b, t = z.shape[:2]
         h = torch.cat([s[:, None, :].expand(b, t, s.shape[-1]), z], dim=-1)
-        return self.frame_decoder(h.reshape(b * t, -1)).view(b, t, *self.frame_shape)
+        frames = self.frame_decoder(h.reshape(b * t, -1)).view(b, t, *self.frame_shape)
+        return frames if self.postnet is None else self.postnet(frames)
 
     def forward(self, x, x_content=None, x_motion=None, content_index=None, sample=None):
         """Encode x, decode it, and encode the views when given.

@@ -314,3 +314,46 @@ def test_instance_normalised_z_input_ignores_per_sequence_offsets():
 def test_z_input_norm_is_checked():
     with pytest.raises(UserError, match=r"'model.z_input_norm' must be one of none\|instance"):
         build_model({"frame": "mlp", "feat_dim": 7, "z_input_norm": "layer", **SMALL})
+
+
+def _conv_over_time(x, conv):
+    """Brute force of a zero-padded Conv1d over time on frames x (T, C_in) -> (T, C_out)."""
+    w, b = conv.weight.detach(), conv.bias.detach()
+    k = w.shape[-1]
+    pad = torch.cat([torch.zeros(k // 2, x.shape[1]), x, torch.zeros(k // 2, x.shape[1])])
+    return torch.stack([b + sum(w[:, :, j] @ pad[t + j] for j in range(k)) for t in range(x.shape[0])])
+
+
+def test_postnet_adds_a_convolution_over_time_to_the_per_frame_decoder():
+    model, shape = _model("conv1d", postnet_layers=2)
+    model.eval()
+    with torch.no_grad():
+        for m in model.postnet.modules():  # away from the near-zero init, so the residual is visible
+            if isinstance(m, nn.Conv1d):
+                m.weight.normal_(0.0, 0.3)
+                m.bias.normal_(0.0, 0.1)
+        bn = model.postnet.layers[1]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    s, z = torch.randn(2, model.s_dim), torch.randn(2, 6, model.z_dim)
+    out = model.decode(s, z)
+    per_frame = model.frame_decoder(torch.cat([s[:, None].expand(2, 6, -1), z], -1).reshape(12, -1)).view(2, 6, -1)
+    conv1, conv2 = model.postnet.layers[0], model.postnet.layers[3]
+    for i in range(2):
+        h = _conv_over_time(per_frame[i], conv1)
+        h = torch.tanh((h - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias)
+        torch.testing.assert_close(out[i], per_frame[i] + _conv_over_time(h, conv2), atol=1e-5, rtol=1e-5)
+    # each layer reaches 2 frames either way: z at frame 0 moves frames 0-4 and no later one
+    z2 = z.clone()
+    z2[:, 0] += 1.0
+    moved = (model.decode(s, z2) - out).abs().amax(dim=(0, 2))
+    assert bool((moved[:5] > 0).all()) and bool((moved[5:] == 0).all())
+
+
+def test_postnet_is_optional_and_for_spectral_frames_only():
+    plain, _ = _model("conv1d")
+    assert plain.postnet is None and not any(k.startswith("postnet") for k in plain.state_dict())
+    with pytest.raises(ValueError, match="postnet needs spectral frames"):
+        _model("conv64", postnet_layers=2)
+    with pytest.raises(UserError, match="model.postnet_layers"):
+        build_model({"frame": "mlp", "feat_dim": 7, "postnet_layers": -1, **SMALL})
