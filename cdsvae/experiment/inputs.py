@@ -181,16 +181,25 @@ def _flat(value: Any, prefix: str) -> dict[str, Any]:
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any],
-                   sections: Sequence[str] = CONFIG_SECTIONS) -> list[str]:
-    """``"section.key: old -> new"`` for every key of ``sections`` that differs between two configs."""
+                   sections: Sequence[str] = CONFIG_SECTIONS, defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """``"section.key: old -> new"`` for every key of ``sections`` that differs between two configs.
+
+    ``defaults`` maps ``"section.key"`` to its declared default: a key the old config does not
+    hold (it was recorded before the option existed) counts as having its default, so adding an
+    option whose default keeps the old behaviour does not make older runs look changed.
+    """
     a = _flat({sec: old.get(sec) or {} for sec in sections}, "")
     b = _flat({sec: new.get(sec) or {} for sec in sections}, "")
+    for key, value in _flat(dict(defaults or {}), "").items():
+        if key not in a and key.split(".", 1)[0] in sections:
+            a[key] = value
     return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
-def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """What differs between two fingerprints, one short phrase each (config keys first)."""
-    out = config_changes(old.get("config") or {}, new.get("config") or {})
+def changes(old: Mapping[str, Any], new: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """What differs between two fingerprints, one short phrase each (config keys first); ``defaults``
+    as in :func:`config_changes`."""
+    out = config_changes(old.get("config") or {}, new.get("config") or {}, defaults=defaults)
     fa, fb = old.get("files") or {}, new.get("files") or {}
     for path in sorted(set(fa) | set(fb)):
         if fa.get(path) == fb.get(path):
@@ -215,15 +224,17 @@ def restart_hint(exp_dir: str | os.PathLike) -> str:
     return f"train into a new --outdir or move {exp_dir} aside"
 
 
-def check_resume(exp_dir: str | os.PathLike, fp: Mapping[str, Any], has_checkpoints: bool) -> None:
-    """Refuse to continue a run whose checkpoints were trained on other inputs than ``fp``."""
+def check_resume(exp_dir: str | os.PathLike, fp: Mapping[str, Any], has_checkpoints: bool,
+                 defaults: Mapping[str, Any] | None = None) -> None:
+    """Refuse to continue a run whose checkpoints were trained on other inputs than ``fp``
+    (``defaults``: as in :func:`config_changes`)."""
     if not has_checkpoints:
         return
     stored = read_inputs(exp_dir)
     if stored is None:
         raise UserError(f"{exp_dir} holds checkpoints but no record of the inputs they were trained on "
                         f"({INPUTS_FILE}); {restart_hint(exp_dir)}")
-    diff = changes(stored, fp)
+    diff = changes(stored, fp, defaults)
     if diff:
         raise UserError(f"{exp_dir} was trained on other inputs: {summarise(diff)}; {restart_hint(exp_dir)}")
 

@@ -20,7 +20,7 @@ from cdsvae.experiment.datasets import build_dataset, check_frames
 from cdsvae.experiment.inputs import (absolute_data_paths, check_resume, config_changes, copy_cmvn, fingerprint,
                                       restart_hint, write_inputs)
 from cdsvae.experiment.loss import SELECTION_CRITERION, make_loss_fn, recon_consistency
-from cdsvae.experiment.schema import CONFIG_FILE, content_segments
+from cdsvae.experiment.schema import CONFIG_FILE, content_segments, declared_defaults
 from cdsvae.models import build_model
 from cdsvae.train.distributed import DistContext, shutdown
 from cdsvae.train.resume import RESUME_KEYS, training_finished
@@ -37,7 +37,7 @@ def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
     if not prev_file.is_file() or not ckpt.list_step_checkpoints(outdir / "checkpoints"):
         return
     prev = read_yaml(prev_file)
-    changed = config_changes(prev, cfg)
+    changed = config_changes(prev, cfg, defaults=declared_defaults())
     if changed:
         raise UserError(f"{outdir} holds a run with another config ({'; '.join(changed)}); "
                         f"{restart_hint(outdir)}")
@@ -55,7 +55,7 @@ def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[
     outdir = Path(outdir)
     _check_existing_run(outdir, cfg)
     fp = fingerprint(cfg)
-    check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")))
+    check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")), declared_defaults())
     return fp
 
 

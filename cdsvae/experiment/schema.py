@@ -46,6 +46,12 @@ def config_schema() -> Schema:
     }
 
 
+def declared_defaults() -> dict[str, Any]:
+    """``{"section.key": default}`` for every key of :func:`config_schema` that has one."""
+    return {f"{sec}.{key}": value for sec, section in config_schema().items()
+            for key, value in section.defaults().items()}
+
+
 def _check_values(cfg: dict[str, Any], source: str) -> dict[str, Any]:
     """The checks of a schema-valid config owned by the model and the objective, and the values
     the experiment resolves (``train.unique_utts_per_batch: null``)."""

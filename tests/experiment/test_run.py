@@ -54,6 +54,25 @@ def test_rerun_with_another_model_config_is_refused_but_more_epochs_continue(tmp
     assert "resumed from" in log
 
 
+def test_a_run_recorded_before_an_option_existed_resumes_when_the_option_keeps_its_default(tmp_path):
+    import json
+
+    from cdsvae.experiment.inputs import INPUTS_FILE
+
+    out = tmp_path / "exp"
+    train(check_config(_cfg(train__epochs=1)), out)
+    # as written by a version without model.postnet_layers: the key is absent from both records
+    for name in ("config.yaml", INPUTS_FILE):
+        path = out / name
+        rec = yaml.safe_load(path.read_text()) if name.endswith(".yaml") else json.loads(path.read_text())
+        (rec["config"] if "config" in rec and "files" in rec else rec)["model"].pop("postnet_layers")
+        path.write_text(yaml.safe_dump(rec) if name.endswith(".yaml") else json.dumps(rec))
+    with pytest.raises(UserError, match=r"another config \(model.postnet_layers: 0 -> 2\)"):
+        train(check_config(_cfg(train__epochs=2, model__postnet_layers=2)), out)
+    summary = train(check_config(_cfg(train__epochs=2)), out)
+    assert summary["epoch"] == 2 and "resumed from" in (out / "train.log").read_text()
+
+
 def test_load_train_config_reads_overrides_validates_and_checks_once(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(_cfg()))
