@@ -230,6 +230,6 @@ def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> Tab
             f"A's speaker in {_pm(refs[0], 1.0, 3)} of the pairs; {content_ref}. Ideal: swap and random z close to 1 "
             "for the speaker; random s near 0.5 (z_B alone does not carry B's voice); content errors of swap and "
             "random s near the reconstruction's, random z far above it; the reconstruction closer to B shows how "
-            "much of the voice the decoder keeps when nothing is swapped (n/a: results written before it was "
-            "measured).")
+            "much of the voice the decoder keeps when nothing is swapped"
+            + (" (n/a: results written before it was measured)." if any(line[-1] == "n/a" for line in lines) else "."))
     return Table(DETAIL_COLUMNS, lines, note=note)

@@ -57,7 +57,11 @@ def test_tables_rows_references_and_paired_differences(tmp_path):
     figures = metrics(0.3, 1.0, [0.70, 0.72], [0.50, 0.52])
     figures["swap"]["summary"]["reconstruction_b"]["speaker"] = [0.9, 0.95]
     newer = experiment(tmp_path / "newer", "cdsvae_seed1", CDSVAE_W, 1, figures)
-    assert swap_detail_table([newer], "test").markdown().splitlines()[2].endswith("| 51.00 ± 1.41 | 0.925 ± 0.035 |")
+    newer_detail = swap_detail_table([newer], "test").markdown()
+    assert newer_detail.splitlines()[2].endswith("| 51.00 ± 1.41 | 0.925 ± 0.035 |")
+    # the note explains n/a only where a row has it
+    assert "(n/a: results written before it was measured)" in detail
+    assert "n/a" not in newer_detail and newer_detail.rstrip().endswith("when nothing is swapped.")
     assert disentanglement_table(rows[:0], "test", judge) is None and disentanglement_difference_table(rows[:2], "test") is None
 
 
