@@ -184,15 +184,14 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any],
                    sections: Sequence[str] = CONFIG_SECTIONS, defaults: Mapping[str, Any] | None = None) -> list[str]:
     """``"section.key: old -> new"`` for every key of ``sections`` that differs between two configs.
 
-    ``defaults`` maps ``"section.key"`` to its declared default: a key the old config does not
-    hold (it was recorded before the option existed) counts as having its default, so adding an
-    option whose default keeps the old behaviour does not make older runs look changed.
+    ``defaults`` holds the declared defaults by section: a key the old config does not hold (it was
+    recorded before the option existed) counts as having its default, so adding an option whose
+    default keeps the old behaviour does not make older runs look changed.
     """
     a = _flat({sec: old.get(sec) or {} for sec in sections}, "")
     b = _flat({sec: new.get(sec) or {} for sec in sections}, "")
-    for key, value in _flat(dict(defaults or {}), "").items():
-        if key not in a and key.split(".", 1)[0] in sections:
-            a[key] = value
+    for key, value in _flat({sec: (defaults or {}).get(sec) or {} for sec in sections}, "").items():
+        a.setdefault(key, value)
     return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 

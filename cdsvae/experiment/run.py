@@ -31,13 +31,13 @@ from cdsvae.train.trainer import Trainer, setup_process
 log = logging.getLogger("cdsvae.train")
 
 
-def _check_existing_run(outdir: Path, cfg: Mapping[str, Any]) -> None:
+def _check_existing_run(outdir: Path, cfg: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     """A directory with checkpoints of another model/objective/data is not silently continued."""
     prev_file = outdir / CONFIG_FILE
     if not prev_file.is_file() or not ckpt.list_step_checkpoints(outdir / "checkpoints"):
         return
     prev = read_yaml(prev_file)
-    changed = config_changes(prev, cfg, defaults=declared_defaults())
+    changed = config_changes(prev, cfg, defaults=defaults)
     if changed:
         raise UserError(f"{outdir} holds a run with another config ({'; '.join(changed)}); "
                         f"{restart_hint(outdir)}")
@@ -53,9 +53,10 @@ def check_run_inputs(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> dict[
     returns the fingerprint of its inputs.
     """
     outdir = Path(outdir)
-    _check_existing_run(outdir, cfg)
+    defaults = declared_defaults()
+    _check_existing_run(outdir, cfg, defaults)
     fp = fingerprint(cfg)
-    check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")), declared_defaults())
+    check_resume(outdir, fp, bool(ckpt.list_step_checkpoints(outdir / "checkpoints")), defaults)
     return fp
 
 

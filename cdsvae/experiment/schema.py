@@ -46,10 +46,9 @@ def config_schema() -> Schema:
     }
 
 
-def declared_defaults() -> dict[str, Any]:
-    """``{"section.key": default}`` for every key of :func:`config_schema` that has one."""
-    return {f"{sec}.{key}": value for sec, section in config_schema().items()
-            for key, value in section.defaults().items()}
+def declared_defaults() -> dict[str, dict[str, Any]]:
+    """``{section: {key: default}}`` for every key of :func:`config_schema` that has one."""
+    return {sec: section.defaults() for sec, section in config_schema().items()}
 
 
 def _check_values(cfg: dict[str, Any], source: str) -> dict[str, Any]:
