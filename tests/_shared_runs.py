@@ -1,11 +1,14 @@
-"""Expensive session fixtures (whole recipe runs) built on one background thread while the rest
-of the suite runs.
+"""Expensive session fixtures (whole recipe runs) built in the background while the rest of the
+suite runs.
 
 A conftest registers a builder under the name of the session fixture that returns its result;
 the root conftest orders the tests that use a registered fixture after all the others and, at the
-first test, starts the builders those tests need, in the order they need them. The fixture then
-waits for its result (``result``): a run that failed fails every test that uses it, as a fixture
-does. Where nothing was started (a run of one test), ``result`` builds in the foreground.
+first test, queues the builds those tests need, in the order they need them. A background thread
+takes them from the back of the queue (the one needed last first); when the foreground reaches a
+test whose build has not begun, it takes that build off the queue and makes it itself, so both
+cores build once the other tests are done. The fixture then waits for its result (``result``): a
+run that failed fails every test that uses it, as a fixture does. Where nothing was queued (a run
+of one test), ``result`` builds in the foreground.
 """
 
 from __future__ import annotations
@@ -78,26 +81,38 @@ def registered() -> set[str]:
     return set(_BUILDERS)
 
 
+_QUEUED: list[str] = []  # builds not begun, in the order the tests need them
+_STOPPING = threading.Event()
+
+
 def start(names: list[str], mktemp: Callable[[str], Path]) -> threading.Thread | None:
-    """Build ``names`` one after another on a background thread."""
-    builds = []
+    """Queue ``names`` (in the order the tests need them) and start the background thread, which
+    builds from the back of the queue."""
     with _LOCK:
         for name in names:
             if name in _BUILDERS and name not in _STARTED:
                 _STARTED[name] = _Build(_BUILDERS[name], mktemp(name))
-                builds.append(_STARTED[name])
-    if not builds:
-        return None
-    thread = threading.Thread(target=_run_all, args=(builds,), name="shared-runs", daemon=True)
+                _QUEUED.append(name)
+        if not _QUEUED:
+            return None
+    thread = threading.Thread(target=_run_queued, name="shared-runs", daemon=True)
     thread.start()
     return thread
 
 
-_STOPPING = threading.Event()
+def _take(name: str | None = None) -> _Build | None:
+    """Take a build off the queue: ``name`` if it has not begun, or else the last one."""
+    with _LOCK:
+        if name is None and _QUEUED:
+            name = _QUEUED[-1]
+        if name is None or name not in _QUEUED:
+            return None
+        _QUEUED.remove(name)
+        return _STARTED[name]
 
 
-def _run_all(builds: list[_Build]) -> None:
-    for build in builds:
+def _run_queued() -> None:
+    while (build := _take()) is not None:
         if _STOPPING.is_set():
             build.error = RuntimeError("not built: the session ended first")
             build.done.set()
@@ -113,9 +128,13 @@ def stop_unfinished() -> None:
 
 
 def result(name: str, mktemp: Callable[[str], Path]) -> Any:
-    """The value of ``name``: the background build's, or one built now if none was started."""
+    """The value of ``name``: built now in this thread if it was never queued or has not begun,
+    else the background build's."""
     with _LOCK:
         if name not in _STARTED:
             _STARTED[name] = _Build(_BUILDERS[name], mktemp(name))
-            _STARTED[name].run()
+            _QUEUED.append(name)
+    build = _take(name)
+    if build is not None:
+        build.run()
     return _STARTED[name].wait()
