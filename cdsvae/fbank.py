@@ -22,6 +22,7 @@ import numpy as np
 
 from cdsvae.audio import MIX, audio_label, check_channel, read_audio, read_utterances
 from cdsvae.config import Field, Section, check_section
+from cdsvae.data.feats import check_finite
 from cdsvae.errors import UserError
 from cdsvae.io import read_yaml
 
@@ -98,13 +99,6 @@ def num_frames(num_samples: int, cfg: Mapping) -> int:
     """Frames Kaldi's ``snip_edges`` framing gives for ``num_samples`` samples."""
     win, shift = window_samples(cfg), shift_samples(cfg)
     return 0 if num_samples < win else 1 + (num_samples - win) // shift
-
-
-def check_finite(feats: np.ndarray, what: str) -> None:
-    """Refuse NaN/Inf: they would poison every statistic computed from the feature file."""
-    if not np.isfinite(feats).all():
-        bad = np.argwhere(~np.isfinite(feats))[0]
-        raise UserError(f"non-finite feature value at frame {bad[0]}: {what}")
 
 
 def compute_fbank(wave: np.ndarray, cfg: Mapping, what: str = "waveform") -> np.ndarray:

@@ -269,6 +269,16 @@ def test_loading_a_model_never_reaches_the_training_loop(module):
     assert path is None, " -> ".join(path)
 
 
+
+def test_training_reads_features_without_the_audio_readers():
+    """Stage 4 reads ark/scp features: the training entry point never imports the audio readers
+    or the filterbank (they belong to stage 2 and to inference)."""
+    graph = import_graph(_modules())
+    assert import_path(graph, "cdsvae.bin.make_fbank", "cdsvae.audio")  # the check can see them
+    for target in ("cdsvae.audio", "cdsvae.fbank"):
+        path = import_path(graph, "cdsvae.bin.train", target)
+        assert path is None, " -> ".join(path)
+
 def _string_list(node: ast.AST) -> frozenset[str] | None:
     """The strings of a tuple, list or set literal of two or more string constants, else None."""
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) >= 2 and all(

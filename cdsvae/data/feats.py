@@ -18,10 +18,16 @@ import numpy as np
 
 from cdsvae.data.datadir import iter_table_lines
 from cdsvae.errors import UserError
-from cdsvae.fbank import check_finite
 from cdsvae.io import atomic_open
 
 # kaldiio is imported where arks are read or written: it is not needed to read the text tables.
+
+
+def check_finite(feats: np.ndarray, what: str) -> None:
+    """Refuse NaN/Inf: they would poison every statistic computed from the feature file."""
+    if not np.isfinite(feats).all():
+        bad = np.argwhere(~np.isfinite(feats))[0]
+        raise UserError(f"non-finite feature value at frame {bad[0]}: {what}")
 
 
 class FeatureWriter:
