@@ -100,19 +100,14 @@ def start(names: list[str], mktemp: Callable[[str], Path]) -> threading.Thread |
     return thread
 
 
-def _take(name: str | None = None) -> _Build | None:
-    """Take a build off the queue: ``name`` if it has not begun, or else the last one."""
+def _take_last() -> _Build | None:
+    """Take the last build off the queue (None when it is empty)."""
     with _LOCK:
-        if name is None and _QUEUED:
-            name = _QUEUED[-1]
-        if name is None or name not in _QUEUED:
-            return None
-        _QUEUED.remove(name)
-        return _STARTED[name]
+        return _STARTED[_QUEUED.pop()] if _QUEUED else None
 
 
 def _run_queued() -> None:
-    while (build := _take()) is not None:
+    while (build := _take_last()) is not None:
         if _STOPPING.is_set():
             build.error = RuntimeError("not built: the session ended first")
             build.done.set()
@@ -133,8 +128,12 @@ def result(name: str, mktemp: Callable[[str], Path]) -> Any:
     with _LOCK:
         if name not in _STARTED:
             _STARTED[name] = _Build(_BUILDERS[name], mktemp(name))
-            _QUEUED.append(name)
-    build = _take(name)
+            build = _STARTED[name]
+        elif name in _QUEUED:
+            _QUEUED.remove(name)
+            build = _STARTED[name]
+        else:
+            build = None
     if build is not None:
         build.run()
     return _STARTED[name].wait()

@@ -22,12 +22,13 @@ def shared():
 
 
 def test_the_background_builds_from_the_back_and_the_foreground_takes_what_has_not_begun(shared, tmp_path):
-    built_by, release = {}, threading.Event()
+    built_by, began, release = {}, threading.Event(), threading.Event()
 
     def builder(name, wait=False):
         def build(root):
             built_by[name] = threading.current_thread().name
             if wait:
+                began.set()
                 assert release.wait(10)
             return f"{name} in {root.name}"
         return build
@@ -36,6 +37,7 @@ def test_the_background_builds_from_the_back_and_the_foreground_takes_what_has_n
     shared.register("b", builder("b"))
     shared.register("c", builder("c", wait=True))
     thread = shared.start(["a", "b", "c"], lambda name: tmp_path / name)
+    assert began.wait(10)
     # the background thread begins with the build needed last, and stays on it until released,
     # so "a" has not begun when the first test asks for it: the foreground makes it
     assert shared.result("a", lambda name: tmp_path / name) == "a in a"
