@@ -23,7 +23,7 @@
 #                  1e-3 relative of eager, parameters within 2 x lr x steps;
 #                - eval/train: a trained model in eval mode reconstructs no worse than 1.25 times
 #                  train mode (fp32 and bf16), lagging running averages are caught, and the
-#                  trainer's own check stays under its limit (cdsvae/train/validation.py);
+#                  trainer's own check stays under its limit (cdsvae/train/monitor.py);
 #                - a conv64 run checkpointed with contiguous weights resumes channels-last with
 #                  the fused Adam kernel; the swap protocols' CPU generator draws for a model on
 #                  the GPU.

@@ -62,7 +62,7 @@ def straightforward_loss(model, x, x_content, x_motion, weights, dataset_size):
 def _setup(args):
     import torch
 
-    from cdsvae.augment.content import apply_order, content_order
+    from cdsvae.experiment.loss import apply_order, content_order
     from cdsvae.models import build_model
 
     torch.manual_seed(0)

@@ -219,7 +219,7 @@ def cdsvae_loss(model, x, x_content, x_motion, weights, dataset_size, *, content
 
     Only x is decoded. The views go through the frame encoder in one call with x,
     with batch-norm statistics from x's frames alone. ``content_index`` (B, T), the
-    frame order of the content view (see cdsvae.augment.content.content_order), can
+    frame order of the content view (see cdsvae.experiment.loss.content_order), can
     replace ``x_content``; the frame encoder then skips the content view entirely.
     ``model`` may be wrapped (e.g. DistributedDataParallel): it is only called.
     """

@@ -303,7 +303,7 @@ def test_cdsvae_loss_remedies_match_separate_eval_passes():
 
 
 def test_cdsvae_loss_content_index_equals_content_tensor():
-    from cdsvae.augment.content import apply_order, content_order
+    from cdsvae.experiment.loss import apply_order, content_order
 
     torch.manual_seed(2)
     model = build_model(TINY)

@@ -1,6 +1,6 @@
-"""One C-DSVAE experiment, ``exp/<tag>/``: its config (:mod:`~cdsvae.experiment.schema`), its data
-(:mod:`~cdsvae.experiment.datasets`), its per-step loss (:mod:`~cdsvae.experiment.loss`), the training
-run (:mod:`~cdsvae.experiment.run`), what it learnt from (:mod:`~cdsvae.experiment.inputs`), and
+"""One C-DSVAE experiment, ``exp/<tag>/``: its config (:mod:`~cdsvae.experiment.schema`), its data and
+what it learnt from (:mod:`~cdsvae.experiment.inputs`), its per-step loss
+(:mod:`~cdsvae.experiment.loss`), the training run (:mod:`~cdsvae.experiment.run`), and
 loading it back, or a packed copy of it, for evaluation and inference
 (:mod:`~cdsvae.experiment.load`, which never imports the training loop).
 

@@ -16,16 +16,14 @@ from typing import Any, Mapping
 import cdsvae.checkpoint as ckpt
 from cdsvae.config import dump_config, read_yaml
 from cdsvae.errors import UserError
-from cdsvae.experiment.datasets import build_dataset, check_frames
-from cdsvae.experiment.inputs import (absolute_data_paths, check_resume, config_changes, copy_cmvn, fingerprint,
-                                      restart_hint, write_inputs)
+from cdsvae.experiment.inputs import (absolute_data_paths, build_dataset, check_frames, check_resume, config_changes,
+                                      copy_cmvn, fingerprint, restart_hint, write_inputs)
 from cdsvae.experiment.loss import SELECTION_CRITERION, make_loss_fn, recon_consistency
 from cdsvae.experiment.schema import CONFIG_FILE, content_segments, declared_defaults
 from cdsvae.models import build_model
 from cdsvae.train.distributed import DistContext, shutdown
 from cdsvae.train.resume import RESUME_KEYS, training_finished
-from cdsvae.train.sampler import check_global_batch
-from cdsvae.train.seeding import seed_everything
+from cdsvae.train.batches import check_global_batch, seed_everything
 from cdsvae.train.trainer import Trainer, setup_process
 
 log = logging.getLogger("cdsvae.train")
@@ -76,7 +74,7 @@ def finished_run(cfg: Mapping[str, Any], outdir: str | os.PathLike) -> str | Non
 
 def check_training_batches(cfg: Mapping[str, Any], nproc: int) -> None:
     """Refuse a checked config whose training split cannot fill one global batch of ``nproc``
-    processes (:func:`cdsvae.train.sampler.check_global_batch`), before any process starts."""
+    processes (:func:`cdsvae.train.batches.check_global_batch`), before any process starts."""
     t = cfg["train"]
     train_set = build_dataset(cfg["data"], cfg["data"]["train_split"], content_segments(cfg))
     if len(train_set) == 0:

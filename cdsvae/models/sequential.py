@@ -173,7 +173,7 @@ class SequentialVAE(nn.Module):
     def _embed(self, x, views=None):
         """Frame embeddings (B, T, g) of x (B, T, ...), then of ``views`` (K*B, T, ...) if given.
 
-        BatchNorm statistics come from x's frames alone (see :mod:`cdsvae.models.norm`).
+        BatchNorm statistics come from x's frames alone (see :mod:`cdsvae.models.frames`).
         """
         b, t = x.shape[:2]
         frames = x.reshape(b * t, *self.frame_shape)
@@ -211,7 +211,7 @@ class SequentialVAE(nn.Module):
         """Encode x, decode it, and encode the views when given.
 
         The views share one frame-encoder call with x, with batch-norm statistics taken
-        from x alone (see :mod:`cdsvae.models.norm`), and are never decoded.
+        from x alone (see :mod:`cdsvae.models.frames`), and are never decoded.
         ``content_index`` (B, T) is an alternative to ``x_content``: the content view is
         x with frames reordered per sequence, so its frame embeddings are x's reordered
         and the frame encoder need not run on it at all. ``sample`` defaults to the

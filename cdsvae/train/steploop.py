@@ -48,7 +48,7 @@ from tqdm import tqdm
 from cdsvae.errors import UserError
 from cdsvae.io import atomic_open
 from cdsvae.train.distributed import DistContext, all_gather_object, all_reduce_mean
-from cdsvae.train.seeding import derive_seed
+from cdsvae.train.batches import derive_seed
 
 log = logging.getLogger("cdsvae.train")
 CHECKPOINT = "checkpoint.pt"

@@ -4,10 +4,9 @@ loop (steps, divergence checks, checkpoint cadence).
 The trainer is generic: it takes a model and a loss function
 ``loss_fn(model, batch, generator) -> (loss, terms)`` (``terms`` a dict of scalar tensors that
 are logged), so the C-DSVAE specifics live in :mod:`cdsvae.experiment`. What it delegates:
-its options, the optimiser and schedule (:mod:`~cdsvae.train.optim`), the epoch order
-(:mod:`~cdsvae.train.sampler`), validation and the eval/train check
-(:mod:`~cdsvae.train.validation`), reports (:mod:`~cdsvae.train.monitor`), checkpoints and
-resumption (:mod:`~cdsvae.train.resume`), seeds (:mod:`~cdsvae.train.seeding`).
+its options, the optimiser and schedule (:mod:`~cdsvae.train.optim`), seeds, the epoch order and
+the batches (:mod:`~cdsvae.train.batches`), validation, the eval/train check and reports
+(:mod:`~cdsvae.train.monitor`), checkpoints and resumption (:mod:`~cdsvae.train.resume`).
 
 Launching, on one or many processes and nodes: :mod:`cdsvae.bin.train`.
 
@@ -25,7 +24,7 @@ Semantics worth knowing:
   permutation, which is why the position within an epoch can be stored as a sample count.
 - With ``train.unique_utts_per_batch`` true and a training set that has an ``item_groups()`` method (the
   utterance of each speech segment), the permutation is replaced by one in which no global
-  batch holds two items of a group (:mod:`cdsvae.train.sampler`); it is cut the same way.
+  batch holds two items of a group (:mod:`cdsvae.train.batches`); it is cut the same way.
 - A killed run restarted with the same command ends with the parameters an uninterrupted run
   would have had (:mod:`cdsvae.train.resume`); a dataset with a ``set_epoch`` method is told
   the epoch before each pass.
@@ -55,18 +54,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from cdsvae.errors import UserError
-from cdsvae.models.norm import decide_invertibility
-from cdsvae.train.batches import Batches
+from cdsvae.models.frames import decide_invertibility
+from cdsvae.train.batches import (Batches, ResumableDistributedSampler, UniqueGroupSampler, check_global_batch,
+                                  derive_seed, seed_everything, set_deterministic)
 from cdsvae.config import to_plain
 from cdsvae.train.distributed import DistContext, init_distributed
-from cdsvae.train.monitor import Monitor, setup_logging
+from cdsvae.train.monitor import ConsistencyFn, Monitor, Validator, setup_logging
 from cdsvae.train.optim import OPTIM, TRAIN, build_optimizer, match_state_layouts
 from cdsvae.train.resume import (carried_best, load_run, load_weights, restore_streams, resume_position,
                                  save_run, training_finished)
-from cdsvae.train.sampler import ResumableDistributedSampler, UniqueGroupSampler, check_global_batch
-from cdsvae.train.seeding import derive_seed, seed_everything, set_deterministic
 from cdsvae.train.steploop import StepLoop, StepStats, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
-from cdsvae.train.validation import ConsistencyFn, Validator
 
 log = logging.getLogger("cdsvae.train")
 
@@ -109,7 +106,7 @@ class Trainer:
 
     ``criterion = (name, terms)`` chooses ``best.pt``: the validation sum of those logged terms;
     without it, the validation loss. ``consistency_fn`` checks after every epoch that the
-    model in eval mode reproduces training on fixed batches (:class:`~cdsvae.train.validation.Validator`).
+    model in eval mode reproduces training on fixed batches (:class:`~cdsvae.train.monitor.Validator`).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_set: Dataset, valid_set: Dataset | None,

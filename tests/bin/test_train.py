@@ -66,11 +66,11 @@ def test_a_run_sets_up_its_process_and_checks_its_config_once(tmp_path, monkeypa
     from cdsvae import config
     from cdsvae.bin.train import main
     from cdsvae.experiment import run, schema
-    from cdsvae.train import distributed, monitor, seeding, trainer
+    from cdsvae.train import batches, distributed, monitor, trainer
 
     calls = Counter()
     steps = {"validate": (config, schema), "_check_values": (schema,), "setup_logging": (monitor, trainer),
-             "set_deterministic": (seeding, trainer), "init_distributed": (distributed, trainer)}
+             "set_deterministic": (batches, trainer), "init_distributed": (distributed, trainer)}
     for name, modules in steps.items():
         for module in modules:
             real = getattr(module, name)
@@ -218,9 +218,9 @@ def test_check_inputs_refuses_more_processes_than_the_utterances_can_fill_before
                     "train.batch_size 2 or less or at most 2 process(es) or train.unique_utts_per_batch false")
     assert not (speech_recipe / "exp" / "cdsvae").exists()  # nothing was written
     # the trainer refuses the same run with the same line
-    from cdsvae.experiment.datasets import build_dataset
+    from cdsvae.experiment.inputs import build_dataset
     from cdsvae.experiment.schema import load_train_config
-    from cdsvae.train.sampler import check_global_batch
+    from cdsvae.train.batches import check_global_batch
 
     cfg = load_train_config(None, SPEECH_TINY[:-2])
     train_set = build_dataset(cfg["data"], "train", False)

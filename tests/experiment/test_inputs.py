@@ -1,12 +1,15 @@
-"""cdsvae.experiment.inputs: absolute data paths, fingerprints of the training inputs, the checks on resume
-and before evaluation, and the experiment's own copy of the CMVN statistics."""
+"""cdsvae.experiment.inputs: the datasets and the check that their frames fit the model, absolute data paths,
+fingerprints of the training inputs, the checks on resume and before evaluation, and the experiment's own
+copy of the CMVN statistics."""
 
 import hashlib
 import json
 import os
 
 import pytest
+import torch
 
+from _tiny import TINY
 from cdsvae.errors import UserError
 from cdsvae.experiment import inputs
 from cdsvae.experiment.inputs import (
@@ -14,6 +17,7 @@ from cdsvae.experiment.inputs import (
     absolute_data_paths,
     changes,
     check_experiment,
+    check_frames,
     check_resume,
     copy_cmvn,
     experiment_cmvn,
@@ -22,6 +26,14 @@ from cdsvae.experiment.inputs import (
     input_files,
     write_inputs,
 )
+
+
+def test_frames_that_do_not_fit_the_model_are_named():
+    check_frames(TINY, torch.zeros(6, 12))
+    with pytest.raises(UserError, match=r"frames of shape \(40,\).*expects \(12,\) \(model.feat_dim\)"):
+        check_frames(TINY, torch.zeros(6, 40))
+    with pytest.raises(UserError, match=r"model.in_channels 3 expects \(3, 64, 64\)"):
+        check_frames({"frame": "conv64", "in_channels": 3}, torch.zeros(6, 1, 64, 64))
 
 
 def feats_dir(path, fbank="sample_frequency: 16000\nnum_mel_bins: 5\n"):

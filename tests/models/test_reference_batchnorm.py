@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cdsvae.models import build_model
-from cdsvae.models.norm import ReferenceBatchNorm1d, ReferenceBatchNorm2d, apply_layers
+from cdsvae.models.frames import ReferenceBatchNorm1d, ReferenceBatchNorm2d, apply_layers
 from cdsvae.objectives import LossWeights, cdsvae_loss
 
 
@@ -73,7 +73,7 @@ def test_reference_gradients_match_explicit_formula():
 
 
 def test_views_fused_norm_leaky_relu_gradcheck():
-    from cdsvae.models.norm import _NormLeakyReLU
+    from cdsvae.models.frames import _NormLeakyReLU
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(5, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
@@ -186,7 +186,7 @@ def test_training_step_bn_statistics_come_from_original_frames(frame):
 def test_decided_invertibility_reads_the_weights_once_not_per_step():
     from _syncs import host_reads
 
-    from cdsvae.models.norm import decide_invertibility
+    from cdsvae.models.frames import decide_invertibility
 
     layers = _stack(ReferenceBatchNorm2d, seed=2).double()
     with torch.no_grad():

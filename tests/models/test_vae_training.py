@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from cdsvae.augment.content import content_order
+from cdsvae.experiment.loss import content_order
 from cdsvae.models import build_model
 from cdsvae.objectives import LossWeights, cdsvae_loss
 

@@ -21,7 +21,7 @@ from cdsvae.bin import run_main
 from cdsvae.data.synthetic import SyntheticSequenceDataset
 from cdsvae import checkpoint as ckpt
 from cdsvae.train.distributed import shutdown
-from cdsvae.train.seeding import seed_everything
+from cdsvae.train.batches import seed_everything
 from cdsvae.train.trainer import Trainer, setup_process
 
 FEAT = 6

@@ -42,7 +42,7 @@ from cdsvae.experiment.loss import recon_consistency
 from cdsvae.experiment.run import build_trainer
 from cdsvae.experiment.schema import check_config
 from cdsvae.train.trainer import setup_process
-from cdsvae.train.validation import EVAL_TRAIN_RATIO_LIMIT
+from cdsvae.train.monitor import EVAL_TRAIN_RATIO_LIMIT
 
 DRY_RUN = os.environ.get("CDSVAE_GPU_DRY_RUN") == "1"
 pytestmark = [

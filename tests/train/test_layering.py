@@ -12,8 +12,7 @@ PACKAGE = REPO / "cdsvae" / "train"
 # A module may import only modules listed before it: the leaves (the optim module holds the trainer's
 # options), the trainer's modules, the trainer, and the package's face. (The config machinery and checkpoint files are cdsvae.config
 # and cdsvae.checkpoint; what an experiment trains with the trainer is cdsvae.experiment.)
-ORDER = ["distributed", "sampler", "seeding", "batches", "optim", "monitor", "resume", "steploop",
-         "validation", "trainer", "__init__"]
+ORDER = ["distributed", "batches", "optim", "monitor", "resume", "steploop", "trainer", "__init__"]
 # Imported inside functions on purpose: the data code of one data.type (and its video
 # augmentation) and TensorBoard, slow to import and optional.
 LAZY_OK = ("cdsvae.data.", "cdsvae.augment.video", "torch.utils.tensorboard")
@@ -75,7 +74,7 @@ def test_imports_within_cdsvae_train_go_one_way():
 
 def test_the_chain_the_layers_promise():
     imported = {m: {_train_module(n) for n, _, _ in _imports(PACKAGE / f"{m}.py")} - {None} for m in ORDER}
-    for leaf in ("distributed", "sampler", "seeding", "batches", "optim"):
+    for leaf in ("distributed", "batches", "optim"):
         assert imported[leaf] == set(), leaf
     for module in ORDER[:-2]:
         assert "trainer" not in imported[module], module

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from cdsvae.eval.judges.ctc_model import (CTCRecogniser, check_inputs, greedy_de
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
 from cdsvae.eval.judges.units import Units, read_units  # noqa: F401
 from cdsvae.checkpoint import load_checkpoint, save_checkpoint
-from cdsvae.train.seeding import derive_seed
+from cdsvae.train.batches import derive_seed
 from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 
 log = logging.getLogger("cdsvae.eval.judges.ctc")
