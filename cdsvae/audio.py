@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 # The containers read here, told apart by their first bytes.
 AUDIO_HEADERS = "NIST SPHERE (NIST_1A), RIFF/WAVE, FLAC or Ogg"

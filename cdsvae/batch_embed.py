@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from cdsvae.data.feats import FeatureWriter
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.embeddings import write_vectors
 
 

@@ -19,8 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 
 log = logging.getLogger("cdsvae.train")
 

@@ -26,8 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text, read_yaml
+from cdsvae.io import UserError, atomic_write_text, read_yaml
 
 _MISSING = object()
 

@@ -23,8 +23,7 @@ import numpy as np
 from cdsvae.audio import MIX, audio_label, check_channel, read_audio, read_utterances
 from cdsvae.config import Field, Section, check_section
 from cdsvae.data.feats import check_finite
-from cdsvae.errors import UserError
-from cdsvae.io import read_yaml
+from cdsvae.io import UserError, read_yaml
 
 # torch, torchaudio and scipy are imported inside the functions that compute: reading or
 # checking a configuration does not load them.

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment.load import packed_model
 from cdsvae.packed import PackedModel, read_packed
 

@@ -1,5 +1,6 @@
-"""File I/O shared by every part of the package: atomic writes (a reader sees the old file or the
-complete new one, never a partial one) and reading a YAML mapping with one-line errors."""
+"""File I/O shared by every part of the package, and the error bad input raises: atomic writes (a
+reader sees the old file or the complete new one, never a partial one), reading a YAML mapping with
+one-line errors, and :class:`UserError`, the error meant for people, not tracebacks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import IO, Any, Iterator
 
 import yaml
 
-from cdsvae.errors import UserError
+
+class UserError(Exception):
+    """Bad input or configuration: entry points print the message on one line and exit 1."""
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cdsvae.config import Field, Section, validate
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 LOG_2PI = math.log(2.0 * math.pi)
 TERMS = ("recon", "kl_s", "kl_z", "con_s", "con_z", "mi_sz")

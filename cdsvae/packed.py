@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 PACKED_FORMAT = "cdsvae-packed"
 MANIFEST = "packed.json"

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 class SpeechBrainVocoder:

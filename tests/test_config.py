@@ -5,7 +5,7 @@ import yaml
 
 from cdsvae.config import (Field, Section, dump_config, load_config, merge, parse_overrides, read_yaml, required,
                            validate)
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 SCHEMA = {
     "optim": Section({"lr": Field(1e-3, "float", minimum=0.0), "betas": Field([0.9, 0.999], "floats", length=2),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _signals import harmonic_wave
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.fbank import FBANK_DEFAULTS, compute_fbank, fft_size, load_fbank_config, logmel_to_waveform, num_frames
 
 

@@ -15,7 +15,7 @@ import torch
 
 from _packed import frames, packed_speech, packed_video
 from _signals import harmonic_wave
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 @pytest.fixture(scope="module")

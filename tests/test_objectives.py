@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.models import build_model
 from cdsvae.objectives import (
     LossWeights,

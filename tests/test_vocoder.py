@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from _packed import packed_speech
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 HPARAMS = """\
 sample_rate: 16000

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cdsvae.config import Field, Section, check_section
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 # ITU-R 601 luma weights, the usual RGB -> gray conversion.
 _LUMA = (0.299, 0.587, 0.114)

@@ -24,8 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from cdsvae.config import Field, Section, validate
-from cdsvae.errors import UserError
-from cdsvae.io import read_yaml
+from cdsvae.io import UserError, read_yaml
 
 
 F0_METHODS = ("dio", "harvest")

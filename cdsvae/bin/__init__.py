@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Callable, Sequence
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def str2bool(value: str) -> bool:

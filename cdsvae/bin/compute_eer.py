@@ -16,7 +16,7 @@ import json
 from typing import Sequence
 
 from cdsvae.bin import run_main
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf, read_scored_trials
 
 KALDI_P_TARGETS = (0.01, 0.001)

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     from cdsvae.audio import check_channel, write_wav
-    from cdsvae.errors import UserError
+    from cdsvae.io import UserError
     from cdsvae.packed import packed_modality
 
     channel = None if args.channel is None else check_channel(args.channel, "--channel")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cdsvae.bin import run_main
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

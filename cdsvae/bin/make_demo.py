@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cdsvae.bin import run_main, str2bool
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from cdsvae.bin import run_main, str2bool
 from cdsvae.data.jobs import audio_items, merge_jobs, run_job
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.fbank import iter_fbank, load_fbank_config
 
 logger = logging.getLogger("make_fbank")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from cdsvae.bin import int_list, run_main
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from cdsvae.data.datadir import iter_table_lines
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 
 # kaldiio is imported where arks are read or written: it is not needed to read the text tables.
 

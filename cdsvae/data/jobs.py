@@ -23,8 +23,7 @@ from tqdm import tqdm
 
 from cdsvae.data.datadir import DataDir, read_scp, write_scp
 from cdsvae.data.feats import FeatureWriter, read_utt2num_frames
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 _logger = logging.getLogger(__name__)
 

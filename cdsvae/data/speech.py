@@ -54,7 +54,7 @@ from torch.utils.data import Dataset
 from cdsvae.config import Field, Section, validate
 from cdsvae.data.datadir import read_scp
 from cdsvae.data.feats import CMVNStats, read_utt2num_frames
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from cdsvae.data.datadir import DataDir, sorted_c
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def choose_speakers(speakers: Sequence[str], num_spk: int, seed: int) -> list[str]:

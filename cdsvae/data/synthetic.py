@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cdsvae.config import Field, Section, validate
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 # The keys of ``data`` for ``data.type: synthetic``, declared once, here (besides the common ones
 # of cdsvae.experiment.schema).

@@ -16,8 +16,7 @@ from typing import Callable, Sequence
 import sentencepiece as spm
 
 from cdsvae.data.datadir import read_scp, sorted_c
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_bytes, atomic_write_text
+from cdsvae.io import UserError, atomic_write_bytes, atomic_write_text
 
 SEED = 1
 MODEL_TYPES = ("unigram", "bpe", "char")

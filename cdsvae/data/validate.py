@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdsvae.data.datadir import TABLE_FILES, UTT_TABLES, c_sort_key, iter_table_lines
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 REQUIRED_FILES = ("wav.scp", "utt2spk", "spk2utt")
 # Keyed by utterance id but covering only some utterances (``units``: those with a transcript).

@@ -26,8 +26,7 @@ import yaml
 from torch.utils.data import Dataset
 
 from cdsvae.config import Field, Section, validate
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open, atomic_write_text
+from cdsvae.io import UserError, atomic_open, atomic_write_text
 
 FRAMES_FILE = "frames.npy"
 LABELS_FILE = "labels.npz"

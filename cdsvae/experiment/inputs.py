@@ -38,9 +38,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from cdsvae.config import to_plain
-from cdsvae.errors import UserError
+from cdsvae.io import UserError, atomic_open, atomic_write_text
 from cdsvae.experiment.schema import DATA_TYPES
-from cdsvae.io import atomic_open, atomic_write_text
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, content_segment: bool = False):

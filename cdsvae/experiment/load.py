@@ -26,7 +26,7 @@ from torch import nn
 
 import cdsvae.checkpoint as ckpt
 from cdsvae.config import read_yaml
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment.inputs import experiment_cmvn
 from cdsvae.experiment.schema import CONFIG_FILE, check_config
 from cdsvae.models import build_model

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.objectives import LossWeights, cdsvae_loss
 
 log = logging.getLogger("cdsvae.train")

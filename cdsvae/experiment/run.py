@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import cdsvae.checkpoint as ckpt
 from cdsvae.config import dump_config, read_yaml
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment.inputs import (absolute_data_paths, build_dataset, check_frames, check_resume, config_changes,
                                       copy_cmvn, fingerprint, restart_hint, write_inputs)
 from cdsvae.experiment.loss import SELECTION_CRITERION, make_loss_fn, recon_consistency

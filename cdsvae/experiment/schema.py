@@ -14,7 +14,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from cdsvae.config import Field, Schema, Section, load_config, required, validate
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.models import MODEL, resolve_model_config
 from cdsvae.objectives import LOSS, LossWeights
 from cdsvae.train.optim import config_sections

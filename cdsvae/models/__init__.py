@@ -5,7 +5,7 @@ choices; :func:`resolve_model_config` checks a (partial) model config against it
 """
 
 from cdsvae.config import Field, Section, validate
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.models.sequential import Encoding, SequentialVAE, VAEOutput
 
 MODEL = Section({

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def derive_seed(*parts: Any) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 @dataclasses.dataclass(frozen=True)

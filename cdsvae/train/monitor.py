@@ -27,8 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 from cdsvae.train.batches import Batches, batch_size, derive_seed
 from cdsvae.train.distributed import DistContext, all_reduce_sum, broadcast_object
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import cdsvae.checkpoint as ckpt
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.train.distributed import DistContext, all_gather_object, broadcast_object
 
 log = logging.getLogger("cdsvae.train")

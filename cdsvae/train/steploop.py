@@ -45,8 +45,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 from cdsvae.train.distributed import DistContext, all_gather_object, all_reduce_mean
 from cdsvae.train.batches import derive_seed
 

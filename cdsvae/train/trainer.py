@@ -53,7 +53,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.models.frames import decide_invertibility
 from cdsvae.train.batches import (Batches, ResumableDistributedSampler, UniqueGroupSampler, check_global_batch,
                                   derive_seed, seed_everything, set_deterministic)

@@ -18,7 +18,7 @@ from cdsvae.augment.video import (
     rgb_to_hsv,
     sample_motion_params,
 )
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 NO_NOISE = {"noise_std": (0.0, 0.0)}
 

@@ -8,7 +8,7 @@ import pytest
 
 from cdsvae.augment.world_vc import (VCConfig, allpass_warp, draw_conversion, load_vc_config, warp_envelope,
                                      world_analyze, world_convert, world_voice_conversion)
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 SR = 16000
 

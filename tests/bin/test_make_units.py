@@ -12,7 +12,7 @@ import sentencepiece as spm
 
 from cdsvae.bin.make_units import main
 from cdsvae.data.units import normalise
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 WORDS = "please call stella ask her to bring these things with her from the store six spoons of fresh snow peas".split()
 

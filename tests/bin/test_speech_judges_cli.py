@@ -11,7 +11,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _experiments import trained_speech_exp  # noqa: E402
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 TINY = {
     "speaker": {"channels": [16, 16, 16, 16, 48], "lin_neurons": 8, "attention_channels": 8, "se_channels": 8,

@@ -5,7 +5,7 @@ import pytest
 from cdsvae.bin.subset_data_dir import main
 from cdsvae.data.subset import choose_speakers
 from cdsvae.data.datadir import DataDir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 SPEAKERS = [f"spk{k}" for k in range(6)]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model.frame", "mlp", "--model.feat_dim", "12", "--model.s_dim", "8", "--model.z_dim", "4",

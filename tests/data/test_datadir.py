@@ -25,7 +25,7 @@ from cdsvae.data.datadir import (
     write_spk2utt,
 )
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def make_data_dir(root: Path, speakers: dict[str, int], with_segments: bool = False) -> Path:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cdsvae.data.feats import CMVNStats, FeatureWriter, match_num_frames, read_utt2num_frames
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def test_feature_writer_roundtrip_and_atomicity(tmp_path):

@@ -7,7 +7,7 @@ import yaml
 
 from cdsvae.data.datadir import DataDir, split_data_dir
 from cdsvae.data.jobs import audio_items, job_paths, merge_jobs, run_job
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def make_dir(path, segments=False):

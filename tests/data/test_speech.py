@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from cdsvae.data.feats import CMVNStats, FeatureWriter
 from cdsvae.data.speech import SPEECH_DATA, FeatureSet, build_speech_dataset, feature_normaliser
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 DIM = 3
 LENGTHS = {"spkA-u1": 25, "spkA-u2": 47, "spkB-u1": 20, "spkC-u1": 61}

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cdsvae.data.synthetic import SyntheticSequenceDataset, build_synthetic_dataset
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def test_items_are_a_pure_function_of_seed_split_and_index():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cdsvae.data.validate import MAX_REPORTED_PER_CHECK, Problem, validate_data_dir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 

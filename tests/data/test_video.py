@@ -7,7 +7,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from cdsvae.data.video import Factor, VideoDataset, build_video_dataset, read_factors, write_video_split
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 FACTORS = [Factor("shape", 3, "static"), Factor("move", 4, "dynamic")]
 

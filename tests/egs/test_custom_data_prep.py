@@ -15,7 +15,7 @@ import soundfile as sf
 
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "custom" / "cdsvae1"
 VENV_BIN = Path(__file__).resolve().parents[2] / "tools" / "venv" / "bin"

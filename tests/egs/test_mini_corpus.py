@@ -18,7 +18,7 @@ import soundfile as sf
 
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.fbank import fbank_from_audio, load_fbank_config
 
 EGS = Path(__file__).resolve().parents[2] / "egs"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cdsvae.data.video import VideoDataset
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "sprites" / "cdsvae1"
 sys.path.insert(0, str(RECIPE / "local"))

@@ -15,7 +15,7 @@ import soundfile as sf
 from cdsvae.audio import read_audio
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "timit" / "cdsvae1"
 DATA_SH = RECIPE / "local" / "data.sh"

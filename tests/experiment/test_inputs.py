@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _tiny import TINY
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment import inputs
 from cdsvae.experiment.inputs import (
     FEATS_DIR_FILES,

@@ -8,7 +8,7 @@ import yaml
 
 from _tiny import tiny_config as _cfg
 from cdsvae import checkpoint as ckpt
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment.load import load_model
 from cdsvae.experiment.run import train
 from cdsvae.experiment.schema import check_config

@@ -3,7 +3,7 @@
 import pytest
 
 from cdsvae.config import read_yaml
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment.schema import check_config, config_schema
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.models import MODEL, SequentialVAE, build_model
 
 SMALL = dict(s_dim=6, z_dim=3, hidden_dim=8, g_dim=5, conv_width=4, frame_hidden=16)

@@ -11,7 +11,7 @@ import torch
 
 from _toy import FEAT, new_trainer, toy_config, toy_loss
 from cdsvae.data.synthetic import SyntheticSequenceDataset
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.train.batches import (Batches, ResumableDistributedSampler, UniqueGroupSampler, batch_size, derive_seed,
                                   seed_everything, set_deterministic, to_device, unique_group_order)
 

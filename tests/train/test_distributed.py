@@ -2,7 +2,7 @@
 
 import pytest
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.train.distributed import init_distributed, launch_env
 
 LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",

@@ -8,7 +8,7 @@ import torch
 
 from _toy import final_params, new_trainer, toy_config, toy_data, toy_loss, toy_trainer
 from cdsvae import checkpoint as ckpt
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.train.monitor import Monitor, format_duration
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.train.steploop import EpochRun, StepLoop, TrainingDiverged, seeded_epoch
 from cdsvae.train.trainer import TrainingDiverged as TrainerDiverged
 

@@ -6,7 +6,7 @@ import torch
 
 from _toy import TOY, ToyModel, final_params, run_toy, toy_config, toy_env, toy_loss, toy_trainer
 from cdsvae import checkpoint as ckpt
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.experiment.schema import config_schema
 from cdsvae.train.optim import OPTIM
 from cdsvae.train.optim import TRAIN, config_sections

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cdsvae.audio import write_wav
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.demo.index import Demo, demo_dir, write_demo
 from cdsvae.fbank import load_fbank_config, logmel_to_waveform
 

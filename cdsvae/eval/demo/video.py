@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.demo.index import Demo, demo_dir, write_demo
 from cdsvae.eval.report.plots import save_png, sequence_rows, swap_grid_image
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from cdsvae.config import Field, Section, check_section
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.ctc_model import FRONTENDS
 
 

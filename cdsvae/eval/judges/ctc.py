@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.config import CTCConfig  # noqa: F401  (re-exported)
 from cdsvae.eval.judges.ctc_model import (CTCRecogniser, check_inputs, greedy_decode, load_recogniser,  # noqa: F401
                                    pad_batch, recognise, recognise_ids, save_recogniser)

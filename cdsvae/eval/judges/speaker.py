@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.config import SpeakerJudgeConfig  # noqa: F401  (re-exported)
 from cdsvae.eval.judges.speechbrain import (  # noqa: F401  (SpeechBrainSpeakerJudge: re-exported)
     SpeechBrainSpeakerJudge,

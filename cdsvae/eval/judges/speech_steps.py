@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def first_line(e: BaseException) -> str:

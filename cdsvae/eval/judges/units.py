@@ -13,7 +13,7 @@ import os
 from typing import Iterable, Mapping, Sequence
 
 from cdsvae.data.datadir import c_sort_key, iter_table_lines
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 BLANK = "<blank>"
 

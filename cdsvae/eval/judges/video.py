@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from cdsvae.data.video import Factor, parse_factors
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 from cdsvae.train.steploop import EpochCheckpoint, EpochRun, StepLoop
 
 JUDGE_FILE = "judge.pt"

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from cdsvae.data.video import VideoDataset
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.video import (JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge, load_judge_with_extra,
                                       save_judge, train_judge)
 from cdsvae.io import atomic_write_text

@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.factors import Denormaliser, UtteranceFactors, decode_frames, kept_frames
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
 from cdsvae.eval.judges.speech import SwapConfig, fit_recogniser

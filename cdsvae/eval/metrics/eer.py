@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 __all__ = ["compute_eer", "compute_min_dcf", "det_curve", "read_scored_trials"]
 

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from cdsvae.data.feats import FeatureWriter
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 log = logging.getLogger(__name__)
 

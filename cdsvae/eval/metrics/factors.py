@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.embeddings import cut_segments
 
 

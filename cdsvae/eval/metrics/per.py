@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from cdsvae.data.datadir import iter_table_lines
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 @dataclass(frozen=True)

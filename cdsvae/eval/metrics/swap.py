@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -20,8 +20,7 @@ from typing import Callable, Container, Iterator, Mapping, TypeVar
 
 import numpy as np
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 
 _LABELS = {"target": True, "nontarget": False}
 _VOXCELEB_LABELS = {"1": True, "0": False}

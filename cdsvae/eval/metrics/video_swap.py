@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.video import (JudgeClassifier, _labels_of, accuracy, balanced_indices, conditional_entropy,
                                       inception_score, marginal_entropy)
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.report.document import HIGHER, LOWER, Column, Measure, Table
 from cdsvae.eval.report.results import ExperimentResult
 from cdsvae.eval.report.tables import group_results, mean_std, paired_p_value, pm

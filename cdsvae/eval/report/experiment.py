@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from cdsvae.errors import UserError
-from cdsvae.io import read_yaml
+from cdsvae.io import UserError, read_yaml
 
 CONTRASTIVE_KEYS = ("con_s", "con_z", "mi_sz")
 CONFIG_FILE = "config.yaml"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.report.experiment import load_config, system_label
 
 @dataclass(frozen=True)

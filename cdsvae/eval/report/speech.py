@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.demo.index import demo_block
 from cdsvae.eval.report.disentangle_tables import (EXPLAIN, disentanglement_difference_table, disentanglement_table,
                                             seed_disentanglement_table, speaker_judge_sv_row, swap_detail_table)

@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.report.document import HIGHER, LOWER, Bullets, Column, Measure, Paragraph, Table
 from cdsvae.eval.report.results import ExperimentResult
 

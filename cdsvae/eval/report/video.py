@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.demo.index import demo_block
 from cdsvae.eval.report.document import (HIGHER, LOWER, Block, Code, Column, DemoBlock, Document, ExperimentEntry,
                                   Experiments, Heading, Measure, Paragraph, Table, markdown_lines)

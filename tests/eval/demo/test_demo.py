@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.demo.index import Demo, demo_lines, read_demo, write_demo
 
 

@@ -64,7 +64,7 @@ def test_no_demo_without_feature_options_or_a_second_speaker(tmp_path):
 
 
 def test_demo_needs_the_embeddings_of_its_set(tmp_path):
-    from cdsvae.errors import UserError
+    from cdsvae.io import UserError
 
     exp = trained_speech_exp(tmp_path)
     with pytest.raises(UserError, match="emb_dev/meta.json: not found"):

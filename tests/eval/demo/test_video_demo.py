@@ -53,7 +53,7 @@ def test_make_video_demo_writes_pngs_and_index(tmp_path, monkeypatch):
 
 def test_a_sampler_that_returns_no_tensor_is_named(tmp_path, monkeypatch):
     import cdsvae.experiment.load
-    from cdsvae.errors import UserError
+    from cdsvae.io import UserError
 
     class Odd(ChannelModel):
         def generate(self, n, length, generator=None):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cdsvae.data.video import Factor, VideoDataset, write_video_split
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.video import (
     JudgeClassifier,
     accuracy,

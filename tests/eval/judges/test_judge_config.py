@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 import pytest
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.judges.config import CTC, SPEAKER_JUDGE, SWAP, CTCConfig, SpeakerJudgeConfig, SwapConfig
 
 

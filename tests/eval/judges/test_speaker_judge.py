@@ -7,7 +7,7 @@ import torch
 
 from _speechbrain import HPARAMS
 from cdsvae.data.feats import CMVNStats
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.eer import compute_eer
 from cdsvae.eval.judges.speaker import (
     SpeakerJudge,

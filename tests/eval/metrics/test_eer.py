@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf, det_curve
 
 

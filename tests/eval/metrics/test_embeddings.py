@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.embeddings import cut_segments, extract_embeddings, extract_feature_dir, write_vectors
 
 FEAT_DIM = 6

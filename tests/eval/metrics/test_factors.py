@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.factors import Denormaliser, decode_frames, encode_factors, kept_frames
 
 FEAT_DIM = 6

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, error_counts, fold_units, read_unit_map
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.metrics.trials import (
     all_pairs_trials,
     detect_trials_format,

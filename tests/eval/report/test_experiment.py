@@ -2,7 +2,7 @@
 
 import pytest
 
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.report.experiment import load_config, modality, system_label
 from _experiments import CDSVAE_W, DSVAE_W
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from _experiments import CDSVAE_W, DSVAE_W, make_exp, results
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.report.results import load_experiment
 
 

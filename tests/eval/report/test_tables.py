@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cdsvae.eval.report.results import ExperimentResult
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 from cdsvae.eval.report.tables import group_results, paired_p_value, results_table
 
 

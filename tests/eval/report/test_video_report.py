@@ -111,7 +111,7 @@ def test_video_report_over_seeds(tmp_path):
 
 
 def test_video_seed_groups_refuse_mixed_systems(tmp_path):
-    from cdsvae.errors import UserError
+    from cdsvae.io import UserError
     from cdsvae.eval.report.video import VideoRun, seed_blocks
 
     runs = [VideoRun("C-DSVAE", "x_seed1", 1, judge_result(0.9, 5.0)),

@@ -48,8 +48,7 @@ from tqdm import tqdm
 
 from cdsvae.audio import audio_file_info
 from cdsvae.data import datadir
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".sph")
 SETS = ("train", "dev", "test")

@@ -59,8 +59,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_open, atomic_write_text
+from cdsvae.io import UserError, atomic_open, atomic_write_text
 
 SAMPLE_RATE = 16000
 FORMAT_VERSION = 3  # 3: .PHONES files

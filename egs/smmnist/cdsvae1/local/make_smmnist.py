@@ -34,8 +34,7 @@ import numpy as np
 
 from cdsvae.bin import run_main
 from cdsvae.data.video import Factor, write_video_split
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 SIZE = 64
 DIGIT = 28

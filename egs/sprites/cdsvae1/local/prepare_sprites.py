@@ -35,8 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cdsvae.bin import run_main  # noqa: E402
 from cdsvae.data.video import Factor, write_video_split  # noqa: E402
-from cdsvae.errors import UserError  # noqa: E402
-from cdsvae.io import atomic_write_text  # noqa: E402
+from cdsvae.io import UserError, atomic_write_text  # noqa: E402
 
 ATTRIBUTES = ("skin", "pant", "top", "hair")
 FACTORS = [Factor(a, 6, "static") for a in ATTRIBUTES] + [Factor("motion", 9, "dynamic")]

@@ -50,8 +50,7 @@ from typing import Sequence
 from cdsvae.audio import audio_file_info, read_sphere_header, sniff_audio_format
 from cdsvae.bin import str2bool
 from cdsvae.data import datadir
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 ROOT_EXPECTED = "expected TRAIN/ and TEST/ (or train/ test/) with DR1..DR8 speaker folders"
 UTT_RE = re.compile(r"^(sa|si|sx)\d+$")

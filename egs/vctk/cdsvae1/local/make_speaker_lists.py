@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.errors import UserError
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 
 def read_speaker_info(path: Path) -> dict[str, str]:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from cdsvae.bin import str2bool
 from cdsvae.data import datadir
-from cdsvae.errors import UserError
+from cdsvae.io import UserError
 
 ROOT_EXPECTED = ("expected wav48_silence_trimmed/pNNN/pNNN_MMM_mic1.flac (0.92) or wav48/pNNN/pNNN_MMM.wav (0.80), "
                  "and txt/pNNN/pNNN_MMM.txt")
