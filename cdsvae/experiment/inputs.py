@@ -33,13 +33,13 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from cdsvae.config import to_plain
 from cdsvae.io import UserError, atomic_open, atomic_write_text
-from cdsvae.experiment.schema import DATA_TYPES
+
+if TYPE_CHECKING:  # stages 5-7 check experiments with this module: no torch import there
+    import torch
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, content_segment: bool = False):
@@ -55,6 +55,7 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, content_segment: bool
     if kind == "video":
         from cdsvae.data.video import build_video_dataset
         return build_video_dataset(dict(data_cfg), split)
+    from cdsvae.experiment.schema import DATA_TYPES
     raise UserError(f"data.type must be one of {', '.join(DATA_TYPES)}, got {kind!r}")
 
 

@@ -322,3 +322,14 @@ def test_copy_cmvn_and_experiment_cmvn(tmp_path):
     other.mkdir()
     assert experiment_cmvn(other, data) == str(source)
     assert not os.path.exists(other / "cmvn.npz")
+
+
+def test_checking_an_experiment_does_not_import_torch():
+    """Stages 5-7 start with cdsvae.bin.check_experiment for every experiment; importing torch there
+    would cost seconds of CPU per stage for a check that reads JSON and hashes files."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cdsvae.bin.check_experiment, cdsvae.experiment.inputs; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
