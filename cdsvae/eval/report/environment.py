@@ -6,8 +6,12 @@ Shared by the speech and video reports; deliberately no host name.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
+import importlib.util
 import platform
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 from cdsvae.eval.report.document import Environment, markdown_lines
@@ -33,12 +37,26 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
 
 
+def torch_version() -> str:
+    """``torch.__version__`` (with its build tag, e.g. ``+cu128``) without importing torch, which
+    costs seconds of CPU in a report that only reads: the installed package's ``version.py``."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].__version__
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return "not installed"
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"^__version__\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return found.group(1) if found else importlib.metadata.version("torch")
+
+
 def environment_items() -> list[tuple[str, str]]:
     """Date, software versions and code version; deliberately no host name."""
-    import torch
-
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return [("date", now), ("python", platform.python_version()), ("torch", torch.__version__),
+    return [("date", now), ("python", platform.python_version()), ("torch", torch_version()),
             ("system", f"{platform.system()} {platform.machine()}"), ("git commit", git_commit())]
 
 

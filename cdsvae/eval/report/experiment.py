@@ -29,11 +29,14 @@ def system_label(cfg: Mapping[str, Any]) -> str:
 
     A weight missing from the config's ``loss`` section takes the objective's default.
     """
-    from cdsvae.objectives import LossWeights
-
     loss = cfg.get("loss") or {}
-    defaults = LossWeights()
-    weights = [float(loss.get(key, getattr(defaults, key))) for key in CONTRASTIVE_KEYS]
+    if all(key in loss for key in CONTRASTIVE_KEYS):  # a resolved config holds them all: no torch import
+        weights = [float(loss[key]) for key in CONTRASTIVE_KEYS]
+    else:
+        from cdsvae.objectives import LossWeights
+
+        defaults = LossWeights()
+        weights = [float(loss.get(key, getattr(defaults, key))) for key in CONTRASTIVE_KEYS]
     return "DSVAE" if all(w == 0 for w in weights) else "C-DSVAE"
 
 
