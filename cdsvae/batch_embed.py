@@ -10,8 +10,8 @@ import torch
 from tqdm import tqdm
 
 from cdsvae.data.feats import FeatureWriter
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.embeddings import write_vectors
+from cdsvae.io import UserError
 
 
 _WORKER: dict = {}

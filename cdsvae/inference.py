@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cdsvae.io import UserError
 from cdsvae.experiment.load import packed_model
+from cdsvae.io import UserError
 from cdsvae.packed import PackedModel, read_packed
 
 

@@ -6,8 +6,8 @@ import soundfile as sf
 
 from cdsvae.audio import (AudioInfo, audio_file_info, cut_segment, read_audio, read_sphere_header,
                           read_utterances)
-from cdsvae.io import UserError
 from cdsvae.fbank import FBANK_DEFAULTS, compute_fbank, fbank_from_audio, load_fbank_config, num_frames
+from cdsvae.io import UserError
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from _signals import harmonic_wave
-from cdsvae.io import UserError
 from cdsvae.fbank import FBANK_DEFAULTS, compute_fbank, fft_size, load_fbank_config, logmel_to_waveform, num_frames
+from cdsvae.io import UserError
 
 
 def kaldi_fbank_twin(wave, sr=16000, n_mels=80, win_ms=25.0, hop_ms=10.0, n_fft=None, fmin=20.0, fmax=None,

@@ -13,8 +13,8 @@ from cdsvae.audio import read_utterances
 from cdsvae.augment.world_vc import VCConfig, draw_conversion, load_vc_config, world_analyze, world_convert
 from cdsvae.data.feats import match_num_frames, read_utt2num_frames
 from cdsvae.data.jobs import audio_items, job_paths, merge_jobs, run_job
-from cdsvae.io import UserError, atomic_write_text
 from cdsvae.fbank import compute_fbank, load_fbank_config
+from cdsvae.io import UserError, atomic_write_text
 
 logger = logging.getLogger("world_vc")
 

@@ -16,8 +16,8 @@ import json
 from typing import Sequence
 
 from cdsvae.bin import run_main
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf, read_scored_trials
+from cdsvae.io import UserError
 
 KALDI_P_TARGETS = (0.01, 0.001)
 

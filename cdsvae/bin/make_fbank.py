@@ -25,8 +25,8 @@ from typing import Sequence
 
 from cdsvae.bin import run_main, str2bool
 from cdsvae.data.jobs import audio_items, merge_jobs, run_job
-from cdsvae.io import UserError
 from cdsvae.fbank import iter_fbank, load_fbank_config
+from cdsvae.io import UserError
 
 logger = logging.getLogger("make_fbank")
 

@@ -26,9 +26,9 @@ from torch import nn
 
 import cdsvae.checkpoint as ckpt
 from cdsvae.config import read_yaml
-from cdsvae.io import UserError
 from cdsvae.experiment.inputs import experiment_cmvn
 from cdsvae.experiment.schema import CONFIG_FILE, check_config
+from cdsvae.io import UserError
 from cdsvae.models import build_model
 from cdsvae.packed import PackedModel, read_packed
 

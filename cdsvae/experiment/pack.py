@@ -22,9 +22,9 @@ import yaml
 from cdsvae.config import dump_config, to_plain
 from cdsvae.data.feats import CMVNStats
 from cdsvae.data.speech import SPEECH_DATA
-from cdsvae.io import UserError, atomic_open, atomic_write_text
 from cdsvae.experiment.load import checkpoint_summary, choose_checkpoint, load_config_file
 from cdsvae.fbank import load_fbank_config
+from cdsvae.io import UserError, atomic_open, atomic_write_text
 from cdsvae.packed import CMVN, CONFIG, FBANK, MANIFEST, PACKED_FORMAT, WEIGHTS
 
 

@@ -15,15 +15,15 @@ from typing import Any, Mapping
 
 import cdsvae.checkpoint as ckpt
 from cdsvae.config import dump_config, read_yaml
-from cdsvae.io import UserError
 from cdsvae.experiment.inputs import (absolute_data_paths, build_dataset, check_frames, check_resume, config_changes,
                                       copy_cmvn, fingerprint, restart_hint, write_inputs)
 from cdsvae.experiment.loss import SELECTION_CRITERION, make_loss_fn, recon_consistency
 from cdsvae.experiment.schema import CONFIG_FILE, content_segments, declared_defaults
+from cdsvae.io import UserError
 from cdsvae.models import build_model
+from cdsvae.train.batches import check_global_batch, seed_everything
 from cdsvae.train.distributed import DistContext, shutdown
 from cdsvae.train.resume import RESUME_KEYS, training_finished
-from cdsvae.train.batches import check_global_batch, seed_everything
 from cdsvae.train.trainer import Trainer, setup_process
 
 log = logging.getLogger("cdsvae.train")

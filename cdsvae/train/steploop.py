@@ -46,8 +46,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from cdsvae.io import UserError, atomic_open
-from cdsvae.train.distributed import DistContext, all_gather_object, all_reduce_mean
 from cdsvae.train.batches import derive_seed
+from cdsvae.train.distributed import DistContext, all_gather_object, all_reduce_mean
 
 log = logging.getLogger("cdsvae.train")
 CHECKPOINT = "checkpoint.pt"

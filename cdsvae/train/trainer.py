@@ -53,11 +53,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from cdsvae.config import to_plain
 from cdsvae.io import UserError
 from cdsvae.models.frames import decide_invertibility
 from cdsvae.train.batches import (Batches, ResumableDistributedSampler, UniqueGroupSampler, check_global_batch,
                                   derive_seed, seed_everything, set_deterministic)
-from cdsvae.config import to_plain
 from cdsvae.train.distributed import DistContext, init_distributed
 from cdsvae.train.monitor import ConsistencyFn, Monitor, Validator, setup_logging
 from cdsvae.train.optim import OPTIM, TRAIN, build_optimizer, match_state_layouts

@@ -13,8 +13,8 @@ from cdsvae.bin.compute_cmvn_stats import main as cmvn_main
 from cdsvae.bin.make_fbank import main
 from cdsvae.data.datadir import split_data_dir
 from cdsvae.data.feats import CMVNStats
-from cdsvae.io import UserError
 from cdsvae.fbank import compute_fbank, load_fbank_config, num_frames
+from cdsvae.io import UserError
 
 SR = 16000
 

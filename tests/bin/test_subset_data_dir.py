@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from cdsvae.bin.subset_data_dir import main
-from cdsvae.data.subset import choose_speakers
 from cdsvae.data.datadir import DataDir
+from cdsvae.data.subset import choose_speakers
 from cdsvae.io import UserError
 
 SPEAKERS = [f"spk{k}" for k in range(6)]

@@ -16,8 +16,8 @@ from cdsvae.bin import run_main
 from cdsvae.bin.make_fbank import main as fbank_main
 from cdsvae.bin.world_vc import main
 from cdsvae.data.datadir import split_data_dir
-from cdsvae.io import UserError
 from cdsvae.fbank import compute_fbank, load_fbank_config
+from cdsvae.io import UserError
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ import soundfile as sf
 
 from cdsvae.data.datadir import DataDir
 from cdsvae.data.validate import validate_data_dir
-from cdsvae.io import UserError
 from cdsvae.fbank import fbank_from_audio, load_fbank_config
+from cdsvae.io import UserError
 
 EGS = Path(__file__).resolve().parents[2] / "egs"
 LOCAL = EGS / "mini" / "cdsvae1" / "local"

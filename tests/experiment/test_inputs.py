@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from _tiny import TINY
-from cdsvae.io import UserError
 from cdsvae.experiment import inputs
 from cdsvae.experiment.inputs import (
     FEATS_DIR_FILES,
@@ -26,6 +25,7 @@ from cdsvae.experiment.inputs import (
     input_files,
     write_inputs,
 )
+from cdsvae.io import UserError
 
 
 def test_frames_that_do_not_fit_the_model_are_named():

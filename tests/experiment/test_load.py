@@ -8,10 +8,10 @@ import yaml
 
 from _tiny import tiny_config as _cfg
 from cdsvae import checkpoint as ckpt
-from cdsvae.io import UserError
 from cdsvae.experiment.load import load_model
 from cdsvae.experiment.run import train
 from cdsvae.experiment.schema import check_config
+from cdsvae.io import UserError
 
 
 def test_load_model_errors(tmp_path):

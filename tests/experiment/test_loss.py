@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from _tiny import TINY, tiny_config as _cfg
-from cdsvae.io import UserError
 from cdsvae.experiment.loss import apply_order, content_order, content_view, make_loss_fn
 from cdsvae.experiment.schema import check_config
+from cdsvae.io import UserError
 
 
 def _gen(seed):

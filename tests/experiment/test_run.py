@@ -7,10 +7,10 @@ import yaml
 
 from _tiny import tiny_config as _cfg
 from cdsvae import checkpoint as ckpt
-from cdsvae.io import UserError
 from cdsvae.experiment.load import load_model
 from cdsvae.experiment.run import train
 from cdsvae.experiment.schema import check_config, load_train_config
+from cdsvae.io import UserError
 
 
 def test_real_model_trains_on_synthetic_data_and_load_model_returns_best(tmp_path):

@@ -3,8 +3,8 @@
 import pytest
 
 from cdsvae.config import read_yaml
-from cdsvae.io import UserError
 from cdsvae.experiment.schema import check_config, config_schema
+from cdsvae.io import UserError
 
 
 def test_real_schema_covers_model_defaults_and_loss_weights():

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cdsvae import checkpoint as ckpt
 from cdsvae.bin import run_main
 from cdsvae.data.synthetic import SyntheticSequenceDataset
-from cdsvae import checkpoint as ckpt
-from cdsvae.train.distributed import shutdown
 from cdsvae.train.batches import seed_everything
+from cdsvae.train.distributed import shutdown
 from cdsvae.train.trainer import Trainer, setup_process
 
 FEAT = 6

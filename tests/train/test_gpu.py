@@ -35,14 +35,14 @@ import torch
 import torch.distributed as dist
 
 from _recon import fit_reconstruction
-from cdsvae.models import build_model
 from cdsvae import checkpoint as ckpt
-from cdsvae.train.distributed import DistContext
 from cdsvae.experiment.loss import recon_consistency
 from cdsvae.experiment.run import build_trainer
 from cdsvae.experiment.schema import check_config
-from cdsvae.train.trainer import setup_process
+from cdsvae.models import build_model
+from cdsvae.train.distributed import DistContext
 from cdsvae.train.monitor import EVAL_TRAIN_RATIO_LIMIT
+from cdsvae.train.trainer import setup_process
 
 DRY_RUN = os.environ.get("CDSVAE_GPU_DRY_RUN") == "1"
 pytestmark = [

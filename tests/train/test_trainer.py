@@ -6,8 +6,8 @@ import torch
 
 from _toy import TOY, ToyModel, final_params, run_toy, toy_config, toy_env, toy_loss, toy_trainer
 from cdsvae import checkpoint as ckpt
-from cdsvae.io import UserError
 from cdsvae.experiment.schema import config_schema
+from cdsvae.io import UserError
 from cdsvae.train.optim import OPTIM
 from cdsvae.train.optim import TRAIN, config_sections
 from cdsvae.train.trainer import TrainingDiverged

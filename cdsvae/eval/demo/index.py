@@ -19,8 +19,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from cdsvae.io import UserError, atomic_write_text
 from cdsvae.eval.report.document import DemoBlock, Figure, Sound, markdown_lines
+from cdsvae.io import UserError, atomic_write_text
 
 DEMO_SUBDIR = "demo"
 DEMO_INDEX = "demo.json"

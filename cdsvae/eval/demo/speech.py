@@ -16,9 +16,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from cdsvae.audio import write_wav
-from cdsvae.io import UserError
 from cdsvae.eval.demo.index import Demo, demo_dir, write_demo
 from cdsvae.fbank import load_fbank_config, logmel_to_waveform
+from cdsvae.io import UserError
 
 
 def pick_demo_pair(utt2spk: Mapping[str, str]) -> tuple[str, str] | None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cdsvae.io import UserError
 from cdsvae.eval.demo.index import Demo, demo_dir, write_demo
 from cdsvae.eval.report.plots import save_png, sequence_rows, swap_grid_image
+from cdsvae.io import UserError
 
 
 @torch.no_grad()

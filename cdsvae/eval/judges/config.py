@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from cdsvae.config import Field, Section, check_section
-from cdsvae.io import UserError
 from cdsvae.eval.judges.ctc_model import FRONTENDS
+from cdsvae.io import UserError
 
 
 # The ``speaker`` section of a judge config: its keys, defaults and types, declared once, here.

@@ -28,13 +28,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from cdsvae.io import UserError
+from cdsvae.checkpoint import load_checkpoint, save_checkpoint
 from cdsvae.eval.judges.config import CTCConfig  # noqa: F401  (re-exported)
 from cdsvae.eval.judges.ctc_model import (CTCRecogniser, check_inputs, greedy_decode, load_recogniser,  # noqa: F401
                                    pad_batch, recognise, recognise_ids, save_recogniser)
-from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
 from cdsvae.eval.judges.units import Units, read_units  # noqa: F401
-from cdsvae.checkpoint import load_checkpoint, save_checkpoint
+from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
+from cdsvae.io import UserError
 from cdsvae.train.batches import derive_seed
 from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 

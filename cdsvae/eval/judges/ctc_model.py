@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cdsvae.io import UserError, atomic_open
 from cdsvae.eval.judges.units import Units
+from cdsvae.io import UserError, atomic_open
 
 FORMAT = "cdsvae-ctc-recogniser"
 FRONTENDS = ("linear", "conv")

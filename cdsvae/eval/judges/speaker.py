@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cdsvae.io import UserError
 from cdsvae.eval.judges.config import SpeakerJudgeConfig  # noqa: F401  (re-exported)
 from cdsvae.eval.judges.speechbrain import (  # noqa: F401  (SpeechBrainSpeakerJudge: re-exported)
     SpeechBrainSpeakerJudge,
@@ -48,7 +47,7 @@ from cdsvae.eval.judges.speechbrain import (  # noqa: F401  (SpeechBrainSpeakerJ
     equal_length_batches,
     first_line,
 )
-from cdsvae.io import atomic_open
+from cdsvae.io import UserError, atomic_open
 from cdsvae.train.steploop import EpochRun, StepLoop, seeded_epoch
 
 log = logging.getLogger(__name__)

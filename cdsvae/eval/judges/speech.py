@@ -27,8 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from cdsvae.config import check_section
-from cdsvae.io import UserError, atomic_write_text, read_yaml
 from cdsvae.eval.judges.config import SWAP, SwapConfig  # noqa: F401  (SwapConfig: re-exported)
+from cdsvae.io import UserError, atomic_write_text, read_yaml
 
 log = logging.getLogger(__name__)
 

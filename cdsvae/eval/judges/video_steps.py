@@ -16,10 +16,9 @@ from typing import Any, Callable, Mapping
 import torch
 
 from cdsvae.data.video import VideoDataset
-from cdsvae.io import UserError
 from cdsvae.eval.judges.video import (JUDGE_FILE, JudgeClassifier, evaluate_judge, load_judge, load_judge_with_extra,
                                       save_judge, train_judge)
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 
 def judge_splits(train_dir, test_dir, max_train: int | None, max_test: int | None) -> tuple[VideoDataset, VideoDataset]:

@@ -44,11 +44,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from cdsvae.io import UserError
+from cdsvae.eval.judges.speech import SwapConfig, fit_recogniser
 from cdsvae.eval.metrics.factors import Denormaliser, UtteranceFactors, decode_frames, kept_frames
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, fold_units
-from cdsvae.eval.judges.speech import SwapConfig, fit_recogniser
 from cdsvae.eval.metrics.swap import different_speaker_pairs, swap_speaker_score
+from cdsvae.io import UserError
 
 log = logging.getLogger(__name__)
 

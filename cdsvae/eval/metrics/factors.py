@@ -17,8 +17,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.embeddings import cut_segments
+from cdsvae.io import UserError
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Callable
 import kaldiio
 import numpy as np
 
-from cdsvae.io import UserError, atomic_open, atomic_write_text
 from cdsvae.eval.metrics.trials import SpeakerVerificationTrials, iter_pair_lines
+from cdsvae.io import UserError, atomic_open, atomic_write_text
 
 _WRITE_CHUNK = 100_000
 

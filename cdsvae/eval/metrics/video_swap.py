@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cdsvae.io import UserError
 from cdsvae.eval.judges.video import (JudgeClassifier, _labels_of, accuracy, balanced_indices, conditional_entropy,
                                       inception_score, marginal_entropy)
+from cdsvae.io import UserError
 
 
 def _field(obj, name: str):

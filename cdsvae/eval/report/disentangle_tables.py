@@ -17,10 +17,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.io import UserError
 from cdsvae.eval.report.document import HIGHER, LOWER, Column, Measure, Table
 from cdsvae.eval.report.results import ExperimentResult
 from cdsvae.eval.report.tables import group_results, mean_std, paired_p_value, pm
+from cdsvae.io import UserError
 
 COLUMNS = (Column("system"), Column("experiment"), Column("EER s (%)", True, LOWER), Column("EER z (%)", True, HIGHER),
            Column("unit error z (%)", True, LOWER), Column("unit error s (%)", True, HIGHER),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cdsvae.io import UserError
 from cdsvae.eval.report.experiment import load_config, system_label
+from cdsvae.io import UserError
 
 @dataclass(frozen=True)
 class Scores:

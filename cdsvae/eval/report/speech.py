@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from cdsvae.io import UserError
 from cdsvae.eval.demo.index import demo_block
 from cdsvae.eval.report.disentangle_tables import (EXPLAIN, disentanglement_difference_table, disentanglement_table,
                                             seed_disentanglement_table, speaker_judge_sv_row, swap_detail_table)
@@ -24,7 +23,7 @@ from cdsvae.eval.report.environment import environment
 from cdsvae.eval.report.html import write_page
 from cdsvae.eval.report.results import SCORINGS, ExperimentResult, load_experiment
 from cdsvae.eval.report.tables import checkpoint_table, difference_table, group_results, results_table, seed_table, skipped_note
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 REPORT_SUBDIR = "report"
 DET_CAPTION = "DET curves of s and z"

@@ -11,9 +11,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.io import UserError
 from cdsvae.eval.report.document import HIGHER, LOWER, Bullets, Column, Measure, Paragraph, Table
 from cdsvae.eval.report.results import ExperimentResult
+from cdsvae.io import UserError
 
 # The figures of a speaker-verification row, with the way each is better.
 SV_COLUMNS = (Column("EER s (%)", True, LOWER), Column("EER z (%)", True, HIGHER), Column("gap z - s (%)", True, HIGHER),

@@ -18,7 +18,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cdsvae.io import UserError
 from cdsvae.eval.demo.index import demo_block
 from cdsvae.eval.report.document import (HIGHER, LOWER, Block, Code, Column, DemoBlock, Document, ExperimentEntry,
                                   Experiments, Heading, Measure, Paragraph, Table, markdown_lines)
@@ -27,7 +26,7 @@ from cdsvae.eval.report.experiment import load_config, system_label
 from cdsvae.eval.report.html import write_page
 from cdsvae.eval.report.results import SEED_SUFFIX
 from cdsvae.eval.report.tables import DIFFERENCE_COLUMNS, group_results, paired_row, pm
-from cdsvae.io import atomic_write_text
+from cdsvae.io import UserError, atomic_write_text
 
 
 def _fmt(r: Mapping | None, scale: float = 1.0, digits: int = 2) -> Measure | str:

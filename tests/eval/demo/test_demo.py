@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.demo.index import Demo, demo_lines, read_demo, write_demo
+from cdsvae.io import UserError
 
 
 def files(d, *names):

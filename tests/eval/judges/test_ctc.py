@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from cdsvae.io import UserError
 from cdsvae.eval.judges.ctc import (CTCConfig, CTCRecogniser, Units, greedy_decode, load_recogniser, read_units,
                              recognise, recognise_ids, save_recogniser, score_hypotheses, train_ctc,
                              unit_error_rate)
 from cdsvae.eval.judges.ctc_model import BiLSTM
+from cdsvae.io import UserError
 
 N_UNITS = 5
 DIM = 12

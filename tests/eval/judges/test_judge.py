@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from cdsvae.data.video import Factor, VideoDataset, write_video_split
-from cdsvae.io import UserError
 from cdsvae.eval.judges.video import (
     JudgeClassifier,
     accuracy,
@@ -24,6 +23,7 @@ from cdsvae.eval.judges.video import (
     train_judge,
 )
 from cdsvae.eval.metrics.video_swap import evaluate_swap_protocols
+from cdsvae.io import UserError
 
 
 def loop_metrics(p):

@@ -5,8 +5,8 @@ from dataclasses import asdict
 
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.judges.config import CTC, SPEAKER_JUDGE, SWAP, CTCConfig, SpeakerJudgeConfig, SwapConfig
+from cdsvae.io import UserError
 
 
 @pytest.mark.parametrize("cls, section", [(SpeakerJudgeConfig, SPEAKER_JUDGE), (CTCConfig, CTC), (SwapConfig, SWAP)])

@@ -7,8 +7,6 @@ import torch
 
 from _speechbrain import HPARAMS
 from cdsvae.data.feats import CMVNStats
-from cdsvae.io import UserError
-from cdsvae.eval.metrics.eer import compute_eer
 from cdsvae.eval.judges.speaker import (
     SpeakerJudge,
     SpeakerJudgeConfig,
@@ -17,6 +15,8 @@ from cdsvae.eval.judges.speaker import (
     load_speaker_judge,
     train_speaker_judge,
 )
+from cdsvae.eval.metrics.eer import compute_eer
+from cdsvae.io import UserError
 
 N_SPK, N_TRAIN, N_TEST = 6, 8, 4
 TINY = dict(channels=[32, 32, 32, 32, 96], attention_channels=16, se_channels=16, res2net_scale=4,

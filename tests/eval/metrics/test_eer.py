@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf, det_curve
+from cdsvae.io import UserError
 
 
 def brute_force_points(tgt, non):

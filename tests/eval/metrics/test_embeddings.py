@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.embeddings import cut_segments, extract_embeddings, extract_feature_dir, write_vectors
+from cdsvae.io import UserError
 
 FEAT_DIM = 6
 MODEL_CFG = {"frame": "mlp", "feat_dim": FEAT_DIM, "s_dim": 4, "z_dim": 3, "hidden_dim": 8, "g_dim": 8,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.factors import Denormaliser, decode_frames, encode_factors, kept_frames
+from cdsvae.io import UserError
 
 FEAT_DIM = 6
 MODEL_CFG = {"frame": "mlp", "feat_dim": FEAT_DIM, "s_dim": 4, "z_dim": 3, "hidden_dim": 8, "g_dim": 8,

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.per import ErrorCounts, align_counts, error_counts, fold_units, read_unit_map
+from cdsvae.io import UserError
 
 
 def brute_force_distance(ref, hyp):

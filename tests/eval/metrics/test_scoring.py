@@ -4,9 +4,9 @@ import kaldiio
 import numpy as np
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.scoring import cosine_scores, load_embedding_matrix, read_scores, score_trials, write_scores
 from cdsvae.eval.metrics.trials import all_pairs_trials, read_trials
+from cdsvae.io import UserError
 
 
 def brute_force_cosine(emb, enroll, test):

@@ -4,8 +4,8 @@ a perfectly disentangled toy scoring 1 and a random one scoring about chance."""
 import numpy as np
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.swap import different_speaker_pairs, leave_one_out_centroids, swap_speaker_score
+from cdsvae.io import UserError
 
 UTT2SPK = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "c1": "C", "c2": "C"}
 

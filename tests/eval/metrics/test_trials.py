@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.metrics.trials import (
     all_pairs_trials,
     detect_trials_format,
@@ -13,6 +12,7 @@ from cdsvae.eval.metrics.trials import (
     voxceleb_utt_id,
     write_trials,
 )
+from cdsvae.io import UserError
 
 UTT2SPK = {"spkB_u1": "spkB", "spkA_u2": "spkA", "spkA_u1": "spkA", "spkC_u1": "spkC", "spkB_u2": "spkB"}
 

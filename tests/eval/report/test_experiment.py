@@ -2,8 +2,8 @@
 
 import pytest
 
-from cdsvae.io import UserError
 from cdsvae.eval.report.experiment import load_config, modality, system_label
+from cdsvae.io import UserError
 from _experiments import CDSVAE_W, DSVAE_W
 
 

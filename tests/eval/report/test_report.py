@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from _experiments import CDSVAE_W, DEMO_WAVS, DSVAE_W, assert_png, make_exp, results, trained_speech_exp
-from cdsvae.io import UserError
 from cdsvae.eval.report.results import load_experiment
 from cdsvae.eval.report.speech import write_recipe_report
+from cdsvae.io import UserError
 
 
 def test_table_rows_from_results_json_and_config(tmp_path):

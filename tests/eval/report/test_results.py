@@ -5,8 +5,8 @@ import json
 import pytest
 
 from _experiments import CDSVAE_W, DSVAE_W, make_exp, results
-from cdsvae.io import UserError
 from cdsvae.eval.report.results import load_experiment
+from cdsvae.io import UserError
 
 
 def test_row_from_results_json_config_and_meta(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cdsvae.eval.report.results import ExperimentResult
-from cdsvae.io import UserError
 from cdsvae.eval.report.tables import group_results, paired_p_value, results_table
+from cdsvae.io import UserError
 
 
 def test_results_table_known_answer():
