@@ -196,8 +196,6 @@ class Validator:
                         "mode is suspect", " and ".join(bad), EVAL_TRAIN_RATIO_LIMIT)
 
 
-log = logging.getLogger("cdsvae.train")
-
 # DIR/progress: one line (epoch, step, loss, ETA) rewritten at every log step, read by the recipes.
 PROGRESS_FILE = "progress"
 
