@@ -11,11 +11,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _experiments import DEMO_PNGS, DEMO_WAVS, ChannelModel, trained_speech_exp, video_exps  # noqa: E402
+from _tools import run_tool  # noqa: E402
 
 
 def run(tool, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", f"cdsvae.bin.{tool}", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool(tool, *args, cwd=cwd)
 
 
 def one_line_error(out):
@@ -79,5 +80,7 @@ def test_errors_are_one_line(tmp_path):
 
 @pytest.mark.parametrize("tool", ["make_demo"])
 def test_help_names_both_modalities(tool):
-    out = run(tool, "--help")
+    """A real process: ``python -m`` reaches the entry point."""
+    out = subprocess.run([sys.executable, "-m", f"cdsvae.bin.{tool}", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0 and "--set" in out.stdout and "--data" in out.stdout and "demo.json" in out.stdout

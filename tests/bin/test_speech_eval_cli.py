@@ -10,17 +10,21 @@ import numpy as np
 import pytest
 import torch
 
+from _tools import run_tool
+
 TOOLS = ["extract_embeddings", "score", "make_demo", "make_report"]
 
 
 def run(tool, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", f"cdsvae.bin.{tool}", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool(tool, *args, cwd=cwd)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_help(tool):
-    out = run(tool, "--help")
+    """A real process per tool: ``python -m`` reaches the entry point."""
+    out = subprocess.run([sys.executable, "-m", f"cdsvae.bin.{tool}", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     assert f"cdsvae.bin.{tool}" in out.stdout and "--" in out.stdout
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _tools import run_tool
 from cdsvae.io import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,13 +19,14 @@ TINY = ["--model.frame", "mlp", "--model.feat_dim", "12", "--model.s_dim", "8", 
 
 
 def _train(*args):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "cdsvae.bin.train", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=240)
+    """``python -m cdsvae.bin.train ARGS`` as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool("train", *args, cwd=REPO)
 
 
 def test_help():
-    r = _train("--help")
+    """A real process: ``python -m`` reaches the entry point."""
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.train", "--help"], capture_output=True, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=REPO, timeout=240)
     assert r.returncode == 0
     assert "--outdir" in r.stdout and "--SECTION.KEY VALUE" in r.stdout and "synthetic" in r.stdout
 
