@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
+from _tools import run_tool
 from cdsvae.experiment.inputs import fingerprint, write_inputs
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cdsvae.bin.check_experiment", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=60,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool("check_experiment", *args, cwd=cwd)
 
 
 def feats_dir(path, rate=16000):
@@ -39,7 +39,9 @@ def recipe(tmp_path):
 
 
 def test_help():
-    r = run("--help", cwd=".")
+    """A real process: ``python -m`` reaches the entry point."""
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.check_experiment", "--help"], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "EXPDIR" in r.stdout and "--feats" in r.stdout
 
 

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from _tools import run_tool
 from cdsvae.bin.compute_eer import main
 from cdsvae.eval.metrics.eer import compute_eer, compute_min_dcf
 
@@ -73,7 +74,8 @@ def test_known_answer(tmp_path, capsys):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "cdsvae.bin.compute_eer", *args], capture_output=True, text=True)
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool("compute_eer", *args)
 
 
 def test_missing_and_extra_pairs_named_with_counts(tmp_path):
@@ -118,5 +120,6 @@ def test_only_one_class_and_missing_file(tmp_path):
 
 
 def test_help():
-    r = run_cli("--help")
+    """A real process: ``python -m`` reaches the entry point."""
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.compute_eer", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--json" in r.stdout and "--p_target" in r.stdout

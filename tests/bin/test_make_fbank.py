@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from _tools import run_tool
 from cdsvae.bin.compute_cmvn_stats import main as cmvn_main
 from cdsvae.bin.make_fbank import main
 from cdsvae.data.datadir import split_data_dir
@@ -53,8 +54,8 @@ def read_feats(featdir):
 
 
 def run_cli(module, *args):
-    return subprocess.run([sys.executable, "-m", f"cdsvae.bin.{module}", *map(str, args)],
-                          capture_output=True, text=True)
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool(module, *args)
 
 
 def test_single_process_features_and_outputs(tmp_path):

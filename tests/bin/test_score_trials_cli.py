@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from _tools import run_tool
 from cdsvae.eval.metrics.eer import compute_eer
 from cdsvae.eval.metrics.embeddings import write_vectors
 
@@ -16,8 +17,8 @@ UTTS = [f"id1000{s}-vid{v}-0000{c}" for s in range(3) for v in range(2) for c in
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cdsvae.bin.score", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool("score", *args, cwd=cwd)
 
 
 def one_line_error(out):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from _tools import run_tool
 from cdsvae.data.validate import MAX_REPORTED_PER_CHECK, Problem, validate_data_dir
 from cdsvae.io import UserError
 
@@ -224,8 +225,8 @@ def test_many_problems_are_capped(good_dir):
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cdsvae.bin.validate_data_dir", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=60)
+    """The tool as its console script runs it, in this process (tests/_tools.py)."""
+    return run_tool("validate_data_dir", *args, cwd=cwd)
 
 
 def test_cli_good_dir_exits_0(good_dir):
