@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from _tools import run_tool
 from cdsvae.augment.world_vc import draw_conversion, load_vc_config, world_voice_conversion
 from cdsvae.bin import run_main
 from cdsvae.bin.make_fbank import main as fbank_main
@@ -136,14 +137,13 @@ def test_frame_count_mismatch_is_an_error(converted, tmp_path):
 
 def test_missing_config_and_help(tmp_path):
     (tmp_path / "src").mkdir()
-    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", str(tmp_path / "src"), str(tmp_path / "o")],
-                       capture_output=True, text=True)
+    r = run_tool("world_vc", tmp_path / "src", tmp_path / "o")  # in this process (tests/_tools.py)
     assert r.returncode == 1 and "fbank.yaml" in r.stderr and "--fbank_config" in r.stderr
     assert "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", "--vc_config", str(tmp_path / "nope.yaml"),
-                        str(tmp_path / "src"), str(tmp_path / "o")], capture_output=True, text=True)
+    r = run_tool("world_vc", "--vc_config", tmp_path / "nope.yaml", tmp_path / "src", tmp_path / "o")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nope.yaml" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "cdsvae.bin.world_vc", "--help"], capture_output=True,
+                       text=True)  # a real process: python -m reaches the entry point
     assert r.returncode == 0 and "--vc_config" in r.stdout and "--fbank_config" in r.stdout
     for key in ("num_copies", "f0_scale_range", "frame_period: 5.0", "f0_floor", "f0_ceil"):
         assert key in r.stdout
