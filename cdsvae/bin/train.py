@@ -26,6 +26,7 @@ The training semantics (batch per process, DDP, epoch order, resumption): :mod:`
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Sequence
 
 from cdsvae.bin import run_main
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cdsvae.bin.train", description=__doc__.splitlines()[0], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config with the sections listed below; omitted keys take their defaults")
-    p.add_argument("--outdir", required=True, help="experiment directory; resumed from when it has checkpoints")
+    p.add_argument("--outdir", help="experiment directory; resumed from when it has checkpoints (required, except "
+                                    "with --experiments)")
     p.add_argument("--print_config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--check_inputs", action="store_true",
                    help="only check that OUTDIR can be trained or resumed with this config and data (exit 1 "
@@ -55,7 +57,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="with --check_inputs: the run will have N processes (GPUs x nodes); also check that "
                         "the training data fills one global batch of N x train.batch_size (default: 1)")
+    p.add_argument("--experiments", metavar="FILE",
+                   help="with --check_inputs: check several experiments in one process, one per line of FILE "
+                        "(- for standard input): the options of its training command, shell-quoted, e.g. "
+                        "'--config conf/train.yaml --outdir exp/cdsvae_seed2 --train.seed 2'. Prints 'checked "
+                        "OUTDIR' or 'finished OUTDIR: step S, E/N epochs' for each, in order, and stops at the "
+                        "first that fails (exit 1, its one-line error)")
     return p
+
+
+def _check(parser: argparse.ArgumentParser, argv: Sequence[str], nproc: int) -> tuple[str, str | None]:
+    """(OUTDIR, 'step S, E/N epochs' when its run is trained to the end already) of one training
+    command's options, after the checks of --check_inputs."""
+    from cdsvae.experiment.inputs import absolute_data_paths
+    from cdsvae.experiment.run import check_run_inputs, check_training_batches, finished_run
+    from cdsvae.experiment.schema import load_train_config
+
+    args, rest = parser.parse_known_args(argv)
+    if not args.outdir:
+        parser.error("--outdir is required")
+    cfg = absolute_data_paths(load_train_config(args.config or None, rest))
+    check_run_inputs(cfg, args.outdir)
+    done = finished_run(cfg, args.outdir)
+    if done is None:  # nothing left to train: the batch of N processes does not matter
+        check_training_batches(cfg, nproc)
+    return args.outdir, done
+
+
+def _check_experiments(parser: argparse.ArgumentParser, path: str, nproc: int) -> None:
+    import shlex
+
+    from cdsvae.io import UserError
+
+    with (open(path, encoding="utf-8") if path != "-" else sys.stdin) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    for number, line in enumerate(lines, 1):
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            raise UserError(f"{path}: line {number}: {e}") from None
+        outdir, done = _check(parser, argv, nproc)
+        print(f"finished {outdir}: {done}" if done is not None else f"checked {outdir}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,24 +105,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.nproc < 1:
         parser.error(f"--nproc must be at least 1, got {args.nproc}")
+    if args.experiments is not None:
+        if not args.check_inputs:
+            parser.error("--experiments needs --check_inputs")
+        _check_experiments(parser, args.experiments, args.nproc)
+        return 0
+    if not args.outdir:
+        parser.error("--outdir is required")
+    if args.check_inputs:
+        done = _check(parser, argv if argv is not None else sys.argv[1:], args.nproc)[1]
+        if done is not None:
+            print(f"finished: {done}")
+        return 0
     # Imported after parsing: torch takes seconds to import, and --help needs none of it.
     from cdsvae.config import to_yaml
-    from cdsvae.experiment.inputs import absolute_data_paths
-    from cdsvae.experiment.run import check_run_inputs, check_training_batches, finished_run, train
+    from cdsvae.experiment.run import train
     from cdsvae.experiment.schema import load_train_config
 
     cfg = load_train_config(args.config or None, rest)
     if args.print_config:
         print(to_yaml(cfg), end="")
-        return 0
-    if args.check_inputs:
-        cfg = absolute_data_paths(cfg)
-        check_run_inputs(cfg, args.outdir)
-        done = finished_run(cfg, args.outdir)
-        if done is not None:  # nothing left to train: the batch of N processes does not matter
-            print(f"finished: {done}")
-            return 0
-        check_training_batches(cfg, args.nproc)
         return 0
     train(cfg, args.outdir)
     return 0

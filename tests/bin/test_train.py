@@ -264,3 +264,35 @@ def test_check_inputs_says_when_the_run_is_trained_to_the_end(speech_recipe, cap
     assert capsys.readouterr().out == ""
     assert main([*SPEECH_TINY, "--train.epochs", "5", "--train.max_steps", str(n_steps), "--check_inputs"]) == 0
     assert capsys.readouterr().out == f"finished: step {n_steps}, 2/5 epochs\n"  # max_steps reached
+
+
+def test_check_inputs_of_several_experiments_in_one_process(speech_recipe, capsys):
+    """--experiments: one line of training options per experiment, each checked as --check_inputs
+    checks it, a result line each, in order; the first that fails stops the check with its own
+    line (the recipe's stage 4 checks all its experiments this way before any starts)."""
+    import shlex
+
+    from cdsvae.bin.train import main
+
+    assert main(SPEECH_TINY) == 0  # exp/cdsvae trained to the end
+    n_steps = int(re.match(r"finished: step (\d+)/", (speech_recipe / "exp/cdsvae/progress").read_text()).group(1))
+    fresh = [*SPEECH_TINY[:-1], "exp/new dir"]  # a path with a space, quoted on its line
+    listing = speech_recipe / "experiments"
+    listing.write_text(f"{shlex.join(SPEECH_TINY)}\n\n{shlex.join(fresh)} --train.seed 3\n")
+    capsys.readouterr()
+    assert main(["--check_inputs", "--experiments", str(listing)]) == 0
+    assert capsys.readouterr().out == f"finished exp/cdsvae: step {n_steps}, 2/2 epochs\nchecked exp/new dir\n"
+    # --nproc applies to each: 4 processes x batch 4, one segment per utterance, do not fit 8 utterances
+    unique = ["--train.unique_utts_per_batch", "true"]
+    listing.write_text(f"{shlex.join(fresh)}\n{shlex.join([*fresh[:-1], 'exp/b', *unique])}\n")
+    line = _refused(["--check_inputs", "--nproc", "4", "--experiments", str(listing)], capsys)
+    assert "fewer than one global batch of 16" in line
+    # what came before the failure was printed (the recipe names the experiment that has no line)
+    assert main(["--check_inputs", "--experiments", str(listing)]) == 0
+    assert capsys.readouterr().out == "checked exp/new dir\nchecked exp/b\n"
+    listing.write_text("--outdir 'exp/unclosed\n")
+    line = _refused(["--check_inputs", "--experiments", str(listing)], capsys)
+    assert line == f"train: error: {listing}: line 1: No closing quotation"
+    with pytest.raises(SystemExit) as e:
+        main(["--experiments", str(listing)])
+    assert e.value.code == 2 and "--experiments needs --check_inputs" in capsys.readouterr().err

@@ -41,30 +41,38 @@ if [ "${BREAK:-0}" = 1 ]; then
 fi
 """
 
-# Stands in for cdsvae.bin.train: records how it was launched; --check_inputs fails for the
+# Stands in for cdsvae.bin.train: records how it was launched (check_processes: each check process,
+# check_calls: the options of each experiment it checks); --check_inputs fails for the
 # experiment named by FAKE_CHECK_FAIL, as the real one does for a run trained on other inputs,
 # and says the one named by FAKE_FINISHED is trained to the end; FAKE_WARNINGS goes to train.log.
 FAKE_TRAIN = r"""
-import os, sys, time
+import os, shlex, sys, time
 args = sys.argv[1:]
-outdir = args[args.index("--outdir") + 1]
 if "--check_inputs" in args:
-    with open("check_calls", "a") as f:
+    with open("check_processes", "a") as f:
         f.write(" ".join(args) + "\n")
-    if os.environ.get("FAKE_CHECK_FAIL") and outdir.endswith(os.environ["FAKE_CHECK_FAIL"]):
-        print("some warning first", file=sys.stderr)
-        print(f"train: error: {outdir} was trained on other inputs: dump/train/feats.scp changed; "
-              f"train into a new --outdir or move {outdir} aside", file=sys.stderr)
-        sys.exit(1)
     nproc = int(args[args.index("--nproc") + 1])
-    if os.environ.get("FAKE_UTTS") and 4 * nproc > int(os.environ["FAKE_UTTS"]):
-        print(f"train: error: the training set has {os.environ['FAKE_UTTS']} utterances, fewer than one global "
-              f"batch of {4 * nproc} (train.batch_size 4 x {nproc} process(es)): use train.batch_size 2 or less",
-              file=sys.stderr)
-        sys.exit(1)
-    if os.environ.get("FAKE_FINISHED") and outdir.endswith(os.environ["FAKE_FINISHED"]):
-        print("finished: step 38, 2/2 epochs")
+    many = "--experiments" in args
+    for exp in [shlex.split(line) for line in sys.stdin.read().splitlines() if line.strip()] if many else [args]:
+        outdir = exp[exp.index("--outdir") + 1]
+        with open("check_calls", "a") as f:
+            f.write(" ".join(exp) + "\n")
+        if os.environ.get("FAKE_CHECK_FAIL") and outdir.endswith(os.environ["FAKE_CHECK_FAIL"]):
+            print("some warning first", file=sys.stderr)
+            print(f"train: error: {outdir} was trained on other inputs: dump/train/feats.scp changed; "
+                  f"train into a new --outdir or move {outdir} aside", file=sys.stderr)
+            sys.exit(1)
+        if os.environ.get("FAKE_UTTS") and 4 * nproc > int(os.environ["FAKE_UTTS"]):
+            print(f"train: error: the training set has {os.environ['FAKE_UTTS']} utterances, fewer than one global "
+                  f"batch of {4 * nproc} (train.batch_size 4 x {nproc} process(es)): use train.batch_size 2 or less",
+                  file=sys.stderr)
+            sys.exit(1)
+        if os.environ.get("FAKE_FINISHED") and outdir.endswith(os.environ["FAKE_FINISHED"]):
+            print(f"finished {outdir}: step 38, 2/2 epochs" if many else "finished: step 38, 2/2 epochs")
+        elif many:
+            print(f"checked {outdir}")
     sys.exit(0)
+outdir = args[args.index("--outdir") + 1]
 os.makedirs(outdir, exist_ok=True)
 if os.environ.get("FAKE_WARNINGS"):  # what the trainer's log adds: INFO and WARNING lines
     with open(os.path.join(outdir, "train.log"), "a") as f:
@@ -499,7 +507,7 @@ def test_more_processes_than_the_training_set_can_fill_are_refused_before_any_st
         "Error: cdsvae: the training set has 6 utterances, fewer than one global batch of 8 (train.batch_size 4 x 2 "
         "process(es)): use train.batch_size 2 or less (--ngpu sets the processes per node, --train_args "
         "'--train.batch_size B' the batch)"), errors
-    assert (recipe / "check_calls").read_text().splitlines()[0].endswith("--check_inputs --nproc 2")
+    assert (recipe / "check_processes").read_text() == "--check_inputs --nproc 2 --experiments -\n"
     assert not list((recipe / "exp").glob("*/launched.*"))
     r = run(recipe, *SETS, "--stage", "4", "--stop_stage", "4", "--ngpu", "1", extra_env=env, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -538,8 +546,11 @@ def test_training_on_other_inputs_is_refused_before_any_starts(recipe, fake_tool
     assert errors[0].endswith("Error: exp/dsvae was trained on other inputs: dump/train/feats.scp changed; to go on, "
                               "rerun with --retrain true (moves exp/dsvae aside) or choose a new --tag_suffix")
     assert not (recipe / "exp" / "cdsvae" / "launched.none").exists()  # checked before anything trained
+    # One check process for both experiments, given each one's training options, in order.
+    assert (recipe / "check_processes").read_text() == "--check_inputs --nproc 1 --experiments -\n"
     checks = (recipe / "check_calls").read_text().splitlines()
-    assert checks[0] == f"--config conf/train.yaml --outdir exp/cdsvae {DATA} --check_inputs --nproc 1"
+    assert checks == [f"--config conf/{conf} --outdir exp/{tag} {DATA}"
+                      for conf, tag in (("train.yaml", "cdsvae"), ("train_dsvae.yaml", "dsvae"))]
     # --retrain true moves every experiment aside (never deletes it) and trains afresh.
     (recipe / "exp" / "dsvae").mkdir(parents=True)
     (recipe / "exp" / "dsvae" / "old_model").write_text("kept")

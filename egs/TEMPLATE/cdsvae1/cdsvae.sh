@@ -314,6 +314,15 @@ tool_error() {  # tool_error <msg>
     printf '%s\n' "$1" | tail -n 1 | sed 's/^[a-z_]*: error: //'
 }
 
+# What the check of stage 4 (cdsvae.bin.train --check_inputs --experiments) printed for one
+# experiment: "checked", "finished: step S, E/N epochs", or nothing when it was not reached.
+check_result() {  # check_result <output> <tag>
+    printf '%s\n' "$1" | awk -v c="checked ${expdir}/$2" -v f="finished ${expdir}/$2: " '
+        $0 == c { r = "checked" }
+        index($0, f) == 1 { r = "finished: " substr($0, length(f) + 1) }
+        END { print r }'
+}
+
 # The training launcher for --ngpu / --num_nodes, as words of a command.
 train_launcher() {
     if [ "${ngpu}" -le 1 ] && [ "${num_nodes}" -eq 1 ]; then
@@ -441,9 +450,10 @@ train_experiments() {  # train_experiments <data options...>
     require_tool cdsvae.bin.train
     local launcher config tag seed cmd logfile seed_args args="$* --train.device ${device}" parallel=1 rc msg
     launcher=$(train_launcher)
-    # Every experiment is checked before any starts: one trained on other inputs, or whose training
-    # data cannot fill one global batch of this run's processes, stops the stage.
-    local nproc=$(((ngpu > 1 ? ngpu : 1) * num_nodes))
+    # Every experiment is checked before any starts, all in one process (one start of Python and
+    # torch): one trained on other inputs, or whose training data cannot fill one global batch of
+    # this run's processes, stops the stage.
+    local nproc=$(((ngpu > 1 ? ngpu : 1) * num_nodes)) listing="" tags=() result
     declare -A finished=()  # tag -> "step S, E/N epochs" of a run trained to the end already
     while read -r config tag seed; do
         [ -f "${config}" ] || die "training config ${config} not found"
@@ -452,20 +462,30 @@ train_experiments() {  # train_experiments <data options...>
             move_aside "${expdir}/${tag}"
         fi
         # shellcheck disable=SC2086
-        if ! msg=$(python -m cdsvae.bin.train --config "${config}" --outdir "${expdir}/${tag}" ${args} \
-            ${seed_args} ${train_args} --check_inputs --nproc "${nproc}" 2>&1 </dev/null); then
-            msg=$(tool_error "${msg}")
-            case "${msg}" in
-                *"global batch"*)
-                    die "${tag}: ${msg} (--ngpu sets the processes per node, --train_args" \
-                        "'--train.batch_size B' the batch)" ;;
-                *)
-                    die "$(printf '%s' "${msg}" | sed 's/; train into a new --outdir or move .* aside$//'); to go on," \
-                        "rerun with --retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix" ;;
-            esac
-        fi
-        finished[${tag}]=$(printf '%s\n' "${msg}" | sed -n 's/^finished: //p' | tail -n 1)
+        listing+="$(printf '%q ' --config "${config}" --outdir "${expdir}/${tag}" ${args} ${seed_args} ${train_args})"$'\n'
+        tags+=("${tag}")
     done < <(experiments)
+    if ! msg=$(printf '%s' "${listing}" | python -m cdsvae.bin.train --check_inputs --nproc "${nproc}" \
+        --experiments - 2>&1); then
+        # The experiment that failed: the first without a result line.
+        for tag in "${tags[@]}"; do
+            [ -n "$(check_result "${msg}" "${tag}")" ] || break
+        done
+        msg=$(tool_error "${msg}")
+        case "${msg}" in
+            *"global batch"*)
+                die "${tag}: ${msg} (--ngpu sets the processes per node, --train_args" \
+                    "'--train.batch_size B' the batch)" ;;
+            *)
+                die "$(printf '%s' "${msg}" | sed 's/; train into a new --outdir or move .* aside$//'); to go on," \
+                    "rerun with --retrain true (moves ${expdir}/${tag} aside) or choose a new --tag_suffix" ;;
+        esac
+    fi
+    for tag in "${tags[@]}"; do
+        result=$(check_result "${msg}" "${tag}")
+        finished[${tag}]=${result#finished: }
+        [ "${result}" != checked ] || finished[${tag}]=""
+    done
     # Several CPU trainings at once (--train_jobs): each is its own process, so results do not change.
     if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ]; then
         parallel=${train_jobs}
