@@ -1,8 +1,6 @@
 """make_fbank and compute_cmvn_stats on a few utterances: jobs + merge, bad audio, segments, pipes."""
 
 import logging
-import subprocess
-import sys
 
 import kaldiio
 import numpy as np

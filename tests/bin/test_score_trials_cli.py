@@ -1,9 +1,6 @@
 """cdsvae.bin.score with --trials: a Kaldi and a VoxCeleb list scored end to end on tiny embeddings."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
