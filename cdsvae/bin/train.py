@@ -89,8 +89,12 @@ def _check_experiments(parser: argparse.ArgumentParser, path: str, nproc: int) -
 
     from cdsvae.io import UserError
 
-    with (open(path, encoding="utf-8") if path != "-" else sys.stdin) as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    lines = [line for line in text.splitlines() if line.strip()]
     for number, line in enumerate(lines, 1):
         try:
             argv = shlex.split(line)
