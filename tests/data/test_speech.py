@@ -32,7 +32,7 @@ def write_featdir(path, lengths, offset=0.0):
 
 @pytest.fixture
 def dirs(tmp_path):
-    train = write_featdir(tmp_path / "train", LENGTHS)
+    write_featdir(tmp_path / "train", LENGTHS)
     for k in (1, 2):
         write_featdir(tmp_path / "vc" / f"copy{k}", LENGTHS, offset=float(k))
     return tmp_path

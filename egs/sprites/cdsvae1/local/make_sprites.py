@@ -14,7 +14,6 @@ whole split is one palette lookup, so thousands of sequences take well under a s
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
