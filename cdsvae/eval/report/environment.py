@@ -1,6 +1,9 @@
-"""The environment header of every report: date, software versions and code version.
+"""The environment header of every report: date, software versions, the CPU and code version.
 
-Shared by the speech and video reports; deliberately no host name.
+Shared by the speech and video reports; deliberately no host name.  The CPU is named because
+figures reproduce to the last digit only on the same kind of CPU: PyTorch picks its CPU kernels
+by the widest vector extension (AVX2, AVX-512, ...), and kernels that sum in another order change
+the last bits, which training carries on and grows.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import re
 import subprocess
@@ -53,11 +57,44 @@ def torch_version() -> str:
     return found.group(1) if found else importlib.metadata.version("torch")
 
 
+# The widest vector extension, in the order PyTorch and oneDNN prefer them; the names of /proc/cpuinfo.
+VECTOR_EXTENSIONS = ("avx512f", "avx2", "avx", "sse4_2", "sve", "asimd")
+# Variables that make PyTorch or oneDNN use narrower kernels than the CPU has.
+KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_description(cpuinfo: str | None = None, environ: dict[str, str] | None = None,
+                    count: int | None = None) -> str:
+    """The CPU model, its logical CPUs and its widest vector extension, read from ``/proc/cpuinfo``
+    (``cpuinfo``: its text), with any variable of ``KERNEL_LIMITS`` that is set, e.g.
+    ``AMD EPYC, 2 CPUs, widest vector extension avx2``."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    environ = os.environ if environ is None else environ
+    count = os.cpu_count() if count is None else count
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    model = fields.get("model name") or fields.get("cpu model") or platform.processor() or "unknown CPU"
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    widest = next((name for name in VECTOR_EXTENSIONS if name in flags), "unknown")
+    cpus = f"{count} CPU{'' if count == 1 else 's'}" if count else "unknown CPU count"
+    parts = [model, cpus, f"widest vector extension {widest}"]
+    parts += [f"{name}={environ[name]}" for name in KERNEL_LIMITS if environ.get(name)]
+    return ", ".join(parts)
+
+
 def environment_items() -> list[tuple[str, str]]:
-    """Date, software versions and code version; deliberately no host name."""
+    """Date, software versions, the CPU and code version; deliberately no host name."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return [("date", now), ("python", platform.python_version()), ("torch", torch_version()),
-            ("system", f"{platform.system()} {platform.machine()}"), ("git commit", git_commit())]
+            ("system", f"{platform.system()} {platform.machine()}"), ("cpu", cpu_description()),
+            ("git commit", git_commit())]
 
 
 def environment() -> Environment:
