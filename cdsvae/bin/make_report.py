@@ -11,6 +11,12 @@ them, the disentanglement tables (a corpus without transcripts keeps every speak
 there and marks content as not measured). Each Markdown report has its HTML page next to it
 (``index.html`` for RESULTS.md, ``index_<set>.html`` for RESULTS_<set>.md): the same tables, the
 figures, and the demo with audio players. No model is loaded.
+
+A variant against the default, seed by seed, on every figure (an ablation; e.g. the experiments of
+``conf/train_conz30.yaml`` trained with ``--seeds "1 2 3"`` next to the default's)::
+
+    python -m cdsvae.bin.make_report --expdirs exp/cdsvae_seed* exp/conz30_seed* --out RESULTS_conz30.md \
+        --baseline cdsvae
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--command", default=None,
                         help="the command that made the experiments, recorded in the comparison (e.g. for a "
                              "recipe's reference RESULTS.md)")
+    parser.add_argument("--baseline", default=None, metavar="NAME",
+                        help="an experiment by its tag without the _seed<N> suffix (e.g. cdsvae): the comparison "
+                             "also gives every other experiment against it, paired by seed, on every figure")
     return parser
 
 
@@ -45,17 +54,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not d.is_dir():
             raise UserError(f"{d}: experiment directory not found")
 
-    from cdsvae.eval.report.disentangle_tables import disentanglement_table, swap_detail_table
+    from cdsvae.eval.report.disentangle_tables import disentanglement_table, swap_detail_table, variant_table
     from cdsvae.eval.report.speech import html_name, write_recipe_report
     from cdsvae.eval.report.tables import results_table
 
     results = write_recipe_report(args.expdirs, args.out, args.test_set, args.plots, args.demo,
-                                  command=args.command)
+                                  command=args.command, baseline=args.baseline)
     print(results_table(results).markdown(), end="")
     table = disentanglement_table(results, args.test_set, results[0].expdir.parent / "judge")
     if table is not None:
         detail = swap_detail_table(results, args.test_set)
         print(f"\nDisentanglement ({args.test_set} set):\n{table.markdown()}\n{detail.markdown() if detail else ''}",
+              end="")
+    if args.baseline is not None:
+        print(f"\nAgainst {args.baseline}, paired by seed:\n{variant_table(results, args.test_set, args.baseline).markdown()}",
               end="")
     print(f"wrote {args.out} and {args.out.with_name(html_name(args.out.name))}")
     return 0

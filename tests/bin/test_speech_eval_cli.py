@@ -141,6 +141,18 @@ def test_stages_5_to_7_end_to_end(tmp_path):
     assert "No demo: dump/test/fbank.yaml" in (tmp_path / "exp/cdsvae/R2.md").read_text()
     assert "No demo (run the demo step: `python -m cdsvae.bin.make_demo --expdir exp/dsvae --set test`)" \
         in (tmp_path / "exp/dsvae/R2.md").read_text()
+    # every experiment against a baseline, in the comparison and on the console; an unknown one writes nothing
+    out = run("make_report", "--expdirs", "exp/cdsvae", "exp/dsvae", "--out", "R3.md", "--plots", "false",
+              "--baseline", "cdsvae", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "R3.md").read_text()
+    assert "## Against cdsvae, paired by seed (test set)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| dsvae - cdsvae | EER z (%) |"))
+    assert row.endswith("| one seed: not tested |") and row in out.stdout
+    out = run("make_report", "--expdirs", "exp/cdsvae", "exp/dsvae", "--out", "R4.md", "--plots", "false",
+              "--baseline", "conz30", cwd=tmp_path)
+    assert_one_line_error(out, "make_report: error:", "baseline 'conz30' is none of the experiments (cdsvae, dsvae)")
+    assert not (tmp_path / "R4.md").exists() and not (tmp_path / "exp/cdsvae/R4.md").exists()
 
 
 def test_score_cli_mean_normalised_scoring(tmp_path):

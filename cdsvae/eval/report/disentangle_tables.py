@@ -233,3 +233,79 @@ def swap_detail_table(results: Sequence[ExperimentResult], test_set: str) -> Tab
             "much of the voice the decoder keeps when nothing is swapped"
             + (" (n/a: results written before it was measured)." if any(line[-1] == "n/a" for line in lines) else "."))
     return Table(DETAIL_COLUMNS, lines, note=note)
+
+
+# Every figure a variant is compared on: (label, key of variant_figures, scale, digits, True when lower is
+# better). Random s is best at 0.5 and measured above it, so lower is better there.
+_VARIANT = (("EER s (%)", "eer_s", 100.0, 2, True), ("EER z (%)", "eer_z", 100.0, 2, False),
+            ("unit error z (%)", "probe_z", 100.0, 2, True), ("unit error s (%)", "probe_s", 100.0, 2, False),
+            ("swap (s_A, z_B): closer to A", "swap_speaker", 1.0, 3, False),
+            ("swap: content error vs B (%)", "swap_content", 100.0, 2, True),
+            ("random s (s ~ p(s), z_B): closer to B", "random_s", 1.0, 3, True),
+            ("random z (s_A, z ~ p(z)): closer to A", "random_z", 1.0, 3, False),
+            ("reconstruction of B: content error (%)", "reconstruction_content", 100.0, 2, True),
+            ("reconstruction of B: closer to B", "reconstruction_speaker", 1.0, 3, False))
+VARIANT_EXPLAIN = (
+    "Each experiment against the baseline on the seeds both have: the per-seed differences (experiment - "
+    "baseline), then mean ± std over seeds, the baseline's and the experiment's own mean ± std over those "
+    "seeds, the seeds where the experiment is better, and a two-sided paired t-test (\"within noise\" when "
+    "p >= 0.05; one seed is not tested). EERs with cosine scoring; swap figures are each experiment's mean over "
+    "draws. Lower is better for random s (its ideal is 0.5, and it is measured above it).")
+
+
+def variant_figures(result: ExperimentResult, test_set: str) -> dict[str, float | None]:
+    """The figures of :data:`_VARIANT` for one experiment (None where not measured)."""
+    figs: dict[str, float | None] = {key: None for _, key, *_ in _VARIANT}
+    figs.update(eer_s=result.eer_s, eer_z=result.eer_z)
+    d = load_disentanglement(result.expdir, test_set)
+    if d is None:
+        return figs
+    s = d["swap"]["summary"]
+
+    def mean(values: Sequence[float] | None) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    figs.update(row_figures(d))
+    figs.update(random_s=mean(s.get("random_s", {}).get("speaker")),
+                random_z=mean(s.get("random_z", {}).get("speaker")),
+                reconstruction_content=mean(_content_draws(s, "reconstruction_b", d)),
+                reconstruction_speaker=mean(s.get("reconstruction_b", {}).get("speaker")))
+    return figs
+
+
+def variant_table(results: Sequence[ExperimentResult], test_set: str, baseline: str) -> Table:
+    """Every experiment group against ``baseline`` (a group: a tag without its seed suffix), paired by
+    seed on every figure of :data:`_VARIANT` (:data:`VARIANT_EXPLAIN` says how); groups without a seed
+    in common with it are left out."""
+    groups = group_results(results)
+    if baseline not in groups:
+        raise UserError(f"baseline {baseline!r} is none of the experiments ({', '.join(groups)}); "
+                        "name one by its tag without the _seed<N> suffix")
+    base = {r.seed: variant_figures(r, test_set) for r in groups[baseline]}
+    lines = []
+    for name, rows in groups.items():
+        if name == baseline:
+            continue
+        ours = {r.seed: variant_figures(r, test_set) for r in rows}
+        seeds = sorted((k for k in ours if k in base), key=lambda k: (k is None, k or 0))
+        for label, key, scale, digits, lower in _VARIANT:
+            a = [ours[k][key] for k in seeds]
+            b = [base[k][key] for k in seeds]
+            if not seeds or any(v is None for v in a + b):
+                continue
+            diffs = [scale * (x - y) for x, y in zip(a, b)]
+            # better at the precision shown: a difference that prints as 0 counts for neither
+            better = sum((round(d, digits) < 0) if lower else (round(d, digits) > 0) for d in diffs)
+            if len(seeds) < 2:
+                diff, verdict = f"{diffs[0]:+.{digits}f}", "one seed: not tested"
+            else:
+                m, sd = mean_std(diffs)
+                p = paired_p_value(diffs)
+                diff = f"{m:+.{digits}f} ± {sd:.{digits}f}"
+                verdict = (f"within noise (p = {p:.2f})" if p >= 0.05 else
+                           f"{name if (m < 0) == lower else baseline} better (p = {p:.3f})")
+            lines.append([f"{name} - {baseline}", label, ",".join("-" if k is None else str(k) for k in seeds), diff, _pm(b, scale, digits),
+                          _pm(a, scale, digits), f"{better}/{len(seeds)}", verdict])
+    return Table((Column("compared"), Column("metric"), Column("seeds"), Column("difference (mean ± std)", True),
+                  Column("baseline", True), Column("experiment", True), Column("better in", True), Column("verdict")),
+                 lines)

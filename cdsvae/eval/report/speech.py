@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 from cdsvae.eval.demo.index import demo_block
-from cdsvae.eval.report.disentangle_tables import (EXPLAIN, disentanglement_difference_table, disentanglement_table,
-                                            seed_disentanglement_table, speaker_judge_sv_row, swap_detail_table)
+from cdsvae.eval.report.disentangle_tables import (EXPLAIN, VARIANT_EXPLAIN, disentanglement_difference_table,
+                                                   disentanglement_table, seed_disentanglement_table,
+                                                   speaker_judge_sv_row, swap_detail_table, variant_table)
 from cdsvae.eval.report.document import (Block, Code, DemoBlock, Document, ExperimentEntry, Experiments, Figure, Figures,
                                   Heading, Paragraph)
 from cdsvae.eval.report.environment import environment
@@ -173,10 +174,12 @@ CHECKPOINTS_EXPLAINED = (
 
 
 def recipe_document(results: Sequence[ExperimentResult], out: Path, test_set: str = "test",
-                    command: str | None = None, experiments: Sequence[Document] = ()) -> Document:
+                    command: str | None = None, experiments: Sequence[Document] = (),
+                    baseline: str | None = None) -> Document:
     """The comparison: mean ± std over seeds and C-DSVAE - DSVAE differences when there are seeds,
-    then every experiment, the checkpoints used, and each experiment's own report (``experiments``:
-    their documents, whose figures and demo a page shows inline)."""
+    then every experiment, each against ``baseline`` (an experiment group) when one is named, the
+    checkpoints used, and each experiment's own report (``experiments``: their documents, whose
+    figures and demo a page shows inline)."""
     doc = Document("Results", [environment()], out.parent)
     if command:
         doc.blocks += [Heading(2, "Command"), Code(command)]
@@ -197,6 +200,9 @@ def recipe_document(results: Sequence[ExperimentResult], out: Path, test_set: st
         doc.blocks += [Heading(3, "Every experiment")]
     doc.blocks += _scoring_sections(results, results_table, test_set)
     doc.blocks += disentanglement_section(results, test_set, seeds=any(len(rows) > 1 for rows in groups.values()))
+    if baseline is not None:
+        doc.blocks += [Heading(2, f"Against {baseline}, paired by seed ({test_set} set)"), Paragraph(VARIANT_EXPLAIN),
+                       variant_table(results, test_set, baseline)]
     doc.blocks += [Heading(2, "Checkpoints"), Paragraph(CHECKPOINTS_EXPLAINED), checkpoint_table(results)]
     doc.blocks += [Paragraph("Per experiment (figures, listening demo):")]
     by_dir = {d.directory: d for d in experiments}
@@ -218,19 +224,23 @@ def write_recipe_report(
     plots: bool = True,
     demo: bool = True,
     command: str | None = None,
+    baseline: str | None = None,
 ) -> list[ExperimentResult]:
     """Per-experiment reports ``<exp>/<name of out>``, then one table comparing them at ``out``,
     each also as a page (``index.html`` for ``RESULTS.md``, ``index_<set>.html`` for ``RESULTS_<set>.md``).
 
     Naming the per-experiment file after ``out`` keeps the reports of several evaluation sets
-    (RESULTS.md, RESULTS_dev.md, ...) from overwriting each other.
+    (RESULTS.md, RESULTS_dev.md, ...) from overwriting each other. With ``baseline`` (an experiment
+    group: a tag without its seed suffix) the comparison also gives every other group against it.
     """
     if not expdirs:
         raise UserError("no experiment directories given")
     out = Path(out)
+    if baseline is not None:  # an unknown baseline stops the report before anything is written
+        variant_table([load_experiment(d, test_set) for d in expdirs], test_set, baseline)
     reports = [experiment_report(d, test_set, plots, demo) for d in expdirs]
     for result, doc in reports:
         write_report(doc, result.expdir / out.name)
     results = [r for r, _ in reports]
-    write_report(recipe_document(results, out, test_set, command, [d for _, d in reports]), out)
+    write_report(recipe_document(results, out, test_set, command, [d for _, d in reports], baseline), out)
     return results

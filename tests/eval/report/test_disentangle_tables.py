@@ -1,13 +1,17 @@
 """Disentanglement tables from experiment dirs: rows, judge references, seeds and paired differences."""
 
 import json
+import statistics
 
+import pytest
 import yaml
+from scipy import stats
 
 from _experiments import CDSVAE_W, DSVAE_W, make_exp, results
 from cdsvae.eval.report.disentangle_tables import (disentanglement_difference_table, disentanglement_table,
-                                            seed_disentanglement_table, swap_detail_table)
+                                            seed_disentanglement_table, swap_detail_table, variant_table)
 from cdsvae.eval.report.results import load_experiment
+from cdsvae.io import UserError
 
 
 def metrics(z, s, speaker, content):
@@ -102,3 +106,47 @@ def test_without_transcripts_every_speaker_figure_is_kept_and_content_reads_not_
            "| not measured |" in by_seed
     diff = disentanglement_difference_table(rows, "test").markdown()
     assert "swap speaker score" in diff and "unit error" not in diff and "content error" not in diff
+
+
+def variant(root, tag, seed, eer_z, random_s, reconstruction):
+    """An experiment whose EER z, random-s speaker scores and reconstruction content errors are given."""
+    figures = metrics(0.2, 1.0, [0.9, 0.8], [0.4, 0.5])
+    summary = figures["swap"]["summary"]
+    summary["random_s"] = {"speaker": random_s, "content_error": [0.4, 0.5]}
+    summary["reconstruction_b"] = {"content_error": reconstruction, "speaker": [1.0, 0.9]}
+    exp = make_exp(root, tag, CDSVAE_W, results(0.01, eer_z, 0.1, 1.0, 10, 50))
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    (exp / "config.yaml").write_text(yaml.safe_dump({**cfg, "train": {"seed": seed}}))
+    (exp / "disentangle_test").mkdir()
+    (exp / "disentangle_test" / "results.json").write_text(json.dumps(figures))
+    return load_experiment(exp)
+
+
+def test_every_experiment_against_a_baseline_paired_by_seed(tmp_path):
+    base_z, var_z = {1: 0.36, 2: 0.37, 3: 0.35}, {1: 0.39, 2: 0.385, 3: 0.38}
+    base_rs, var_rs = {1: [0.6, 0.5], 2: [0.55, 0.65], 3: [0.6, 0.6]}, {1: [0.5, 0.5], 2: [0.6, 0.6], 3: [0.55, 0.65]}
+    rows = []
+    for k in (1, 2, 3):
+        rows.append(variant(tmp_path, f"cdsvae_seed{k}", k, base_z[k], base_rs[k], [0.30, 0.28]))
+        rows.append(variant(tmp_path, f"conz30_seed{k}", k, var_z[k], var_rs[k], [0.30, 0.28]))
+    rows.append(variant(tmp_path, "zdim8_seed1", 1, 0.40, [0.5, 0.5], [0.40, 0.42]))
+    table = variant_table(rows, "test", "cdsvae").markdown()
+    lines = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in table.splitlines()}
+    # EER z, by hand: differences 3.0, 1.5, 3.0 points
+    diffs = [100 * (var_z[k] - base_z[k]) for k in (1, 2, 3)]
+    p = stats.ttest_rel([100 * var_z[k] for k in (1, 2, 3)], [100 * base_z[k] for k in (1, 2, 3)]).pvalue
+    eer_z = lines[("conz30 - cdsvae", "EER z (%)")]
+    assert f"| 1,2,3 | {statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs):.2f} | 36.00 ± 1.00 | 38.50 ± 0.50 | 3/3 |" in eer_z
+    assert (f"conz30 better (p = {p:.3f})" if p < 0.05 else f"within noise (p = {p:.2f})") in eer_z
+    # random s: the per-experiment mean over draws; lower is better (0.55 0.6 0.6 against 0.5 0.6 0.6)
+    random_s = lines[("conz30 - cdsvae", "random s (s ~ p(s), z_B): closer to B")]
+    assert "| 1,2,3 | -0.017 ± 0.029 | 0.583 ± 0.029 | 0.567 ± 0.058 | 1/3 | within noise" in random_s
+    # identical figures: no difference, better in none, p = 1
+    recon = lines[("conz30 - cdsvae", "reconstruction of B: content error (%)")]
+    assert "| +0.00 ± 0.00 |" in recon and "| 0/3 | within noise (p = 1.00) |" in recon
+    # one seed in common: the difference, not tested
+    one = lines[("zdim8 - cdsvae", "reconstruction of B: content error (%)")]
+    assert "| 1 | +12.00 | 29.00 ± 0.00 | 41.00 ± 0.00 | 0/1 | one seed: not tested |" in one
+    assert not any(key[0].startswith("cdsvae - ") for key in lines)
+    with pytest.raises(UserError, match="baseline 'default' is none of the experiments .*cdsvae, conz30, zdim8"):
+        variant_table(rows, "test", "default")
