@@ -21,8 +21,9 @@ def metrics(z, s, speaker, content):
     return {"probes": {"z": {"rate": z}, "s": {"rate": s}}, "swap": {"summary": summary}}
 
 
-def experiment(root, tag, weights, seed, figures):
-    exp = make_exp(root, tag, weights, results(0.05, 0.3, 0.5, 0.9, 10, 50))
+def experiment(root, tag, weights, seed, figures, sv=None):
+    """An experiment dir with these disentanglement figures and speaker-verification results ``sv``."""
+    exp = make_exp(root, tag, weights, sv or results(0.05, 0.3, 0.5, 0.9, 10, 50))
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
     (exp / "config.yaml").write_text(yaml.safe_dump({**cfg, "train": {"seed": seed}}))
     (exp / "disentangle_test").mkdir()
@@ -114,12 +115,7 @@ def variant(root, tag, seed, eer_z, random_s, reconstruction):
     summary = figures["swap"]["summary"]
     summary["random_s"] = {"speaker": random_s, "content_error": [0.4, 0.5]}
     summary["reconstruction_b"] = {"content_error": reconstruction, "speaker": [1.0, 0.9]}
-    exp = make_exp(root, tag, CDSVAE_W, results(0.01, eer_z, 0.1, 1.0, 10, 50))
-    cfg = yaml.safe_load((exp / "config.yaml").read_text())
-    (exp / "config.yaml").write_text(yaml.safe_dump({**cfg, "train": {"seed": seed}}))
-    (exp / "disentangle_test").mkdir()
-    (exp / "disentangle_test" / "results.json").write_text(json.dumps(figures))
-    return load_experiment(exp)
+    return experiment(root, tag, CDSVAE_W, seed, figures, results(0.01, eer_z, 0.1, 1.0, 10, 50))
 
 
 def test_every_experiment_against_a_baseline_paired_by_seed(tmp_path):
